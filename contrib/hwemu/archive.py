@@ -1,0 +1,196 @@
+# archive.py -- owns building a job's zip archive to a file on disk (streamed,
+# never whole in memory), the hostile archive, and the background builder
+# that builds each job's archive once and caches it.
+import datetime
+import io
+import json
+import os
+import struct
+import threading
+import warnings
+import zipfile
+
+from . import events, filters
+
+
+def _date_time(submit_ms):
+    d = datetime.datetime.fromtimestamp(submit_ms / 1000.0, datetime.timezone.utc)
+    if d.year < 1980:
+        return (1980, 1, 1, 0, 0, 0)
+    return (d.year, d.month, d.day, d.hour, d.minute, d.second - d.second % 2)
+
+
+def _zinfo(name, dt, level, mode=0o100644):
+    zi = zipfile.ZipInfo(name, dt)
+    zi.compress_type = zipfile.ZIP_DEFLATED
+    zi.create_system = 3
+    zi.external_attr = mode << 16
+    try:
+        zi.compress_level = level  # Python >= 3.13
+    except AttributeError:
+        zi._compresslevel = level  # Python <= 3.12
+    return zi
+
+
+def csv_names(files, folders):
+    names = []
+    for i in range(files):
+        base = "events.csv" if files == 1 else "events-%04d.csv" % (i + 1)
+        if folders > 0:
+            base = "part-%03d/%s" % (i % folders + 1, base)
+        names.append(base)
+    return names
+
+
+def build(job, path):
+    """Write the archive of `job` (a state.Job record dict) to `path` atomically."""
+    tmp = path + ".tmp"
+    if job["params"].get("hostile"):
+        data = build_hostile(job)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return
+    p = job["params"]
+    level = int(p["compresslevel"])
+    gen = events.Generator(job["job_id"], job["project_id"], job["filter"], job["submit_ms"],
+                           int(p["rows"]))
+    nfiles = max(1, int(p["files"]))
+    names = csv_names(nfiles, int(p["folders"]))
+    dt = _date_time(job["submit_ms"])
+    manifest = {"job_id": job["job_id"], "project_id": job["project_id"],
+                "filter": job["filter"], "rows": gen.rows, "files": names,
+                "columns": gen.cols, "generated_by": "hwcloud-emulator"}
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True,
+                         compresslevel=level) as zf:
+        zf.writestr(_zinfo("manifest.json", dt, level),
+                    json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        hdr = gen.header().encode()
+        for i, name in enumerate(names):
+            lo, hi = i * gen.rows // nfiles, (i + 1) * gen.rows // nfiles
+            est = len(hdr) + (hi - lo) * gen.max_row_len()
+            with zf.open(_zinfo(name, dt, level), "w",
+                         force_zip64=est > 0x7FFFFFFF) as w:
+                w.write(hdr)
+                for chunk in gen.chunks(lo, hi):
+                    w.write(chunk.encode())
+    os.replace(tmp, path)
+
+
+class _RawName(zipfile.ZipInfo):
+    """A ZipInfo whose name is written as raw bytes with the UTF-8 flag off."""
+    __slots__ = ("raw_name",)
+
+    def _encodeFilenameFlags(self):
+        return self.raw_name, self.flag_bits & ~0x800
+
+
+LIAR = "liar.csv"
+LIAR_DECLARED = 16
+
+# (name, content or None, kind, what a safe reader should do) -- documented in EMULATOR.md
+HOSTILE_ENTRIES = [
+    ("events.csv", "legit", "file", "show it (a normal file)"),
+    ("../x", "escape 1", "file", "never write/show outside the job dir: drop or sanitise"),
+    ("../../etc/evil", "escape 2", "file", "never write/show outside the job dir"),
+    ("/abs/path.csv", "absolute", "file", "strip the leading '/' or drop"),
+    ("link", "/etc/passwd", "symlink", "do not follow; drop or show as a plain file"),
+    ("up", "../../..", "symlink", "do not follow; drop or show as a plain file"),
+    ("dup.csv", "first copy\n", "file", "duplicate: the last one wins"),
+    ("dup.csv", "second copy wins\n", "file", "duplicate: this one is shown"),
+    ("status", "not the status\n", "file", "must not shadow the control file"),
+    (".job.json", "{}\n", "file", "must not shadow the control file"),
+    (".wait", "no\n", "file", "must not shadow the control file"),
+    (b"bad\xff\xfe.csv", "invalid utf-8 name\n", "rawname", "show it under some safe name or drop; no crash"),
+    ("new\nline.csv", "newline in name\n", "file", "show (a newline is legal in a file name) or drop"),
+    (LIAR, "x" * 4096, "liar", "declared size 16, real 4096: reject (EIO) or cap; never overflow"),
+]
+
+
+def build_hostile(job):
+    dt = _date_time(job["submit_ms"])
+    bio = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with zipfile.ZipFile(bio, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, content, kind, _ in HOSTILE_ENTRIES:
+                if kind == "rawname":
+                    zi = _RawName(name.decode("latin-1"), dt)
+                    zi.raw_name = name
+                    zi.compress_type = zipfile.ZIP_DEFLATED
+                    zi.create_system = 3
+                    zi.external_attr = 0o100644 << 16
+                elif kind == "symlink":
+                    zi = _zinfo(name, dt, 6, 0o120777)
+                    zi.compress_type = zipfile.ZIP_STORED
+                else:
+                    zi = _zinfo(name, dt, 6)
+                zf.writestr(zi, content)
+    data = bytearray(bio.getvalue())
+    _patch_size(data, LIAR.encode(), LIAR_DECLARED)
+    return bytes(data)
+
+
+def _patch_size(data, name, declared):
+    """Overwrite the uncompressed size of entry `name` in its local and central headers."""
+    eocd = data.rfind(b"PK\x05\x06")
+    count, cd_size, cd_off = struct.unpack_from("<HII", data, eocd + 10)
+    pos = cd_off
+    for _ in range(count):
+        (sig,) = struct.unpack_from("<I", data, pos)
+        assert sig == 0x02014B50
+        nlen, xlen, clen = struct.unpack_from("<HHH", data, pos + 28)
+        lho = struct.unpack_from("<I", data, pos + 42)[0]
+        if bytes(data[pos + 46:pos + 46 + nlen]) == name:
+            struct.pack_into("<I", data, pos + 24, declared)
+            struct.pack_into("<I", data, lho + 22, declared)
+        pos += 46 + nlen + xlen + clen
+
+
+class Builder:
+    """Builds archives in background threads (at most `workers` at once), once per job."""
+
+    def __init__(self, store, log, workers=2):
+        self.store = store
+        self.log = log
+        self.sem = threading.Semaphore(workers)
+        self.lock = threading.Lock()
+        self.events = {}   # job_id -> threading.Event (set when build finished)
+        self.errors = {}
+
+    def ensure(self, job):
+        """Start building `job` unless built or building; returns its Event."""
+        jid = job["job_id"]
+        with self.lock:
+            ev = self.events.get(jid)
+            if ev is not None:
+                return ev
+            ev = self.events[jid] = threading.Event()
+            if os.path.exists(self.store.archive_path(jid)):
+                ev.set()
+                return ev
+        threading.Thread(target=self._run, args=(job, ev), daemon=True,
+                         name="build-" + jid[:8]).start()
+        return ev
+
+    def _run(self, job, ev):
+        jid = job["job_id"]
+        try:
+            with self.sem:
+                t0 = __import__("time").time()
+                build(job, self.store.archive_path(jid))
+                self.log("built archive %s (%d bytes) in %.2fs" % (
+                    jid, os.path.getsize(self.store.archive_path(jid)),
+                    __import__("time").time() - t0))
+        except Exception as e:  # keep serving; the download reports 500
+            self.errors[jid] = repr(e)
+            self.log("building archive %s failed: %r" % (jid, e))
+        finally:
+            ev.set()
+
+    def is_built(self, jid):
+        return os.path.exists(self.store.archive_path(jid))
+
+    def forget(self, jid):
+        with self.lock:
+            self.events.pop(jid, None)

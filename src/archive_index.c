@@ -1,0 +1,1 @@
+/* archive_index: being written */

@@ -1,0 +1,154 @@
+/*
+ * archive_index: the read-only view of one job archive (a zip file in the
+ * local cache).  This module owns everything between the zip bytes and the
+ * tree the filesystem shows under a job directory: turning hostile entry
+ * names into a safe, deterministic tree, exact sizes and times, and
+ * positioned reads of entry data.  libarchive is the only zip reader.
+ *
+ * Thread-safety
+ *   - struct aindex is immutable once aindex_open() returns: any number of
+ *     threads may call every aindex_* / anode_* function and
+ *     areader_open() on it concurrently, without locks.
+ *   - struct areader is NOT thread-safe: one per open file handle; the
+ *     caller serializes calls on one reader.  Readers of the same aindex are
+ *     independent (each has its own struct archive) and may run in parallel.
+ *   - aindex_free() must not run while readers of that index are open.
+ *   - The archive file is mapped into memory: it must not be truncated or
+ *     rewritten in place while an index is open (replace it by rename; an
+ *     unlink is fine).
+ *
+ * Names (every rule below is deterministic and independent of the locale):
+ *   - The entry name is the raw pathname libarchive reports (bytes as
+ *     stored when the zip's UTF-8 flag is off).  An entry whose name
+ *     libarchive cannot decode at all (UTF-8 flag set on invalid UTF-8) is
+ *     skipped and counted (skipped_bad_name).
+ *   - Names are split on '/'.  Empty, "." and ".." components are dropped,
+ *     so "../x" is "x" and "/abs/p.csv" is "abs/p.csv"; nothing can name a
+ *     place outside the root.
+ *   - Bytes that are not part of valid UTF-8, and the control characters
+ *     0x00-0x1F and 0x7F, are written as "%XX" (upper-case hex).  A literal
+ *     '%' is kept as is, so "a%0A" and "a\n" are the same name (and then
+ *     follow the duplicate rule).
+ *   - A component longer than 255 bytes is cut to at most 255 bytes, never
+ *     inside a UTF-8 character or a %XX escape.
+ *   - An entry with more than 256 components, or whose cleaned path is
+ *     longer than 4000 bytes, is skipped (skipped_too_deep / _too_long).
+ *   - A root-level name equal to a reserved name (the caller's list, e.g.
+ *     "status", ".job.json", ".wait") gets a '_' prefix: "_status".  If the
+ *     archive also holds "_status", the duplicate rule applies.
+ *   - An entry whose name is empty after cleaning (e.g. "/", "../") is
+ *     skipped (skipped_bad_name), unless it is a directory (it is the root).
+ *
+ * Entry types
+ *   - Directories: parents are created implicitly; an explicit directory
+ *     entry gives its mtime (the last one wins).  An implicit directory's
+ *     mtime is the newest mtime of the entries below it.
+ *   - Duplicates: the last file entry with a path wins (like unzip).  When a
+ *     path is both a file and a directory the directory wins and the file
+ *     is dropped (shadowed).
+ *   - Symbolic links are never links: they are regular files whose content
+ *     is the link target text.  Targets longer than 4095 bytes (or beyond
+ *     64 MiB of targets in total) are skipped (skipped_type).
+ *   - Hard links are served with the data of their target when the target
+ *     is a regular file present in the archive, else skipped
+ *     (skipped_hardlink).  (libarchive's zip reader never reports hard
+ *     links today; the rule is there for completeness.)
+ *   - Devices, fifos, sockets: skipped (skipped_type).
+ *   - Encrypted entries are listed with their size; reads fail with EIO.
+ *     Entries with an unsupported compression method likewise fail with
+ *     EIO when read.
+ *
+ * Sizes are the central directory's.  Reads enforce them: data that turns
+ * out shorter or longer than declared makes the read that reaches the
+ * discrepancy fail with EIO; bytes are never padded or cut silently.
+ *
+ * Integrity: libarchive checks an entry's CRC when its end is decompressed.
+ * Entries up to AINDEX_WINDOW bytes are decompressed whole (CRC included)
+ * before their first byte is served, so corrupt data is never served for
+ * them.  For larger entries the CRC is checked when a read reaches the end
+ * of the entry (that read fails with EIO on mismatch); bytes served before
+ * that come straight from the decompressor and are only as good as the
+ * deflate stream's own consistency checks.  aindex_verify_data() checks
+ * everything up front.
+ *
+ * Children of a directory are sorted by name (bytewise), so readdir order
+ * is stable and lookup is a binary search per path component.
+ */
+#ifndef HCEXPORTFS_ARCHIVE_INDEX_H
+#define HCEXPORTFS_ARCHIVE_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* Bytes of recently produced data each reader keeps, so that reads a bit
+ * behind the current position (parallel kernel readahead) do not restart
+ * decompression.  Also the size up to which entries are verified whole
+ * before being served. */
+#define AINDEX_WINDOW ((size_t)1 << 20)
+
+struct aindex;  /* immutable after open: shared read-only by all threads */
+struct anode;   /* a file or directory of the cleaned tree */
+
+/* What the cleaning rules did to the archive's entries (for logging). */
+struct aindex_stats {
+    uint64_t entries_seen;       /* headers read from the archive */
+    uint64_t skipped_too_deep;   /* > 256 components */
+    uint64_t skipped_too_long;   /* cleaned path > 4000 bytes */
+    uint64_t skipped_bad_name;   /* undecodable or empty name */
+    uint64_t skipped_type;       /* device, fifo, socket, oversized link */
+    uint64_t skipped_hardlink;   /* hard link without a regular-file target */
+    uint64_t skipped_unreadable; /* header libarchive could not read */
+    uint64_t replaced_duplicate; /* file entries overridden by a later one */
+    uint64_t shadowed_by_dir;    /* files dropped because a dir has the path */
+    uint64_t renamed_reserved;   /* root names given a '_' prefix */
+    uint64_t truncated_names;    /* components cut to 255 bytes */
+};
+
+/* Builds the index of the zip at path (seekable zip reader: the central
+ * directory is authoritative).  reserved: NULL-terminated list of names
+ * entries may not take at the root (may be NULL).  Returns 0, or -errno
+ * (EIO unreadable/corrupt archive, ENOMEM, EFBIG too many entries) with
+ * *why set to a malloc'd message (caller frees). */
+int aindex_open(const char *path, const char *const *reserved,
+                struct aindex **out, char **why);
+void aindex_free(struct aindex *ix);
+
+const struct anode *aindex_root(const struct aindex *ix);
+/* relpath: "a/b.csv" (cleaned names as listed), "" or "/" = root; empty
+ * components are ignored.  NULL if absent. */
+const struct anode *aindex_lookup(const struct aindex *ix, const char *relpath);
+
+int anode_is_dir(const struct anode *n);
+uint64_t anode_size(const struct anode *n);   /* 0 for directories */
+time_t anode_mtime(const struct anode *n);
+/* NUL-terminated cleaned name; "" for the root.  Valid until aindex_free. */
+const char *anode_name(const struct aindex *ix, const struct anode *n);
+size_t anode_child_count(const struct anode *n);  /* 0 for files */
+/* i-th child in bytewise name order, NULL if out of range. */
+const struct anode *anode_child(const struct aindex *ix, const struct anode *dir,
+                                size_t i);
+
+uint64_t aindex_entry_count(const struct aindex *ix); /* nodes, root excluded */
+uint64_t aindex_total_size(const struct aindex *ix);  /* sum of file sizes */
+const struct aindex_stats *aindex_stats(const struct aindex *ix);
+
+/* A positioned reader: one per open file handle; not thread-safe itself. */
+struct areader;
+/* -EISDIR for a directory, -ENOMEM. */
+int areader_open(const struct aindex *ix, const struct anode *file,
+                 struct areader **out);
+/* Up to size bytes at offset: bytes read (short only at EOF), 0 at or past
+ * EOF, or -EIO (corrupt data, CRC mismatch, size lie, encrypted) / -ENOMEM.
+ * After an error the next call starts afresh. */
+ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset);
+/* The last error's text (NULL if none); valid until the next call. */
+const char *areader_error(const struct areader *r);
+void areader_close(struct areader *r);
+
+/* Full verification: reads every entry's data through libarchive (CRC and
+ * size checked).  0, or -EIO / -ENOMEM with *why naming the entry. */
+int aindex_verify_data(const char *path, char **why);
+
+#endif

@@ -1,0 +1,43 @@
+/* auth: turns the resolved credentials into request headers.
+ *
+ * AK/SK requests are signed (sign.h) with X-Sdk-Date and Host; a token
+ * file is re-read when it changes; IAM password credentials are exchanged
+ * for a per-project token that is renewed before it expires.  Secrets live
+ * only here and are never logged. */
+#ifndef HCX_AUTH_H
+#define HCX_AUTH_H
+
+#include "creds.h"
+#include "http.h"
+#include "sign.h"
+
+struct auth;
+
+/* Takes over creds (cleared in the caller). */
+int auth_create(struct creds *creds, struct http_client *http, const char *iam_base,
+                struct auth **out);
+void auth_destroy(struct auth *);
+/* A description without secrets, e.g. "AK/SK from environment". */
+const char *auth_describe(const struct auth *);
+
+struct auth_target {
+    const char *project;
+    const char *method;
+    const char *host;                 /* Host header value */
+    const char *path;                 /* decoded path as sent */
+    const struct sign_param *query;
+    size_t nquery;
+    const char *content_type;         /* NULL for none */
+    const char *body;
+    size_t body_len;
+};
+
+/* Appends the auth headers (and Host, X-Sdk-Date, Content-Type) to *headers.
+ * Returns 0, or -EACCES with why filled (no credentials, unreadable token
+ * file, IAM login refused), or another -errno for transport failures. */
+int auth_apply(struct auth *, const struct auth_target *, struct curl_slist **headers, char *why,
+               size_t whylen);
+/* Forgets a cached IAM token after the cloud refused it. */
+void auth_invalidate(struct auth *, const char *project);
+
+#endif

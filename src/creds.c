@@ -1,0 +1,1 @@
+/* creds: being written */

@@ -1,0 +1,217 @@
+/* fetcher: background threads that bring succeeded jobs' archives into
+ * the cache.
+ *
+ * A download streams into archives/<project>/.<job>.zip.part and resumes
+ * from its size with Range (or starts over when the server ignores it).
+ * Only an archive that arrived whole (its Content-Length) and whose
+ * central directory libarchive can read is renamed to <job>.zip, so the
+ * cache never holds a partial or unreadable archive under its real name.
+ * Transport failures are retried a bounded number of times with backoff;
+ * a bad archive is fetched again up to three times; after that the job
+ * shows the error in .job.json and its directory lists no entries. */
+#include "log.h"
+#include "registry.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { FETCHERS = 2, MAX_TRANSFER_ATTEMPTS = 6, MAX_BAD_ARCHIVES = 3 };
+
+static pthread_t fetch_threads[FETCHERS];
+static int fetchers_running;
+
+extern void poller_join(void);
+
+struct progress_ctx {
+    struct registry *r;
+    struct job *j;
+};
+
+static void on_progress(void *arg, uint64_t done, int64_t total)
+{
+    struct progress_ctx *p = arg;
+    pthread_mutex_lock(&p->r->lock);
+    p->j->dl_done = (int64_t)done;
+    if (total >= 0)
+        p->j->dl_total = total;
+    pthread_mutex_unlock(&p->r->lock);
+}
+
+static void finish(struct registry *r, struct job *j, enum archive_state state, const char *error,
+                   int64_t size)
+{
+    pthread_mutex_lock(&r->lock);
+    j->archive = state;
+    if (state == ARCHIVE_READY) {
+        j->dl_done = j->dl_total = size;
+        j->fetch_failures = 0;
+    } else {
+        j->fetch_failed_at = time(NULL);
+    }
+    job_set_error_locked(j, error);
+    pthread_cond_broadcast(&r->changed);
+    pthread_mutex_unlock(&r->lock);
+    registry_save_job(r, j);
+}
+
+static int sleep_unless_stopping(struct registry *r, double secs)
+{
+    pthread_mutex_lock(&r->lock);
+    double until = monotonic_now() + secs;
+    while (!r->stopping && monotonic_now() < until) {
+        struct timespec ts = { (time_t)until, (long)((until - (double)(time_t)until) * 1e9) };
+        pthread_cond_timedwait(&r->changed, &r->lock, &ts);
+    }
+    int stopping = r->stopping;
+    pthread_mutex_unlock(&r->lock);
+    return stopping ? -ECANCELED : 0;
+}
+
+static void fetch_one(struct registry *r, struct job *j)
+{
+    char project[65], file_id[65], dir[PATH_MAX], part[PATH_MAX], final[PATH_MAX];
+    char msg[PATH_MAX + 600];
+    pthread_mutex_lock(&r->lock);
+    snprintf(project, sizeof project, "%s", j->project->id);
+    snprintf(file_id, sizeof file_id, "%s", j->task.file_id);
+    pthread_mutex_unlock(&r->lock);
+
+    int rc = journal_archive_dir(r->journal, project, dir);
+    if (rc) {
+        snprintf(msg, sizeof msg, "cannot create %s: %s", dir, strerror(-rc));
+        log_error("job %s: %s", j->id, msg);
+        finish(r, j, ARCHIVE_FAILED, msg, 0);
+        return;
+    }
+    journal_partial_path(r->journal, project, j->id, part);
+    journal_archive_path(r->journal, project, j->id, final);
+
+    int transfer_failures = 0, bad_archives = 0;
+    struct progress_ctx progress = { r, j };
+    double started = monotonic_now();
+    while (!r->stopping) {
+        int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0) {
+            snprintf(msg, sizeof msg, "cannot open %s: %s", part, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            break;
+        }
+        if (st.st_size > 0)
+            log_info("job %s: resuming download at byte %lld", j->id, (long long)st.st_size);
+        struct cloud_error e;
+        int64_t total = -1;
+        rc = cloud_download(r->cloud, project, file_id, fd, (uint64_t)st.st_size, on_progress,
+                            &progress, &total, &e);
+        if (rc == 0 && fsync(fd) < 0)
+            rc = -errno;
+        off_t size = fstat(fd, &st) == 0 ? st.st_size : -1;
+        close(fd);
+        if (rc == -ECANCELED)
+            return; /* unmounting: the .part file is resumed next time */
+        if (rc) {
+            snprintf(msg, sizeof msg, "%s", e.msg[0] ? e.msg : strerror(-rc));
+            if (rc == -ENOENT || rc == -EACCES || ++transfer_failures >= MAX_TRANSFER_ATTEMPTS)
+                break;
+            log_warn("job %s: %s; retrying (%d/%d)", j->id, msg, transfer_failures,
+                     MAX_TRANSFER_ATTEMPTS);
+            if (sleep_unless_stopping(r, 1 << (transfer_failures < 4 ? transfer_failures : 4)) < 0)
+                return;
+            continue;
+        }
+        struct aindex *idx = NULL;
+        char *why = NULL;
+        rc = aindex_open(part, control_files, &idx, &why);
+        aindex_free(idx);
+        if (rc) {
+            snprintf(msg, sizeof msg, "downloaded archive is unreadable: %s",
+                     why ? why : strerror(-rc));
+            free(why);
+            unlink(part);
+            if (++bad_archives >= MAX_BAD_ARCHIVES)
+                break;
+            log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
+                     MAX_BAD_ARCHIVES);
+            continue;
+        }
+        if (rename(part, final) < 0) {
+            snprintf(msg, sizeof msg, "cannot rename %s: %s", part, strerror(errno));
+            break;
+        }
+        fsync_dir(dir);
+        double secs = monotonic_now() - started;
+        log_info("job %s: archive fetched (%lld bytes in %.2fs)", j->id, (long long)size, secs);
+        finish(r, j, ARCHIVE_READY, NULL, size);
+        return;
+    }
+    if (r->stopping)
+        return;
+    log_error("job %s: download failed: %s", j->id, msg);
+    finish(r, j, ARCHIVE_FAILED, msg, 0);
+}
+
+static struct job *next_queued_locked(struct registry *r)
+{
+    for (size_t p = 0; p < r->nprojects; p++)
+        for (size_t k = 0; k < r->projects[p]->njobs; k++) {
+            struct job *j = r->projects[p]->jobs[k];
+            if (j->archive == ARCHIVE_QUEUED)
+                return j;
+        }
+    return NULL;
+}
+
+static void *fetcher_main(void *arg)
+{
+    struct registry *r = arg;
+    pthread_mutex_lock(&r->lock);
+    while (!r->stopping) {
+        struct job *j = next_queued_locked(r);
+        if (!j) {
+            pthread_cond_wait(&r->work, &r->lock);
+            continue;
+        }
+        j->archive = ARCHIVE_FETCHING;
+        j->refs++;
+        pthread_mutex_unlock(&r->lock);
+        fetch_one(r, j);
+        registry_put_job(r, j);
+        pthread_mutex_lock(&r->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+int fetcher_start(struct registry *r)
+{
+    for (int i = 0; i < FETCHERS; i++) {
+        int rc = pthread_create(&fetch_threads[i], NULL, fetcher_main, r);
+        if (rc) {
+            log_error("cannot start a download thread: %s", strerror(rc));
+            return -rc;
+        }
+        fetchers_running = i + 1;
+    }
+    return 0;
+}
+
+void workers_stop(struct registry *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->stopping = 1;
+    pthread_cond_broadcast(&r->work);
+    pthread_cond_broadcast(&r->changed);
+    pthread_mutex_unlock(&r->lock);
+    cloud_stop(r->cloud);
+    for (int i = 0; i < fetchers_running; i++)
+        pthread_join(fetch_threads[i], NULL);
+    fetchers_running = 0;
+    poller_join();
+}

@@ -1,0 +1,326 @@
+/* journal: atomic, durable per-record files for projects and jobs. */
+#include "journal.h"
+#include "cloud.h"
+#include "log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct journal {
+    char *dir;
+    int lock_fd;
+};
+
+static const char cachedir_tag[] =
+    "Signature: 8a477f597d28d172789f06886806bc55\n"
+    "# This file is a cache directory tag created by hcexportfs.\n"
+    "# For information about cache directory tags, see https://bford.info/cachedir/\n";
+
+int pathf(char *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, PATH_MAX, fmt, ap);
+    va_end(ap);
+    return n < 0 || n >= PATH_MAX ? -ENAMETOOLONG : 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+int write_file_atomic(const char *dir, const char *name, const void *data, size_t len)
+{
+    char tmp[PATH_MAX], final[PATH_MAX];
+    static unsigned long counter;
+    unsigned long n = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+    if (pathf(tmp, "%s/.%s.tmp.%d.%lu", dir, name, (int)getpid(), n) ||
+        pathf(final, "%s/%s", dir, name))
+        return -ENAMETOOLONG;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    const char *p = data;
+    size_t left = len;
+    int rc = 0;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (!rc && fsync(fd) < 0)
+        rc = -errno;
+    if (close(fd) < 0 && !rc)
+        rc = -errno;
+    if (!rc && rename(tmp, final) < 0)
+        rc = -errno;
+    if (rc) {
+        unlink(tmp);
+        return rc;
+    }
+    return fsync_dir(dir);
+}
+
+int journal_open(const char *cache_dir, struct journal **out, char **why)
+{
+    char path[PATH_MAX];
+    int rc = mkdir_p(cache_dir, 0700);
+    if (rc) {
+        if (asprintf(why, "cannot create cache directory %s: %s", cache_dir, strerror(-rc)) < 0)
+            *why = NULL;
+        return rc;
+    }
+    static const char *const subdirs[] = { "journal/projects", "journal/jobs", "archives" };
+    for (size_t i = 0; i < 3; i++) {
+        pathf(path, "%s/%s", cache_dir, subdirs[i]);
+        if ((rc = mkdir_p(path, 0700))) {
+            if (asprintf(why, "cannot create %s: %s", path, strerror(-rc)) < 0)
+                *why = NULL;
+            return rc;
+        }
+    }
+    pathf(path, "%s/CACHEDIR.TAG", cache_dir);
+    if (access(path, F_OK) < 0 &&
+        (rc = write_file_atomic(cache_dir, "CACHEDIR.TAG", cachedir_tag, sizeof cachedir_tag - 1))) {
+        if (asprintf(why, "cannot write %s: %s", path, strerror(-rc)) < 0)
+            *why = NULL;
+        return rc;
+    }
+    pathf(path, "%s/lock", cache_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = -errno;
+        if (asprintf(why, rc == -EWOULDBLOCK
+                     ? "cache directory %s is in use by another hcexportfs mount"
+                     : "cannot lock %s: %s", rc == -EWOULDBLOCK ? cache_dir : path,
+                     strerror(-rc)) < 0)
+            *why = NULL;
+        if (fd >= 0)
+            close(fd);
+        return rc == -EWOULDBLOCK ? -EBUSY : rc;
+    }
+    struct journal *j = calloc(1, sizeof *j);
+    if (!j || !(j->dir = strdup(cache_dir))) {
+        free(j);
+        close(fd);
+        return -ENOMEM;
+    }
+    j->lock_fd = fd;
+    *out = j;
+    return 0;
+}
+
+void journal_close(struct journal *j)
+{
+    if (!j)
+        return;
+    close(j->lock_fd);
+    free(j->dir);
+    free(j);
+}
+
+const char *journal_cache_dir(const struct journal *j) { return j->dir; }
+
+static json_t *load_record(const char *dir, const char *file, int *damaged)
+{
+    char path[PATH_MAX], aside[PATH_MAX];
+    pathf(path, "%s/%s", dir, file);
+    json_error_t err;
+    json_t *rec = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (json_is_object(rec))
+        return rec;
+    json_decref(rec);
+    pathf(aside, "%s.corrupt", path);
+    log_error("journal record %s is damaged (%s); moved aside to %s, other records are kept",
+              path, err.text[0] ? err.text : "not an object", aside);
+    if (rename(path, aside) < 0)
+        log_error("cannot move %s aside: %s", path, strerror(errno));
+    (*damaged)++;
+    return NULL;
+}
+
+/* Yields the ids of dir's "<id>.json" files; temporary files are removed. */
+static int for_each_record(const char *dir, int *damaged,
+                           void (*fn)(void *, const char *id, json_t *), void *arg)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *name = de->d_name;
+        size_t n = strlen(name);
+        if (name[0] == '.') {
+            if (strstr(name, ".tmp.")) {
+                /* Left by a crash before its rename: the old record stands. */
+                char path[PATH_MAX];
+                pathf(path, "%s/%s", dir, name);
+                unlink(path);
+            }
+            continue;
+        }
+        if (n <= 5 || strcmp(name + n - 5, ".json") != 0)
+            continue;
+        char id[NAME_MAX + 1];
+        snprintf(id, sizeof id, "%.*s", (int)(n - 5), name);
+        if (!cloud_id_is_safe(id, 64))
+            continue;
+        json_t *rec = load_record(dir, name, damaged);
+        if (rec) {
+            fn(arg, id, rec);
+            json_decref(rec);
+        }
+    }
+    closedir(d);
+    return 0;
+}
+
+struct load_ctx {
+    struct journal *j;
+    journal_project_fn on_project;
+    journal_job_fn on_job;
+    void *arg;
+    int *damaged;
+};
+
+static void project_loaded(void *p, const char *id, json_t *rec)
+{
+    struct load_ctx *ctx = p;
+    ctx->on_project(ctx->arg, id, rec);
+}
+
+struct job_ctx {
+    struct load_ctx *ctx;
+    const char *project;
+};
+
+static void job_loaded(void *p, const char *id, json_t *rec)
+{
+    struct job_ctx *jc = p;
+    jc->ctx->on_job(jc->ctx->arg, jc->project, id, rec);
+}
+
+int journal_load(struct journal *j, journal_project_fn on_project, journal_job_fn on_job, void *arg)
+{
+    int damaged = 0;
+    struct load_ctx ctx = { j, on_project, on_job, arg, &damaged };
+    char dir[PATH_MAX];
+    pathf(dir, "%s/journal/projects", j->dir);
+    for_each_record(dir, &damaged, project_loaded, &ctx);
+
+    pathf(dir, "%s/journal/jobs", j->dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return damaged;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!cloud_id_is_safe(de->d_name, 64))
+            continue;
+        char sub[PATH_MAX];
+        pathf(sub, "%s/%s", dir, de->d_name);
+        struct job_ctx jc = { &ctx, de->d_name };
+        for_each_record(sub, &damaged, job_loaded, &jc);
+    }
+    closedir(d);
+    return damaged;
+}
+
+static int save_record(const char *dir, const char *id, const json_t *record)
+{
+    char *text = json_dumps(record, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text)
+        return -ENOMEM;
+    char name[NAME_MAX + 1];
+    snprintf(name, sizeof name, "%s.json", id);
+    int rc = write_file_atomic(dir, name, text, strlen(text));
+    free(text);
+    if (rc)
+        log_error("cannot write journal record %s/%s: %s", dir, name, strerror(-rc));
+    return rc;
+}
+
+int journal_save_project(struct journal *j, const char *project, const json_t *record)
+{
+    char dir[PATH_MAX];
+    pathf(dir, "%s/journal/projects", j->dir);
+    return save_record(dir, project, record);
+}
+
+int journal_save_job(struct journal *j, const char *project, const char *job, const json_t *record)
+{
+    char dir[PATH_MAX];
+    pathf(dir, "%s/journal/jobs/%s", j->dir, project);
+    int rc = mkdir_p(dir, 0700);
+    return rc ? rc : save_record(dir, job, record);
+}
+
+int journal_remove_job(struct journal *j, const char *project, const char *job)
+{
+    char path[PATH_MAX], dir[PATH_MAX];
+    pathf(dir, "%s/journal/jobs/%s", j->dir, project);
+    pathf(path, "%s/%s.json", dir, job);
+    if (unlink(path) < 0 && errno != ENOENT)
+        return -errno;
+    fsync_dir(dir);
+    journal_archive_path(j, project, job, path);
+    unlink(path);
+    journal_partial_path(j, project, job, path);
+    unlink(path);
+    return 0;
+}
+
+void journal_archive_path(const struct journal *j, const char *project, const char *job, char *out)
+{
+    pathf(out, "%s/archives/%s/%s.zip", j->dir, project, job);
+}
+
+void journal_partial_path(const struct journal *j, const char *project, const char *job, char *out)
+{
+    pathf(out, "%s/archives/%s/.%s.zip.part", j->dir, project, job);
+}
+
+int journal_archive_dir(const struct journal *j, const char *project, char *out)
+{
+    pathf(out, "%s/archives/%s", j->dir, project);
+    return mkdir_p(out, 0700);
+}

@@ -1,0 +1,406 @@
+/* main: options, start-up checks and the FUSE loop.
+ *
+ * Everything that can fail (options, credentials, cache directory,
+ * journal) is checked before mounting, so a mistake gives a message and an
+ * exit code instead of a dead mount.  Exit codes: 0 clean unmount, 1 bad
+ * usage or option, 2 credentials refused, 3 cache directory or journal
+ * unusable, 4 mounting failed, 5 out of memory. */
+#include "cloud.h"
+#include "creds.h"
+#include "fs.h"
+#include "journal.h"
+#include "log.h"
+#include "registry.h"
+
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { EXIT_USAGE = 1, EXIT_CREDENTIALS = 2, EXIT_CACHE = 3, EXIT_MOUNT = 4, EXIT_NOMEM = 5 };
+
+struct options {
+    char *endpoint, *region, *waf_endpoint, *hss_endpoint, *iam_endpoint;
+    char *projects, *enterprise_project_id, *cache_dir, *poll_interval, *credentials;
+    char *token_file, *cafile, *cache_max, *log_level, *request_timeout;
+    int help, version;
+    char *nonopts[3];
+    int nnonopts;
+};
+
+#define OPT(t, field) { t, offsetof(struct options, field), 1 }
+enum { KEY_HELP, KEY_VERSION };
+
+static const struct fuse_opt option_spec[] = {
+    OPT("endpoint=%s", endpoint),
+    OPT("region=%s", region),
+    OPT("waf_endpoint=%s", waf_endpoint),
+    OPT("hss_endpoint=%s", hss_endpoint),
+    OPT("iam_endpoint=%s", iam_endpoint),
+    OPT("projects=%s", projects),
+    OPT("enterprise_project_id=%s", enterprise_project_id),
+    OPT("cache_dir=%s", cache_dir),
+    OPT("poll_interval=%s", poll_interval),
+    OPT("credentials=%s", credentials),
+    OPT("token_file=%s", token_file),
+    OPT("cafile=%s", cafile),
+    OPT("cache_max=%s", cache_max),
+    OPT("log_level=%s", log_level),
+    OPT("request_timeout=%s", request_timeout),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_END,
+};
+
+static void usage(const char *prog)
+{
+    printf("usage: %s [-f] [-d] [-o OPTION[,OPTION...]] MOUNTPOINT\n\n"
+           "hcexportfs options:\n"
+           "    -o endpoint=URL          one base URL for all services (emulator, proxy)\n"
+           "    -o region=NAME           use https://{waf,hss,iam}.NAME.myhuaweicloud.com\n"
+           "    -o waf_endpoint=URL, hss_endpoint=URL, iam_endpoint=URL  per service\n"
+           "    -o projects=ID[:ID...]   projects to expose\n"
+           "    -o enterprise_project_id=ID  passed on every call\n"
+           "    -o cache_dir=DIR         journal and archives (default ~/.cache/hcexportfs)\n"
+           "    -o poll_interval=SECONDS how often running jobs are polled at most (default 10)\n"
+           "    -o credentials=FILE      credentials file (mode 0600)\n"
+           "    -o token_file=FILE       a file holding an IAM token, re-read when it changes\n"
+           "    -o cafile=FILE           extra CA certificates for TLS\n"
+           "    -o cache_max=SIZE        bound on cached archives (K, M, G suffixes)\n"
+           "    -o log_level=LEVEL       error, warn, info (default) or debug\n"
+           "    -o request_timeout=SECONDS  give up on an unanswered call (default 30)\n\n",
+           prog);
+}
+
+static int option_proc(void *data, const char *arg, int key, struct fuse_args *out)
+{
+    struct options *o = data;
+    (void)out;
+    switch (key) {
+    case KEY_HELP:
+        o->help = 1;
+        return 1; /* keep it: libfuse prints its own options too */
+    case KEY_VERSION:
+        o->version = 1;
+        return 1;
+    case FUSE_OPT_KEY_NONOPT:
+        /* mount.fuse3 passes a source word before the mount point. */
+        if (o->nnonopts >= 2) {
+            fprintf(stderr, "hcexportfs: unexpected argument '%s'\n", arg);
+            return -1;
+        }
+        o->nonopts[o->nnonopts++] = strdup(arg);
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+static int parse_seconds(const char *name, const char *s, double min, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= min) || v > 86400) {
+        fprintf(stderr, "hcexportfs: %s=%s: expected a number of seconds from %g to 86400\n",
+                name, s, min);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_size(const char *s, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || s[0] == '-')
+        return -1;
+    unsigned shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    else if (*end == 'T' || *end == 't')
+        shift = 40;
+    if (shift)
+        end++;
+    if (*end || (shift && v > (~0ULL >> shift)))
+        return -1;
+    *out = v << shift;
+    return 0;
+}
+
+static char *default_cache_dir(void)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char *dir = NULL;
+    if (xdg && xdg[0] == '/') {
+        if (asprintf(&dir, "%s/hcexportfs", xdg) < 0)
+            return NULL;
+    } else if (home && home[0] == '/') {
+        if (asprintf(&dir, "%s/.cache/hcexportfs", home) < 0)
+            return NULL;
+    }
+    return dir;
+}
+
+struct endpoints {
+    char *waf, *hss, *iam;
+};
+
+static int resolve_endpoints(const struct options *o, struct endpoints *e)
+{
+    char *base_waf = NULL, *base_hss = NULL, *base_iam = NULL;
+    if (o->endpoint) {
+        base_waf = strdup(o->endpoint);
+        base_hss = strdup(o->endpoint);
+        base_iam = strdup(o->endpoint);
+    } else if (o->region) {
+        for (const char *c = o->region; *c; c++)
+            if (!(*c >= 'a' && *c <= 'z') && !(*c >= '0' && *c <= '9') && *c != '-') {
+                fprintf(stderr, "hcexportfs: region=%s: not a region name\n", o->region);
+                return -1;
+            }
+        if (asprintf(&base_waf, "https://waf.%s.myhuaweicloud.com", o->region) < 0 ||
+            asprintf(&base_hss, "https://hss.%s.myhuaweicloud.com", o->region) < 0 ||
+            asprintf(&base_iam, "https://iam.%s.myhuaweicloud.com", o->region) < 0)
+            return -1;
+    }
+    e->waf = o->waf_endpoint ? strdup(o->waf_endpoint) : base_waf;
+    e->hss = o->hss_endpoint ? strdup(o->hss_endpoint) : base_hss;
+    e->iam = o->iam_endpoint ? strdup(o->iam_endpoint) : base_iam;
+    if (e->waf != base_waf)
+        free(base_waf);
+    if (e->hss != base_hss)
+        free(base_hss);
+    if (e->iam != base_iam)
+        free(base_iam);
+    if (!e->waf || !e->hss) {
+        fprintf(stderr, "hcexportfs: no cloud endpoint: give -o endpoint=URL or -o region=NAME "
+                        "(or waf_endpoint= and hss_endpoint=)\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void free_options(struct options *o)
+{
+    char **fields[] = { &o->endpoint, &o->region, &o->waf_endpoint, &o->hss_endpoint,
+                        &o->iam_endpoint, &o->projects, &o->enterprise_project_id, &o->cache_dir,
+                        &o->poll_interval, &o->credentials, &o->token_file, &o->cafile,
+                        &o->cache_max, &o->log_level, &o->request_timeout };
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
+        free(*fields[i]);
+    for (int i = 0; i < o->nnonopts; i++)
+        free(o->nonopts[i]);
+}
+
+static int run_fuse(struct fuse_args *args, struct registry *r)
+{
+    struct fuse_cmdline_opts cmd;
+    if (fuse_parse_cmdline(args, &cmd) != 0)
+        return EXIT_USAGE;
+    int rc = EXIT_MOUNT;
+    struct fuse *f = fuse_new(args, fs_operations(), sizeof *fs_operations(), r);
+    if (!f)
+        goto out;
+    if (fuse_mount(f, cmd.mountpoint) != 0) {
+        fuse_destroy(f);
+        goto out;
+    }
+    if (fuse_daemonize(cmd.foreground) != 0) {
+        fuse_unmount(f);
+        fuse_destroy(f);
+        goto out;
+    }
+    if (!cmd.foreground)
+        log_use_syslog(1);
+    struct fuse_session *se = fuse_get_session(f);
+    if (fuse_set_signal_handlers(se) != 0) {
+        fuse_unmount(f);
+        fuse_destroy(f);
+        goto out;
+    }
+    log_info("mounted on %s", cmd.mountpoint);
+    int loop_rc;
+    if (cmd.singlethread) {
+        loop_rc = fuse_loop(f);
+    } else {
+        struct fuse_loop_config *loop = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmd.clone_fd);
+        fuse_loop_cfg_set_max_threads(loop, cmd.max_threads ? cmd.max_threads : 16);
+        loop_rc = fuse_loop_mt(f, loop);
+        fuse_loop_cfg_destroy(loop);
+    }
+    fuse_remove_signal_handlers(se);
+    fuse_unmount(f);
+    fuse_destroy(f); /* runs destroy(): stops the workers */
+    log_info("unmounted %s", cmd.mountpoint);
+    rc = loop_rc == 0 ? 0 : EXIT_MOUNT;
+out:
+    free(cmd.mountpoint);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct options o = { 0 };
+    int rc = EXIT_USAGE;
+    struct endpoints ep = { 0 };
+    struct journal *journal = NULL;
+    struct cloud *cloud = NULL;
+    struct registry *r = NULL;
+    struct creds creds = { 0 };
+    char *why = NULL;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (fuse_opt_parse(&args, &o, option_spec, option_proc) != 0)
+        goto out;
+    if (o.help) {
+        usage(argv[0]);
+        fuse_cmdline_help();
+        fuse_lib_help(&args);
+        rc = 0;
+        goto out;
+    }
+    if (o.version) {
+        printf("hcexportfs version 0.1.0\nFUSE library version %s\n", fuse_pkgversion());
+        rc = 0;
+        goto out;
+    }
+    if (o.nnonopts == 0) {
+        fprintf(stderr, "hcexportfs: no mount point given (see --help)\n");
+        goto out;
+    }
+    fuse_opt_add_arg(&args, o.nonopts[o.nnonopts - 1]);
+
+    enum log_level level = LOG_LVL_INFO;
+    if (o.log_level && log_parse_level(o.log_level, &level) < 0) {
+        fprintf(stderr, "hcexportfs: log_level=%s: expected error, warn, info or debug\n",
+                o.log_level);
+        goto out;
+    }
+    log_set_level(level);
+    double poll_interval = 10, request_timeout = 30;
+    if (o.poll_interval && parse_seconds("poll_interval", o.poll_interval, 0.1, &poll_interval))
+        goto out;
+    if (o.request_timeout &&
+        parse_seconds("request_timeout", o.request_timeout, 1, &request_timeout))
+        goto out;
+    unsigned long long cache_max = 0;
+    if (o.cache_max && parse_size(o.cache_max, &cache_max) < 0) {
+        fprintf(stderr, "hcexportfs: cache_max=%s: expected a size such as 500M or 2G\n",
+                o.cache_max);
+        goto out;
+    }
+    if (o.cache_max)
+        log_warn("cache_max=%s: eviction of cached archives is not implemented yet; the cache "
+                 "is not bounded", o.cache_max);
+    if (resolve_endpoints(&o, &ep) < 0)
+        goto out;
+    if (o.enterprise_project_id && !cloud_id_is_safe(o.enterprise_project_id, 256)) {
+        fprintf(stderr, "hcexportfs: enterprise_project_id=%s is not a valid id\n",
+                o.enterprise_project_id);
+        goto out;
+    }
+    /* Projects are checked before anything is written. */
+    char *projects = o.projects ? strdup(o.projects) : NULL;
+    for (char *save = NULL, *id = projects ? strtok_r(projects, ":", &save) : NULL; id;
+         id = strtok_r(NULL, ":", &save)) {
+        if (!project_id_is_valid(id)) {
+            fprintf(stderr, "hcexportfs: projects: '%s' is not a project id (1 to 64 letters, "
+                            "digits, '-' or '_')\n", id);
+            free(projects);
+            goto out;
+        }
+    }
+
+    rc = EXIT_CREDENTIALS;
+    int crc = creds_resolve(o.credentials, o.token_file, &creds, &why);
+    if (crc < 0) {
+        fprintf(stderr, "hcexportfs: credentials refused: %s\n", why ? why : strerror(-crc));
+        free(projects);
+        goto out;
+    }
+
+    rc = EXIT_CACHE;
+    char *cache_dir = o.cache_dir ? strdup(o.cache_dir) : default_cache_dir();
+    if (!cache_dir) {
+        fprintf(stderr, "hcexportfs: no cache directory: set -o cache_dir=DIR or HOME\n");
+        free(projects);
+        goto out;
+    }
+    char resolved[PATH_MAX];
+    int jrc = journal_open(cache_dir, &journal, &why);
+    if (jrc == 0 && realpath(cache_dir, resolved))
+        log_debug("cache directory %s", resolved);
+    free(cache_dir);
+    if (jrc < 0) {
+        fprintf(stderr, "hcexportfs: %s\n", why ? why : strerror(-jrc));
+        free(projects);
+        goto out;
+    }
+
+    struct cloud_config cc = { .waf_base = ep.waf, .hss_base = ep.hss, .iam_base = ep.iam,
+                               .enterprise_project_id = o.enterprise_project_id,
+                               .cafile = o.cafile, .request_timeout_s = (long)request_timeout };
+    if (o.cafile && access(o.cafile, R_OK) < 0) {
+        fprintf(stderr, "hcexportfs: cafile=%s: %s\n", o.cafile, strerror(errno));
+        rc = EXIT_USAGE;
+        free(projects);
+        goto out;
+    }
+    int crc2 = cloud_create(&cc, &creds, &cloud, &why);
+    if (crc2 < 0) {
+        fprintf(stderr, "hcexportfs: %s\n", why ? why : strerror(-crc2));
+        rc = crc2 == -ENOMEM ? EXIT_NOMEM : EXIT_USAGE;
+        free(projects);
+        goto out;
+    }
+    log_info("credentials: %s", cloud_auth_description(cloud));
+
+    if (registry_create(journal, cloud, poll_interval, &r) < 0) {
+        rc = EXIT_NOMEM;
+        free(projects);
+        goto out;
+    }
+    int damaged = registry_load(r);
+    if (damaged)
+        log_error("%d damaged journal record(s) were moved aside (*.corrupt); the others are "
+                  "loaded", damaged);
+    for (char *save = NULL, *id = projects ? strtok_r(projects, ":", &save) : NULL; id;
+         id = strtok_r(NULL, ":", &save)) {
+        int prc = registry_add_project(r, id);
+        if (prc < 0 && prc != -EEXIST) {
+            fprintf(stderr, "hcexportfs: cannot record project %s: %s\n", id, strerror(-prc));
+            free(projects);
+            goto out;
+        }
+    }
+    free(projects);
+
+    rc = run_fuse(&args, r);
+out:
+    registry_destroy(r);
+    cloud_destroy(cloud);
+    journal_close(journal);
+    creds_clear(&creds);
+    free(ep.waf);
+    free(ep.hss);
+    free(ep.iam);
+    free(why);
+    free_options(&o);
+    fuse_opt_free_args(&args);
+    return rc;
+}

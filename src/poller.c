@@ -1,0 +1,132 @@
+/* poller: one background thread that queries running jobs.
+ *
+ * Each running job is queried at most once per poll_interval; after ten
+ * polls the interval doubles every ten polls up to 8x (long jobs cost
+ * fewer calls).  A 429 waits at least its Retry-After; other failures back
+ * off exponentially up to 5 minutes.  Reading `status` never calls the
+ * cloud: it shows what the poller last learnt.  Ended jobs are never
+ * polled again. */
+#include "log.h"
+#include "registry.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_t poller_thread;
+static int poller_running;
+
+static double next_delay(const struct registry *r, const struct job *j,
+                         const struct cloud_error *e, int failed)
+{
+    double base = r->poll_interval;
+    if (!failed) {
+        int doublings = j->polls / 10;
+        return base * (double)(1 << (doublings < 3 ? doublings : 3));
+    }
+    double d = base * (double)(1 << (j->poll_errors < 6 ? j->poll_errors : 6));
+    if (d > 300)
+        d = 300;
+    if (e->status == 429 && e->retry_after > d)
+        d = e->retry_after;
+    return d;
+}
+
+static void poll_one(struct registry *r, struct job *j)
+{
+    struct task_info info;
+    struct cloud_error e;
+    char project[65];
+    pthread_mutex_lock(&r->lock);
+    snprintf(project, sizeof project, "%s", j->project->id);
+    pthread_mutex_unlock(&r->lock);
+
+    int rc = cloud_query(r->cloud, project, j->id, 1, &info, &e);
+
+    pthread_mutex_lock(&r->lock);
+    int save = 0;
+    if (rc == 0) {
+        j->polls++;
+        j->poll_errors = 0;
+        save = job_apply_task_locked(r, j, &info) || j->error != NULL;
+        job_set_error_locked(j, NULL);
+        if (save)
+            log_info("project %s: job %s is %s", project, j->id, info.task_status);
+    } else if (rc == -ENOENT) {
+        /* The cloud no longer knows the task: it will never end otherwise. */
+        struct task_info gone = j->task;
+        snprintf(gone.task_status, sizeof gone.task_status, "failure");
+        job_apply_task_locked(r, j, &gone);
+        job_set_error_locked(j, "the cloud does not know this task (HTTP 404)");
+        log_error("project %s: job %s: %s", project, j->id, e.msg);
+        save = 1;
+    } else if (rc != -ECANCELED) {
+        j->poll_errors++;
+        save = !j->error || strcmp(j->error, e.msg) != 0;
+        job_set_error_locked(j, e.msg);
+        log_warn("project %s: polling job %s: %s", project, j->id, e.msg);
+    }
+    j->next_poll = monotonic_now() + next_delay(r, j, &e, rc != 0);
+    pthread_mutex_unlock(&r->lock);
+    if (save)
+        registry_save_job(r, j);
+}
+
+static void *poller_main(void *arg)
+{
+    struct registry *r = arg;
+    enum { BATCH = 32 };
+    struct job *due[BATCH];
+    pthread_mutex_lock(&r->lock);
+    while (!r->stopping) {
+        double now = monotonic_now(), earliest = now + 3600;
+        size_t n = 0;
+        for (size_t p = 0; p < r->nprojects; p++) {
+            struct project *proj = r->projects[p];
+            for (size_t k = 0; k < proj->njobs; k++) {
+                struct job *j = proj->jobs[k];
+                if (job_has_ended_locked(j))
+                    continue;
+                if (j->next_poll <= now && n < BATCH) {
+                    j->refs++;
+                    due[n++] = j;
+                } else if (j->next_poll < earliest) {
+                    earliest = j->next_poll;
+                }
+            }
+        }
+        if (n == 0) {
+            struct timespec until = { (time_t)earliest,
+                                      (long)((earliest - (double)(time_t)earliest) * 1e9) };
+            pthread_cond_timedwait(&r->work, &r->lock, &until);
+            continue;
+        }
+        pthread_mutex_unlock(&r->lock);
+        for (size_t i = 0; i < n; i++) {
+            if (!r->stopping)
+                poll_one(r, due[i]);
+            registry_put_job(r, due[i]);
+        }
+        pthread_mutex_lock(&r->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+int poller_start(struct registry *r)
+{
+    int rc = pthread_create(&poller_thread, NULL, poller_main, r);
+    if (rc) {
+        log_error("cannot start the poller thread: %s", strerror(rc));
+        return -rc;
+    }
+    poller_running = 1;
+    return 0;
+}
+
+void poller_join(void)
+{
+    if (poller_running)
+        pthread_join(poller_thread, NULL);
+    poller_running = 0;
+}

@@ -1,0 +1,582 @@
+/* registry: projects and jobs in memory, their journal records, and the
+ * waits that user calls make on background work. */
+#include "registry.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *const control_files[] = { "status", ".job.json", ".wait", NULL };
+
+double monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int project_id_is_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_')
+            return 0;
+    return 1;
+}
+
+int registry_create(struct journal *journal, struct cloud *cloud, double poll_interval,
+                    struct registry **out)
+{
+    struct registry *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->changed, &attr);
+    pthread_cond_init(&r->work, &attr);
+    pthread_condattr_destroy(&attr);
+    r->journal = journal;
+    r->cloud = cloud;
+    r->poll_interval = poll_interval;
+    r->started_at = time(NULL);
+    *out = r;
+    return 0;
+}
+
+static void job_free(struct job *j)
+{
+    json_decref(j->filter);
+    free(j->error);
+    aindex_free(j->index);
+    free(j);
+}
+
+void registry_destroy(struct registry *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nprojects; i++) {
+        struct project *p = r->projects[i];
+        for (size_t k = 0; k < p->njobs; k++)
+            job_free(p->jobs[k]);
+        free(p->jobs);
+        free(p);
+    }
+    free(r->projects);
+    pthread_cond_destroy(&r->changed);
+    pthread_cond_destroy(&r->work);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+/* Binary search over an array of pointers to structs starting with char id[]. */
+static size_t find_slot(void *const *items, size_t n, const char *id, int *found)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp((const char *)items[mid], id); /* id is the first member */
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static int insert_at(void ***items, size_t *n, size_t *cap, size_t at, void *item)
+{
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        void **p = realloc(*items, ncap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        *items = p;
+        *cap = ncap;
+    }
+    memmove(*items + at + 1, *items + at, (*n - at) * sizeof **items);
+    (*items)[at] = item;
+    (*n)++;
+    return 0;
+}
+
+struct project *registry_project_locked(struct registry *r, const char *id)
+{
+    int found;
+    size_t i = find_slot((void *const *)r->projects, r->nprojects, id, &found);
+    return found ? r->projects[i] : NULL;
+}
+
+struct job *project_job_locked(struct project *p, const char *job_id)
+{
+    int found;
+    size_t i = find_slot((void *const *)p->jobs, p->njobs, job_id, &found);
+    return found ? p->jobs[i] : NULL;
+}
+
+static size_t projects_cap;
+
+static int add_project_locked(struct registry *r, const char *id, time_t added_at,
+                              struct project **out)
+{
+    int found;
+    size_t at = find_slot((void *const *)r->projects, r->nprojects, id, &found);
+    if (found) {
+        *out = r->projects[at];
+        return -EEXIST;
+    }
+    struct project *p = calloc(1, sizeof *p);
+    if (!p)
+        return -ENOMEM;
+    snprintf(p->id, sizeof p->id, "%s", id);
+    p->added_at = added_at;
+    if (insert_at((void ***)&r->projects, &r->nprojects, &projects_cap, at, p) < 0) {
+        free(p);
+        return -ENOMEM;
+    }
+    *out = p;
+    return 0;
+}
+
+static int add_job_locked(struct project *p, struct job *j)
+{
+    int found;
+    size_t at = find_slot((void *const *)p->jobs, p->njobs, j->id, &found);
+    if (found)
+        return -EEXIST;
+    j->project = p;
+    j->refs = 1; /* the registry's own reference */
+    return insert_at((void ***)&p->jobs, &p->njobs, &p->cap, at, j);
+}
+
+int registry_add_project(struct registry *r, const char *id)
+{
+    if (!project_id_is_valid(id))
+        return -EINVAL;
+    pthread_mutex_lock(&r->lock);
+    struct project *p;
+    int rc = add_project_locked(r, id, time(NULL), &p);
+    time_t added = p ? p->added_at : 0;
+    pthread_mutex_unlock(&r->lock);
+    if (rc)
+        return rc;
+    json_t *rec = json_pack("{s:s, s:I}", "project_id", id, "added_at", (json_int_t)added);
+    rc = rec ? journal_save_project(r->journal, id, rec) : -ENOMEM;
+    json_decref(rec);
+    return rc;
+}
+
+struct job *registry_get_job(struct registry *r, const char *project, const char *job_id)
+{
+    pthread_mutex_lock(&r->lock);
+    struct project *p = registry_project_locked(r, project);
+    struct job *j = p ? project_job_locked(p, job_id) : NULL;
+    if (j)
+        j->refs++;
+    pthread_mutex_unlock(&r->lock);
+    return j;
+}
+
+void registry_put_job(struct registry *r, struct job *j)
+{
+    pthread_mutex_lock(&r->lock);
+    int last = --j->refs == 0;
+    pthread_mutex_unlock(&r->lock);
+    if (last)
+        job_free(j);
+}
+
+int job_has_ended_locked(const struct job *j) { return strcmp(j->task.task_status, "running") != 0; }
+
+void job_set_error_locked(struct job *j, const char *msg)
+{
+    free(j->error);
+    j->error = msg ? strdup(msg) : NULL;
+}
+
+static void put_time(json_t *o, const char *key, time_t t)
+{
+    if (!t) {
+        json_object_set_new(o, key, json_null());
+        return;
+    }
+    struct tm tm;
+    char buf[32];
+    gmtime_r(&t, &tm);
+    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_object_set_new(o, key, json_string(buf));
+}
+
+static json_t *string_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
+
+static const char *const archive_state_names[] = { "none", "queued", "fetching", "ready", "failed" };
+
+json_t *job_to_json_locked(const struct job *j)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "job_id", json_string(j->id));
+    json_object_set_new(o, "project_id", json_string(j->project->id));
+    json_object_set(o, "filter", j->filter ? j->filter : json_null());
+    json_object_set_new(o, "task_name", string_or_null(j->task.task_name));
+    json_object_set_new(o, "task_status", json_string(j->task.task_status));
+    json_object_set_new(o, "file_id", string_or_null(j->task.file_id));
+    json_object_set_new(o, "file_name", string_or_null(j->task.file_name));
+    json_object_set_new(o, "message", string_or_null(j->message));
+    put_time(o, "submitted_at", j->submitted_at);
+    put_time(o, "polled_at", j->polled_at);
+    json_object_set_new(o, "download",
+                        json_pack("{s:I, s:o}", "done", (json_int_t)j->dl_done, "total",
+                                  j->dl_total >= 0 ? json_integer(j->dl_total) : json_null()));
+    json_object_set_new(o, "error", string_or_null(j->error));
+    json_object_set_new(o, "archive", json_string(archive_state_names[j->archive]));
+    return o;
+}
+
+void registry_save_job(struct registry *r, struct job *j)
+{
+    pthread_mutex_lock(&r->lock);
+    if (j->forgotten) {
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
+    json_t *rec = job_to_json_locked(j);
+    char project[65];
+    snprintf(project, sizeof project, "%s", j->project->id);
+    pthread_mutex_unlock(&r->lock);
+    if (rec)
+        journal_save_job(r->journal, project, j->id, rec);
+    json_decref(rec);
+}
+
+static time_t parse_time(json_t *v)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    const char *s = json_string_value(v);
+    return s && strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm) ? timegm(&tm) : 0;
+}
+
+static void copy_str(char *dst, size_t cap, json_t *v)
+{
+    const char *s = json_string_value(v);
+    snprintf(dst, cap, "%s", s ? s : "");
+}
+
+static void project_from_journal(void *arg, const char *id, json_t *rec)
+{
+    struct registry *r = arg;
+    struct project *p;
+    if (!project_id_is_valid(id))
+        return;
+    json_int_t added = json_integer_value(json_object_get(rec, "added_at"));
+    add_project_locked(r, id, (time_t)added, &p);
+}
+
+static void job_from_journal(void *arg, const char *project, const char *job_id, json_t *rec)
+{
+    struct registry *r = arg;
+    const char *status = json_string_value(json_object_get(rec, "task_status"));
+    if (!project_id_is_valid(project) || !status ||
+        (strcmp(status, "running") && strcmp(status, "success") && strcmp(status, "failure"))) {
+        log_error("journal: job %s/%s has no valid task_status; skipped", project, job_id);
+        return;
+    }
+    struct project *p;
+    if (add_project_locked(r, project, time(NULL), &p) == -ENOMEM)
+        return;
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return;
+    snprintf(j->id, sizeof j->id, "%s", job_id);
+    json_t *filter = json_object_get(rec, "filter");
+    j->filter = json_is_object(filter) ? json_incref(filter) : NULL;
+    copy_str(j->task.task_status, sizeof j->task.task_status, json_object_get(rec, "task_status"));
+    copy_str(j->task.task_name, sizeof j->task.task_name, json_object_get(rec, "task_name"));
+    copy_str(j->task.file_id, sizeof j->task.file_id, json_object_get(rec, "file_id"));
+    copy_str(j->task.file_name, sizeof j->task.file_name, json_object_get(rec, "file_name"));
+    copy_str(j->message, sizeof j->message, json_object_get(rec, "message"));
+    const char *err = json_string_value(json_object_get(rec, "error"));
+    j->error = err ? strdup(err) : NULL;
+    j->submitted_at = parse_time(json_object_get(rec, "submitted_at"));
+    j->polled_at = parse_time(json_object_get(rec, "polled_at"));
+    json_t *dl = json_object_get(rec, "download");
+    j->dl_done = json_integer_value(json_object_get(dl, "done"));
+    json_t *total = json_object_get(dl, "total");
+    j->dl_total = json_is_integer(total) ? json_integer_value(total) : -1;
+    j->next_poll = monotonic_now();
+    j->archive = ARCHIVE_NONE;
+    if (strcmp(status, "success") == 0) {
+        char path[PATH_MAX];
+        journal_archive_path(r->journal, project, job_id, path);
+        if (access(path, R_OK) == 0)
+            j->archive = ARCHIVE_READY;
+        else if (j->task.file_id[0])
+            j->archive = ARCHIVE_QUEUED; /* interrupted or never fetched */
+        else
+            j->archive = ARCHIVE_FAILED;
+    }
+    if (add_job_locked(p, j) < 0)
+        job_free(j);
+}
+
+int registry_load(struct registry *r)
+{
+    pthread_mutex_lock(&r->lock);
+    int damaged = journal_load(r->journal, project_from_journal, job_from_journal, r);
+    pthread_mutex_unlock(&r->lock);
+    return damaged;
+}
+
+static struct job *new_job(const char *id)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    snprintf(j->id, sizeof j->id, "%s", id);
+    snprintf(j->task.task_status, sizeof j->task.task_status, "running");
+    j->dl_total = -1;
+    return j;
+}
+
+/* Applies a query answer to a job; lock held.  Returns 1 if it ended now. */
+int job_apply_task_locked(struct registry *r, struct job *j, const struct task_info *t)
+{
+    int was_running = !job_has_ended_locked(j);
+    char keep_name[sizeof j->task.task_name];
+    snprintf(keep_name, sizeof keep_name, "%s", j->task.task_name);
+    j->task = *t;
+    if (!j->task.task_name[0])
+        snprintf(j->task.task_name, sizeof j->task.task_name, "%s", keep_name);
+    j->polled_at = time(NULL);
+    int ended = was_running && job_has_ended_locked(j);
+    if (strcmp(t->task_status, "success") == 0 && j->archive == ARCHIVE_NONE) {
+        j->archive = ARCHIVE_QUEUED;
+        pthread_cond_broadcast(&r->work);
+    }
+    if (ended)
+        pthread_cond_broadcast(&r->changed);
+    return ended;
+}
+
+int registry_submit(struct registry *r, const char *project, json_t *filter, const char *body,
+                    char job_id[65], char *why, size_t whylen)
+{
+    pthread_mutex_lock(&r->lock);
+    int known = registry_project_locked(r, project) != NULL;
+    pthread_mutex_unlock(&r->lock);
+    if (!known) {
+        snprintf(why, whylen, "unknown project %s", project);
+        return -ENOENT;
+    }
+    struct submit_reply reply;
+    struct cloud_error e;
+    atomic_fetch_add(&r->submits, 1);
+    int rc = cloud_submit(r->cloud, project, body, strlen(body), &reply, &e);
+    if (rc) {
+        snprintf(why, whylen, "%s", e.msg);
+        log_error("project %s: %s", project, e.msg);
+        return rc;
+    }
+    struct job *j = new_job(reply.job_id);
+    if (!j)
+        return -ENOMEM;
+    j->filter = json_incref(filter);
+    j->submitted_at = time(NULL);
+    snprintf(j->message, sizeof j->message, "%s", reply.message);
+    if (strcasecmp(reply.status, "FAILED") == 0)
+        snprintf(j->task.task_status, sizeof j->task.task_status, "failure");
+    pthread_mutex_lock(&r->lock);
+    struct project *p = registry_project_locked(r, project);
+    j->next_poll = monotonic_now() + r->poll_interval;
+    rc = p ? add_job_locked(p, j) : -ENOENT;
+    if (rc == 0)
+        pthread_cond_broadcast(&r->work);
+    pthread_mutex_unlock(&r->lock);
+    if (rc) {
+        /* The cloud created it; say so rather than lose the id. */
+        snprintf(why, whylen, "job %s was created but cannot be recorded: %s", reply.job_id,
+                 strerror(-rc));
+        log_error("project %s: %s", project, why);
+        job_free(j);
+        return rc;
+    }
+    registry_save_job(r, j);
+    snprintf(job_id, 65, "%s", reply.job_id);
+    log_info("project %s: submitted job %s", project, reply.job_id);
+    return 0;
+}
+
+int registry_attach(struct registry *r, const char *project, const char *job_id, char *why,
+                    size_t whylen)
+{
+    if (!cloud_id_is_safe(job_id, 64)) {
+        snprintf(why, whylen, "'%s' is not a valid job id", job_id);
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&r->lock);
+    struct project *p = registry_project_locked(r, project);
+    int rc = !p ? -ENOENT : project_job_locked(p, job_id) ? -EEXIST : 0;
+    pthread_mutex_unlock(&r->lock);
+    if (rc)
+        return rc;
+    struct task_info info;
+    struct cloud_error e;
+    rc = cloud_query(r->cloud, project, job_id, 3, &info, &e);
+    if (rc) {
+        snprintf(why, whylen, "%s", e.msg);
+        log_error("project %s: attach %s: %s", project, job_id, e.msg);
+        return rc;
+    }
+    struct job *j = new_job(job_id);
+    if (!j)
+        return -ENOMEM;
+    pthread_mutex_lock(&r->lock);
+    p = registry_project_locked(r, project);
+    j->next_poll = monotonic_now() + r->poll_interval;
+    rc = p ? add_job_locked(p, j) : -ENOENT;
+    if (rc == 0) {
+        job_apply_task_locked(r, j, &info);
+        pthread_cond_broadcast(&r->work);
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (rc) {
+        job_free(j);
+        return rc;
+    }
+    registry_save_job(r, j);
+    log_info("project %s: attached job %s (%s)", project, job_id, info.task_status);
+    return 0;
+}
+
+int registry_forget(struct registry *r, const char *project, const char *job_id)
+{
+    pthread_mutex_lock(&r->lock);
+    struct project *p = registry_project_locked(r, project);
+    int found = 0;
+    size_t at = p ? find_slot((void *const *)p->jobs, p->njobs, job_id, &found) : 0;
+    if (!found) {
+        pthread_mutex_unlock(&r->lock);
+        return -ENOENT;
+    }
+    struct job *j = p->jobs[at];
+    memmove(p->jobs + at, p->jobs + at + 1, (p->njobs - at - 1) * sizeof *p->jobs);
+    p->njobs--;
+    j->forgotten = 1;
+    pthread_cond_broadcast(&r->changed);
+    pthread_mutex_unlock(&r->lock);
+    int rc = journal_remove_job(r->journal, project, job_id);
+    if (rc)
+        log_error("project %s: forgetting job %s: %s", project, job_id, strerror(-rc));
+    log_info("project %s: forgot job %s", project, job_id);
+    registry_put_job(r, j);
+    return 0;
+}
+
+/* Waits on `changed` in short slices so that interrupts are noticed. */
+static int wait_slice_locked(struct registry *r, int (*interrupted)(void))
+{
+    if (interrupted && interrupted())
+        return -EINTR;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += 100 * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&r->changed, &r->lock, &until);
+    return r->stopping ? -ESHUTDOWN : 0;
+}
+
+int registry_wait_ended(struct registry *r, struct job *j, int (*interrupted)(void))
+{
+    int rc = 0;
+    pthread_mutex_lock(&r->lock);
+    while (!rc && !j->forgotten && !job_has_ended_locked(j))
+        rc = wait_slice_locked(r, interrupted);
+    if (!rc && j->forgotten)
+        rc = -ENOENT;
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+int registry_job_index(struct registry *r, struct job *j, int (*interrupted)(void),
+                       struct aindex **out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        if (j->forgotten) {
+            rc = -ENOENT;
+            break;
+        }
+        if (j->index) {
+            *out = j->index;
+            break;
+        }
+        if (j->archive == ARCHIVE_FAILED) {
+            /* Try again when asked, but not in a tight loop. */
+            if (time(NULL) - j->fetch_failed_at >= 30 && j->task.file_id[0]) {
+                j->archive = ARCHIVE_QUEUED;
+                pthread_cond_broadcast(&r->work);
+                continue;
+            }
+            rc = -EIO;
+            break;
+        }
+        if (j->archive == ARCHIVE_NONE) {
+            rc = -ENOENT; /* no archive: running or failed job */
+            break;
+        }
+        if (j->archive == ARCHIVE_READY && !j->index_loading) {
+            j->index_loading = 1;
+            char path[PATH_MAX];
+            journal_archive_path(r->journal, j->project->id, j->id, path);
+            pthread_mutex_unlock(&r->lock);
+            struct aindex *idx = NULL;
+            char *why = NULL;
+            int orc = aindex_open(path, control_files, &idx, &why);
+            pthread_mutex_lock(&r->lock);
+            j->index_loading = 0;
+            if (orc == 0) {
+                j->index = idx;
+            } else {
+                log_error("job %s: cannot read archive %s: %s", j->id, path, why ? why : strerror(-orc));
+                char msg[512];
+                snprintf(msg, sizeof msg, "archive unreadable: %s", why ? why : strerror(-orc));
+                job_set_error_locked(j, msg);
+                /* Fetch it again: the local copy is damaged. */
+                unlink(path);
+                j->archive = ARCHIVE_QUEUED;
+                j->fetch_failures++;
+                if (j->fetch_failures > 3) {
+                    j->archive = ARCHIVE_FAILED;
+                    j->fetch_failed_at = time(NULL);
+                }
+                pthread_cond_broadcast(&r->work);
+            }
+            free(why);
+            pthread_cond_broadcast(&r->changed);
+            continue;
+        }
+        rc = wait_slice_locked(r, interrupted);
+        if (rc)
+            break;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}

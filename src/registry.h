@@ -1,0 +1,126 @@
+/* registry: the in-memory state of the mount: projects, their jobs, each
+ * job's remote fields, download progress and archive index.
+ *
+ * One mutex guards this metadata and is held only for short, memory-only
+ * sections: no network or disk I/O happens under it.  Journal writes are
+ * done from snapshots taken under the lock.  Jobs are reference counted so
+ * that a forgotten job (rmdir) stays valid for handles still open on it.
+ * The condition variable `changed` is broadcast on every state change; the
+ * .wait file, listings waiting for an archive and the workers sleep on it. */
+#ifndef HCX_REGISTRY_H
+#define HCX_REGISTRY_H
+
+#include "archive_index.h"
+#include "cloud.h"
+#include "journal.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+enum archive_state { ARCHIVE_NONE, ARCHIVE_QUEUED, ARCHIVE_FETCHING, ARCHIVE_READY, ARCHIVE_FAILED };
+
+struct project;
+
+struct job {
+    char id[65];
+    struct project *project;
+    /* Everything below is guarded by registry.lock. */
+    json_t *filter;                 /* NULL for an attached job */
+    struct task_info task;          /* task_status is "running" until known */
+    char message[256];
+    char *error;                    /* last error, NULL when none */
+    time_t submitted_at, polled_at;
+    int64_t dl_done, dl_total;      /* dl_total -1 until known */
+    enum archive_state archive;
+    int fetch_failures;
+    time_t fetch_failed_at;
+    int polls, poll_errors;
+    double next_poll;               /* CLOCK_MONOTONIC seconds */
+    struct aindex *index;           /* loaded on first use of a READY archive */
+    int index_loading;
+    int refs;
+    int forgotten;
+};
+
+struct project {
+    char id[65];
+    time_t added_at;
+    struct job **jobs;              /* sorted by id */
+    size_t njobs, cap;
+};
+
+struct registry {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    pthread_cond_t work;            /* wakes the poller and fetchers */
+    struct project **projects;      /* sorted by id */
+    size_t nprojects;
+    struct journal *journal;
+    struct cloud *cloud;
+    double poll_interval;
+    time_t started_at;
+    int stopping;
+    atomic_ullong reads, bytes_read, submits;
+};
+
+int registry_create(struct journal *, struct cloud *, double poll_interval,
+                    struct registry **out);
+void registry_destroy(struct registry *);
+/* Loads the journal; returns the number of damaged records (reported). */
+int registry_load(struct registry *);
+
+double monotonic_now(void);
+int project_id_is_valid(const char *id);
+
+/* Lookups return NULL when absent; call with the lock held. */
+struct project *registry_project_locked(struct registry *, const char *id);
+struct job *project_job_locked(struct project *, const char *job_id);
+
+/* Adds a project (remembered in the journal).  -EEXIST, -EINVAL. */
+int registry_add_project(struct registry *, const char *id);
+
+/* Takes a reference on a job, or returns NULL. */
+struct job *registry_get_job(struct registry *, const char *project, const char *job_id);
+void registry_put_job(struct registry *, struct job *);
+
+/* Submits a validated filter; on success *job_id is filled.  On failure,
+ * why holds the reason for the user's "error:" line. */
+int registry_submit(struct registry *, const char *project, json_t *filter, const char *body,
+                    char job_id[65], char *why, size_t whylen);
+/* mkdir exports/<job>: asks the cloud; -ENOENT when it does not know it. */
+int registry_attach(struct registry *, const char *project, const char *job_id, char *why,
+                    size_t whylen);
+/* rmdir exports/<job>: forgets the job and drops its cached data. */
+int registry_forget(struct registry *, const char *project, const char *job_id);
+
+/* .job.json content (also the journal record); caller frees. Lock held. */
+json_t *job_to_json_locked(const struct job *);
+/* Saves the job's record; takes the lock for the snapshot. */
+void registry_save_job(struct registry *, struct job *);
+
+int job_has_ended_locked(const struct job *);
+
+/* Blocks until the job is no longer running.  interrupted() is polled so
+ * that a signal to the reader ends the wait with -EINTR. */
+int registry_wait_ended(struct registry *, struct job *, int (*interrupted)(void));
+/* Blocks until the archive is local and indexed; returns the index (valid
+ * while the job reference is held), or -EIO/-EINTR/-ENOENT. */
+int registry_job_index(struct registry *, struct job *, int (*interrupted)(void),
+                       struct aindex **out);
+
+/* Applies a query answer; lock held.  Returns 1 if the job ended now. */
+int job_apply_task_locked(struct registry *, struct job *, const struct task_info *);
+extern const char *const control_files[];
+
+/* Sets job->error (copied); lock held. */
+void job_set_error_locked(struct job *, const char *msg);
+
+/* Background workers (poller.c, fetcher.c). */
+int poller_start(struct registry *);
+int fetcher_start(struct registry *);
+void workers_stop(struct registry *);
+
+#endif

@@ -1,0 +1,421 @@
+# Job lifecycle, query/download, archive contents honouring filters, Range,
+# state-dir persistence, determinism, the request log and the admin API.
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import time
+import zipfile
+
+import pytest
+
+import emuharness as h
+from hwemu import archive, events, filters
+from conftest import OTHER_PROJECT
+
+ALL = list(filters.COLUMNS)
+SUBMIT = "/v1/%s/waf/event/job/export" % h.PROJECT
+
+
+def q(emu, tid, project=h.PROJECT, **kw):
+    st, _, data = h.call(emu, "GET", "/v5/%s/event/export-task/%s" % (project, tid), **kw)
+    return st, json.loads(data)
+
+
+def dl(emu, fid, project=h.PROJECT, headers=None):
+    return h.call(emu, "GET", "/v5/%s/download/%s" % (project, fid), headers=headers)
+
+
+def run_job(emu, flt):
+    jid = h.submit(emu, flt)
+    r = h.wait_job(emu, jid)
+    assert r["task_status"] == "success", r
+    return jid, r, h.download(emu, r["file_id"])
+
+
+def read_csv(zbytes, name="events.csv"):
+    z = zipfile.ZipFile(io.BytesIO(zbytes))
+    text = z.read(name).decode()
+    return list(csv.reader(io.StringIO(text, newline="")))
+
+
+def test_lifecycle(emu):
+    jid = h.submit(emu, {"recent": "today", "dump_columns": ["id", "time", "attack"]})
+    st, r = q(emu, jid)
+    assert st == 200 and r == {"task_id": jid, "task_name": r["task_name"], "task_status": "running"}
+    assert re.fullmatch(r"event_waf_\d{13}_export_task", r["task_name"])
+    time.sleep(0.4)
+    st, r = q(emu, jid)
+    assert r["task_status"] == "success"
+    assert r["file_name"] == "waf-event-%s.zip" % jid[:8]
+    assert r["file_id"] != jid and re.fullmatch(r"[0-9a-f-]{36}", r["file_id"])
+    st, hdrs, data = dl(emu, r["file_id"])
+    assert st == 200 and hdrs["content-type"] == "application/octet-stream"
+    assert int(hdrs["content-length"]) == len(data)
+    z = zipfile.ZipFile(io.BytesIO(data))
+    assert z.testzip() is None
+    assert sorted(z.namelist()) == ["events.csv", "manifest.json"]
+    m = json.loads(z.read("manifest.json"))
+    assert m["job_id"] == jid and m["project_id"] == h.PROJECT and m["rows"] == 200
+    assert m["generated_by"] == "hwcloud-emulator" and m["columns"] == ["id", "time", "attack"]
+    rows = read_csv(data)
+    assert rows[0] == ["id", "time", "attack"] and len(rows) == 201
+    assert z.read("events.csv").startswith(b"id,time,attack\n")
+    assert len({r[0] for r in rows[1:]}) == 200
+
+
+def test_all_columns_and_quoting(emu):
+    emu.config(rows=3000)
+    jid, r, data = run_job(emu, {"recent": "3days", "dump_columns": ALL})
+    rows = read_csv(data)
+    assert rows[0] == ALL
+    assert all(len(x) == 20 for x in rows)
+    assert len(rows) == 3001
+    body = zipfile.ZipFile(io.BytesIO(data)).read("events.csv")
+    assert b'"' in body  # some fields needed RFC 4180 quoting
+    assert any("," in x[ALL.index("payload")] for x in rows[1:])
+    assert any("\n" in x[ALL.index("request_body")] for x in rows[1:])
+    for x in rows[1:]:
+        d = dict(zip(ALL, x))
+        assert d["attack"] in events.ATTACKS and d["action"] in events.ACTIONS
+        assert re.fullmatch(r"\d{6}", d["rule"]) and re.fullmatch(r"\d{3}", d["status"])
+        assert d["host_id"] == events.host_id(d["host"])
+        assert d["request_line"].endswith(" " + d["url"])
+
+
+def job_record(emu, jid):
+    return [j for j in emu.jobs() if j["job_id"] == jid][0]
+
+
+def check_window(emu, jid, recent, times):
+    sub = job_record(emu, jid)["submit_ms"]
+    start, span = events.window(recent, sub)
+    for t in times:
+        assert start <= t < start + span
+    day = 86400000
+    if recent == "today":
+        assert start == sub - sub % day
+    if recent == "yesterday":
+        assert start + span == sub - sub % day
+
+
+@pytest.mark.parametrize("recent", filters.RECENT)
+def test_time_window(emu, recent):
+    jid, r, data = run_job(emu, {"recent": recent, "dump_columns": ["time"]})
+    check_window(emu, jid, recent, [int(x[0]) for x in read_csv(data)[1:]])
+
+
+def test_filter_every_field_honoured(emu):
+    emu.config(rows=2000)
+    prefix = events.id_prefix(h.PROJECT)
+    excluded = prefix + "%012x" % 5
+    flt = {"recent": "1week", "dump_columns": ALL,
+           "nids": [excluded, "whatever"],
+           "attacks": ["sqli", "xss", "cmdi"], "nattacks": ["cmdi"],
+           "rules": ["041001", "041002", "999999"], "nrules": ["999999"],
+           "sips": ["203.0.113.7", "203.0.113.8", "198.51.100.1"], "nsips": ["198.51.100.1"],
+           "sip": "203.0.113",
+           "urls": ["/login", "/api/v1/items?id=1,2", "/admin"], "nurls": ["/admin"], "url": "/",
+           "actions": ["block", "log"], "nactions": ["log"],
+           "hosts": ["www.example.com", "api.example.com", "shop.example.com", "x.example.org"],
+           "instances": ["waf-inst-1"]}
+    jid, r, data = run_job(emu, flt)
+    rows = read_csv(data)
+    assert rows[0] == ALL and len(rows) == 2000  # one id excluded
+    ids = set()
+    for x in rows[1:]:
+        d = dict(zip(ALL, x))
+        assert d["id"] != excluded
+        ids.add(d["id"])
+        assert d["attack"] in ("sqli", "xss")
+        assert d["rule"] in ("041001", "041002")
+        assert d["sip"] in ("203.0.113.7", "203.0.113.8") and "203.0.113" in d["sip"]
+        assert d["url"] in ("/login", "/api/v1/items?id=1,2")
+        assert d["action"] == "block"
+        assert d["host"] in ("www.example.com", "shop.example.com", "x.example.org")
+        assert events.instance_of(d["host"]) == "waf-inst-1"
+    assert len(ids) == 2000
+    check_window(emu, jid, "1week", [int(x[1]) for x in rows[1:]])
+
+
+def test_ids_filter(emu):
+    ids = ["id-a", "id-b", 'id,"c"', "id-d"]
+    jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id", "attack"],
+                                 "ids": ids, "nids": ["id-b"]})
+    rows = read_csv(data)
+    assert sorted(x[0] for x in rows[1:]) == sorted(["id-a", 'id,"c"', "id-d"])
+
+
+def test_fuzzy_and_excludes_without_include_lists(emu):
+    emu.config(rows=1500)
+    flt = {"recent": "today", "dump_columns": ["sip", "url", "attack", "action", "rule", "host"],
+           "sip": "10.20", "url": "checkout", "nattacks": ["sqli", "xss"],
+           "nactions": ["block", "pass"], "nsips": ["10.20.1.1"], "nurls": ["checkout"],
+           "nrules": ["%06d" % i for i in range(40000, 120000)], "instances": ["waf-inst-2"]}
+    jid, r, data = run_job(emu, flt)
+    rows = read_csv(data)
+    assert len(rows) == 1501
+    for sip, url, attack, action, rule, host in rows[1:]:
+        assert "10.20" in sip and sip != "10.20.1.1"
+        assert "checkout" in url and url != "checkout"
+        assert attack not in ("sqli", "xss") and action in ("log", "captcha")
+        assert not 40000 <= int(rule) < 120000
+        assert events.instance_of(host) == "waf-inst-2"
+
+
+@pytest.mark.parametrize("extra", [
+    {"attacks": ["sqli"], "nattacks": ["sqli"]},
+    {"actions": ["block"], "nactions": ["block"]},
+    {"sips": ["1.2.3.4"], "sip": "9.9"},
+    {"urls": ["/a"], "nurls": ["/a"]},
+    {"hosts": ["www.example.com"], "instances": ["waf-inst-3"]},
+    {"instances": ["no-such-instance"]},
+    {"ids": ["a"], "nids": ["a"]},
+])
+def test_contradictory_filter_header_only(emu, extra):
+    flt = dict({"recent": "today", "dump_columns": ["id", "host"]}, **extra)
+    jid, r, data = run_job(emu, flt)
+    z = zipfile.ZipFile(io.BytesIO(data))
+    assert z.read("events.csv") == b"id,host\n"
+    assert json.loads(z.read("manifest.json"))["rows"] == 0
+
+
+def test_files_and_folders(emu):
+    emu.config(rows=1000, files=5, folders=2, compresslevel=1)
+    jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id", "time"]})
+    z = zipfile.ZipFile(io.BytesIO(data))
+    names = [n for n in z.namelist() if n != "manifest.json"]
+    assert names == ["part-001/events-0001.csv", "part-002/events-0002.csv",
+                     "part-001/events-0003.csv", "part-002/events-0004.csv",
+                     "part-001/events-0005.csv"]
+    total = 0
+    for n in names:
+        rows = read_csv(data, n)
+        assert rows[0] == ["id", "time"]
+        total += len(rows) - 1
+        assert len(rows) - 1 == 200
+    assert total == 1000
+    emu.config(files=3, folders=0)
+    jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id"]})
+    assert sorted(zipfile.ZipFile(io.BytesIO(data)).namelist()) == [
+        "events-0001.csv", "events-0002.csv", "events-0003.csv", "manifest.json"]
+
+
+def test_failure_filter(emu):
+    jid = h.submit(emu, {"recent": "today", "dump_columns": ["id"],
+                         "hosts": ["www.example.com", "fail.example.com"]})
+    assert q(emu, jid)[1]["task_status"] == "running"
+    r = h.wait_job(emu, jid)
+    assert r == {"task_id": jid, "task_name": r["task_name"], "task_status": "failure"}
+    fid = job_record(emu, jid)["file_id"]
+    assert dl(emu, fid)[0] == 404
+
+
+def test_404s(emu):
+    st, j = q(emu, "0" * 32)
+    assert st == 404 and j == {"error_code": "HSS.1001", "error_msg": "task not found"}
+    st, _, data = dl(emu, "00000000-0000-0000-0000-000000000000")
+    assert st == 404 and json.loads(data)["error_code"] == "HSS.1002"
+    assert q(emu, "x" * 65)[0] == 400
+    # a job of another project is not visible
+    jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id"]})
+    assert q(emu, jid, project=OTHER_PROJECT)[0] == 404
+    assert dl(emu, r["file_id"], project=OTHER_PROJECT)[0] == 404
+    # file of a running job
+    jid2 = h.submit(emu, {"recent": "today", "dump_columns": ["id"]})
+    assert dl(emu, job_record(emu, jid2)["file_id"])[0] == 404
+
+
+def test_range(emu):
+    jid, r, full = run_job(emu, {"recent": "today", "dump_columns": ALL})
+    n = len(full)
+    st, hd, data = dl(emu, r["file_id"], {"Range": "bytes=100-"})
+    assert st == 206 and data == full[100:]
+    assert hd["content-range"] == "bytes 100-%d/%d" % (n - 1, n)
+    assert int(hd["content-length"]) == n - 100 and hd["accept-ranges"] == "bytes"
+    st, hd, data = dl(emu, r["file_id"], {"Range": "bytes=10-19"})
+    assert st == 206 and data == full[10:20] and hd["content-range"] == "bytes 10-19/%d" % n
+    st, hd, data = dl(emu, r["file_id"], {"Range": "bytes=-7"})
+    assert st == 206 and data == full[-7:]
+    st, hd, data = dl(emu, r["file_id"], {"Range": "bytes=%d-" % n})
+    assert st == 416 and hd["content-range"] == "bytes */%d" % n
+    emu.patch_faults(range=False)
+    st, hd, data = dl(emu, r["file_id"], {"Range": "bytes=100-"})
+    assert st == 200 and data == full and "content-range" not in hd
+
+
+def test_finish_admin(emu):
+    emu.config(job_delay=3600)
+    a = h.submit(emu, {"recent": "today", "dump_columns": ["id"]})
+    b = h.submit(emu, {"recent": "today", "dump_columns": ["id"]})
+    assert q(emu, a)[1]["task_status"] == "running"
+    emu.finish(a)
+    emu.finish(b, "failure")
+    ra, rb = q(emu, a)[1], q(emu, b)[1]
+    assert ra["task_status"] == "success" and rb["task_status"] == "failure"
+    assert h.download(emu, ra["file_id"])[:2] == b"PK"
+    js = {j["job_id"]: j for j in emu.jobs()}
+    assert js[a]["status"] == "success" and js[b]["status"] == "failure"
+    assert js[a]["params"]["job_delay"] == 3600 and js[a]["filter"]["recent"] == "today"
+
+
+def test_config_snapshot_per_job(emu):
+    emu.config(rows=10)
+    a = h.submit(emu, {"recent": "today", "dump_columns": ["id"]})
+    emu.config(rows=20)
+    b = h.submit(emu, {"recent": "today", "dump_columns": ["id"]})
+    for jid, n in ((a, 10), (b, 20)):
+        r = h.wait_job(emu, jid)
+        assert len(read_csv(h.download(emu, r["file_id"]))) == n + 1
+    c = emu.config()
+    assert c["rows"] == 20 and c["files"] == 1 and c["now"] is None
+
+
+def test_config_rejects_bad_values(emu):
+    for bad in ({"rows": -1}, {"files": 0}, {"compresslevel": 10}, {"nosuch": 1}, {"now": "garbage"}):
+        with pytest.raises(RuntimeError):
+            emu.config(**bad)
+
+
+def test_fixed_clock_sets_event_times(emu):
+    emu.config(now="20261122T101500Z")
+    jid = h.submit(emu, {"recent": "today", "dump_columns": ["time"]},
+                   date="20261122T101500Z")
+    rec = job_record(emu, jid)
+    assert rec["submit_ms"] == 1795342500000
+    r = h.wait_job(emu, jid, date="20261122T101500Z")
+    data = h.download(emu, r["file_id"], date="20261122T101500Z")
+    times = [int(x[0]) for x in read_csv(data)[1:]]
+    assert min(times) == 1795305600000 and max(times) <= 1795342500000
+    zi = zipfile.ZipFile(io.BytesIO(data)).getinfo("events.csv")
+    assert zi.date_time == (2026, 11, 22, 10, 15, 0)
+
+
+def test_state_dir_survives_restart(emu):
+    jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ALL})
+    emu.config(job_delay=1.0)
+    running = h.submit(emu, {"recent": "today", "dump_columns": ["id"]})
+    emu.restart()
+    st, r2 = q(emu, jid)
+    assert r2 == r
+    assert h.download(emu, r["file_id"]) == data
+    assert h.wait_job(emu, running)["task_status"] == "success"
+    # archive deleted while stopped: rebuilt byte-identical
+    emu.stop()
+    os.unlink(os.path.join(emu.state_dir, "archives", jid + ".zip"))
+    emu.start()
+    assert h.download(emu, r["file_id"]) == data
+
+
+def test_deterministic_archive(emu, tmp_path):
+    emu.config(rows=5000, files=2, folders=1)
+    jid, r, data = run_job(emu, {"recent": "1month", "dump_columns": ALL, "attacks": ["xss"]})
+    rec = job_record(emu, jid)
+    archive.build(rec, str(tmp_path / "a.zip"))
+    archive.build(rec, str(tmp_path / "b.zip"))
+    a, b = (tmp_path / "a.zip").read_bytes(), (tmp_path / "b.zip").read_bytes()
+    assert a == b == data
+
+
+def test_default_temp_state_dir_removed(tmp_path):
+    e = h.Emulator(tmp_path, "--state-dir", "")
+    e.extra_args = []  # no --state-dir: private temp dir
+    e.state_dir = None
+    e._argv_orig = e._argv
+    e._argv = lambda port: [a for a in e._argv_orig(port) if a not in ("--state-dir", None)]
+    e.start()
+    try:
+        sd = e.config()["state_dir"]
+        assert os.path.isdir(sd)
+    finally:
+        e.stop()
+    assert not os.path.exists(sd)
+
+
+def test_request_log(emu):
+    emu.clear_log()
+    emu.health()
+    emu.jobs()
+    h.call(emu, "GET", "/v5/%s/event/export-task/abc" % h.PROJECT, auth=None)
+    jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id"]})
+    h.call(emu, "GET", "/v5/%s/event/export-task/%s" % (h.PROJECT, jid),
+           query={"enterprise_project_id": "0"})
+    log = emu.log()
+    assert all(e["call"] != "admin" for e in log)
+    assert [e["seq"] for e in log] == sorted(e["seq"] for e in log)
+    first = log[0]
+    assert first["call"] == "query" and first["status"] == 401 and first["auth"] == "none"
+    assert first["task_id"] == "abc" and first["project"] == h.PROJECT and first["method"] == "GET"
+    sub = [e for e in log if e["call"] == "submit"][0]
+    assert sub["status"] == 200 and sub["auth"] == "aksk" and sub["task_id"] == jid
+    d = [e for e in log if e["call"] == "download"][0]
+    assert d["file_id"] == r["file_id"] and d["bytes_sent"] == len(data) and d["status"] == 200
+    assert log[-1]["query"] == {"enterprise_project_id": "0"}
+    for e in log:
+        assert {"seq", "time", "method", "path", "query", "call", "auth", "status",
+                "bytes_sent"} <= set(e)
+    emu.clear_log()
+    assert emu.log() == []
+
+
+def test_keep_alive(emu):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
+    socks = set()
+    for i in range(4):
+        body = json.dumps({"recent": "today", "dump_columns": ["id"]} if i % 2 else {}).encode()
+        hdrs = h.sign_headers("POST", emu.url + SUBMIT, body,
+                              extra_headers={"Content-Type": "application/json"})
+        conn.request("POST", SUBMIT, body, hdrs)
+        r = conn.getresponse()
+        r.read()
+        assert r.status == (200 if i % 2 else 400)
+        socks.add(id(conn.sock))
+    conn.request("GET", "/_emulator/health")
+    assert conn.getresponse().read() == b'{"ok": true}\n'
+    socks.add(id(conn.sock))
+    assert len(socks) == 1
+    conn.close()
+
+
+def test_hostile_archive(emu):
+    emu.patch_faults(hostile=True)
+    jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id"]})
+    emu.patch_faults(hostile=False)
+    z = zipfile.ZipFile(io.BytesIO(data))
+    names = [i.filename for i in z.infolist()]
+    for n in ("../x", "../../etc/evil", "/abs/path.csv", "link", "up", "status", ".job.json",
+              ".wait", "new\nline.csv", "liar.csv", "events.csv"):
+        assert n in names, n
+    assert names.count("dup.csv") == 2
+    dups = [i for i in z.infolist() if i.filename == "dup.csv"]
+    assert z.open(dups[-1]).read() == b"second copy wins\n"
+    link = z.getinfo("link")
+    assert (link.external_attr >> 16) & 0o170000 == 0o120000 and z.read("link") == b"/etc/passwd"
+    assert z.read("up") == b"../../.."
+    raw = [i for i in z.infolist() if i.filename.startswith("bad")][0]
+    assert raw.flag_bits & 0x800 == 0
+    assert b"bad\xff\xfe.csv" in data
+    liar = z.getinfo("liar.csv")
+    assert liar.file_size == 16
+    with pytest.raises(zipfile.BadZipFile):
+        z.read("liar.csv")
+    # a later normal job is not hostile
+    jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id"]})
+    assert "../x" not in zipfile.ZipFile(io.BytesIO(data)).namelist()
+
+
+def test_https(tmp_path):
+    import subprocess
+    cert, key = str(tmp_path / "c.pem"), str(tmp_path / "k.pem")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                       capture_output=True)
+    if r.returncode:
+        pytest.skip("openssl unavailable")
+    with h.Emulator(tmp_path, "--tls-cert", cert, "--tls-key", key) as e:
+        assert e.url.startswith("https://127.0.0.1:")
+        jid, r, data = run_job(e, {"recent": "today", "dump_columns": ["id"]})
+        assert data[:2] == b"PK"
