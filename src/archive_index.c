@@ -1,1 +1,1391 @@
-/* archive_index: being written */
+/*
+ * archive_index: builds the cleaned, immutable tree of one zip archive and
+ * serves positioned reads of its entries.  See archive_index.h for the
+ * naming rules and thread-safety contract.
+ *
+ * Layout (memory is ~50 bytes per node plus its name):
+ *   - all nodes live in one array, numbered breadth-first so that every
+ *     directory's children are contiguous and sorted by name; lookup is a
+ *     binary search per component;
+ *   - all names (NUL-terminated) and symlink targets live in one arena.
+ *
+ * Reading: the archive is mapped read-only once per index.  The index pass
+ * uses libarchive's seekable zip reader (central directory) and records,
+ * for every entry, the file offset where its data starts (libarchive's
+ * stream position right after the header).  A reader for entry k does not
+ * walk k headers: it hands libarchive's *streamable* zip reader a view of
+ * the mapping that starts at entry k's local header, so the first byte is
+ * one header parse away whatever k is.  The local header is the
+ * "PK\3\4" just before the data start for which libarchive, parsing from
+ * there, ends its header exactly at the recorded data start; should no
+ * candidate pass that check, the reader falls back to walking the archive
+ * with the seekable reader (slow, but right).  All zip parsing is
+ * libarchive's.
+ */
+#include "archive_index.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <locale.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <wchar.h>
+
+#define MAX_COMPONENT_BYTES 255
+#define MAX_DEPTH 256
+#define MAX_PATH_BYTES 4000
+#define MAX_LINK_TARGET 4095
+#define MAX_LINK_TOTAL ((uint64_t)64 << 20)
+#define NO_NODE UINT32_MAX
+#define ROOT 0u
+/* libarchive sees the mapping in blocks of at most this size: it keeps
+ * zlib's 32-bit avail_in safe while copying nothing. */
+#define VIEW_BLOCK ((size_t)16 << 20)
+/* A local header is at most 30 + 65535 + 65535 bytes before its data. */
+#define LOCAL_HEADER_MAX (30 + 2 * 65535)
+#define MAX_HEADER_CANDIDATES 16
+
+enum node_kind { KIND_DIR = 1, KIND_FILE = 2, KIND_INLINE = 3 };
+enum { NODE_ENCRYPTED = 1 };
+
+struct anode {
+    uint64_t size;
+    uint64_t data;        /* FILE: data offset in the zip; INLINE: arena offset */
+    uint64_t name_off;    /* arena offset of the NUL-terminated name */
+    int64_t mtime;
+    uint32_t first_child; /* DIR: index of the first child */
+    uint32_t nchildren;
+    uint16_t name_len;
+    uint8_t kind;
+    uint8_t flags;
+};
+
+struct aindex {
+    const unsigned char *map;
+    size_t map_len;
+    struct anode *nodes;
+    uint32_t nnodes;
+    char *arena;
+    uint64_t total_size;
+    struct aindex_stats stats;
+};
+
+/* ---------------------------------------------------------------- utils */
+
+static void set_why(char **why, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void set_why(char **why, const char *fmt, ...)
+{
+    va_list ap;
+    if (!why)
+        return;
+    va_start(ap, fmt);
+    if (vasprintf(why, fmt, ap) < 0)
+        *why = NULL;
+    va_end(ap);
+}
+
+static const char *archive_err(struct archive *a)
+{
+    const char *s = a ? archive_error_string(a) : NULL;
+    return s ? s : "unknown libarchive error";
+}
+
+/* The archive file, mapped read-only.  An empty file cannot be mapped and
+ * is not a zip anyway. */
+static int map_file(const char *path, const unsigned char **map, size_t *len,
+                    char **why)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        set_why(why, "%s: open: %s", path, strerror(e));
+        return -e;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        set_why(why, "%s: stat: %s", path, strerror(e));
+        return -e;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size < 22) {
+        close(fd);
+        set_why(why, "%s: not a zip archive (too short or not a file)", path);
+        return -EIO;
+    }
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED) {
+        set_why(why, "%s: mmap: %s", path, strerror(e));
+        return e == ENOMEM ? -ENOMEM : -EIO;
+    }
+    *map = p;
+    *len = (size_t)st.st_size;
+    return 0;
+}
+
+/* ------------------------------------------- libarchive over a mapping */
+
+struct view {
+    const unsigned char *base;
+    int64_t len;
+    int64_t pos;
+};
+
+static la_ssize_t view_read(struct archive *a, void *cd, const void **buf)
+{
+    (void)a;
+    struct view *v = cd;
+    if (v->pos >= v->len)
+        return 0;
+    int64_t n = v->len - v->pos;
+    if (n > (int64_t)VIEW_BLOCK)
+        n = (int64_t)VIEW_BLOCK;
+    *buf = v->base + v->pos;
+    v->pos += n;
+    return (la_ssize_t)n;
+}
+
+static la_int64_t view_skip(struct archive *a, void *cd, la_int64_t request)
+{
+    (void)a;
+    struct view *v = cd;
+    int64_t n = v->len - v->pos;
+    if (request < n)
+        n = request;
+    if (n < 0)
+        n = 0;
+    v->pos += n;
+    return n;
+}
+
+static la_int64_t view_seek(struct archive *a, void *cd, la_int64_t off, int whence)
+{
+    (void)a;
+    struct view *v = cd;
+    int64_t base = whence == SEEK_SET ? 0 : whence == SEEK_CUR ? v->pos : v->len;
+    int64_t to = base + off;
+    if (to < 0 || to > v->len)
+        return ARCHIVE_FATAL;
+    v->pos = to;
+    return to;
+}
+
+/* A reader over v (which must outlive it).  seekable: central-directory
+ * reader over the whole file; else the streamable reader.  Returns
+ * ARCHIVE_OK with *out set; on failure *out may still hold the archive
+ * (for its error text; the caller frees it) or NULL (out of memory). */
+static int open_view(struct view *v, bool seekable, struct archive **out)
+{
+    struct archive *a = archive_read_new();
+    *out = a;
+    if (!a)
+        return ARCHIVE_FATAL;
+    if ((seekable ? archive_read_support_format_zip_seekable(a)
+                  : archive_read_support_format_zip_streamable(a)) != ARCHIVE_OK
+        || archive_read_set_read_callback(a, view_read) != ARCHIVE_OK
+        || archive_read_set_skip_callback(a, view_skip) != ARCHIVE_OK
+        || archive_read_set_seek_callback(a, view_seek) != ARCHIVE_OK
+        || archive_read_set_callback_data(a, v) != ARCHIVE_OK)
+        return ARCHIVE_FATAL;
+    return archive_read_open1(a);
+}
+
+/* ----------------------------------------------------------- name rules */
+
+struct clean_path {
+    char buf[MAX_PATH_BYTES + MAX_COMPONENT_BYTES + 8];
+    size_t len;
+    uint16_t comp_off[MAX_DEPTH + 1];
+    uint16_t comp_len[MAX_DEPTH + 1];
+    size_t ncomp;
+    bool truncated;
+    bool renamed;
+};
+
+enum clean_status { CLEAN_OK, CLEAN_TOO_DEEP, CLEAN_TOO_LONG };
+
+/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if the
+ * bytes there are not valid UTF-8 (overlongs and surrogates included). */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (n < len || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return len;
+}
+
+/* Appends one cleaned component: escapes, cuts to 255 bytes at a token
+ * boundary, renames reserved root names. */
+static void append_component(struct clean_path *cp, const unsigned char *s,
+                             size_t n, const char *const *reserved)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char out[MAX_COMPONENT_BYTES + 1];
+    size_t olen = 0;
+    bool cut = false;
+    for (size_t i = 0; i < n;) {
+        size_t seq = utf8_seq_len(s + i, n - i);
+        bool escape = seq == 0 || (seq == 1 && (s[i] < 0x20 || s[i] == 0x7F));
+        size_t tok = escape ? 3 : seq;
+        if (olen + tok > MAX_COMPONENT_BYTES) {
+            cut = true;
+            break;
+        }
+        if (escape) {
+            out[olen++] = '%';
+            out[olen++] = hex[s[i] >> 4];
+            out[olen++] = hex[s[i] & 15];
+            i += 1;
+        } else {
+            memcpy(out + olen, s + i, seq);
+            olen += seq;
+            i += seq;
+        }
+    }
+    if (cp->ncomp == 0 && reserved) {
+        for (const char *const *r = reserved; *r; r++) {
+            if (strlen(*r) == olen && memcmp(*r, out, olen) == 0
+                && olen < MAX_COMPONENT_BYTES) {
+                memmove(out + 1, out, olen);
+                out[0] = '_';
+                olen++;
+                cp->renamed = true;
+                break;
+            }
+        }
+    }
+    if (cp->ncomp > 0)
+        cp->buf[cp->len++] = '/';
+    cp->comp_off[cp->ncomp] = (uint16_t)cp->len;
+    cp->comp_len[cp->ncomp] = (uint16_t)olen;
+    memcpy(cp->buf + cp->len, out, olen);
+    cp->len += olen;
+    cp->buf[cp->len] = '\0';
+    cp->ncomp++;
+    cp->truncated |= cut;
+}
+
+static enum clean_status clean_name(const char *raw, const char *const *reserved,
+                                    struct clean_path *cp)
+{
+    const unsigned char *p = (const unsigned char *)raw;
+    cp->len = 0;
+    cp->ncomp = 0;
+    cp->truncated = cp->renamed = false;
+    cp->buf[0] = '\0';
+    while (*p) {
+        const unsigned char *s = p;
+        while (*p && *p != '/')
+            p++;
+        size_t n = (size_t)(p - s);
+        if (*p == '/')
+            p++;
+        if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+            continue;
+        if (cp->ncomp == MAX_DEPTH)
+            return CLEAN_TOO_DEEP;
+        append_component(cp, s, n, reserved);
+        if (cp->len > MAX_PATH_BYTES)
+            return CLEAN_TOO_LONG;
+    }
+    return CLEAN_OK;
+}
+
+/* UTF-8 encoding of a wide string (libarchive's last-resort form of a
+ * name).  Malloc'd, NULL on failure. */
+static char *wide_to_utf8(const wchar_t *w)
+{
+    size_t n = wcslen(w);
+    char *out = malloc(n * 4 + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = (uint32_t)w[i];
+        if (c == 0 || (c >= 0xD800 && c <= 0xDFFF) || c > 0x10FFFF)
+            c = 0xFFFD;
+        if (c < 0x80)
+            *o++ = (char)c;
+        else if (c < 0x800) {
+            *o++ = (char)(0xC0 | c >> 6);
+            *o++ = (char)(0x80 | (c & 0x3F));
+        } else if (c < 0x10000) {
+            *o++ = (char)(0xE0 | c >> 12);
+            *o++ = (char)(0x80 | ((c >> 6) & 0x3F));
+            *o++ = (char)(0x80 | (c & 0x3F));
+        } else {
+            *o++ = (char)(0xF0 | c >> 18);
+            *o++ = (char)(0x80 | ((c >> 12) & 0x3F));
+            *o++ = (char)(0x80 | ((c >> 6) & 0x3F));
+            *o++ = (char)(0x80 | (c & 0x3F));
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* The raw bytes libarchive has for a string attribute, trying the forms it
+ * may hold (a name that failed charset conversion has no multibyte form).
+ * *tmp receives a malloc'd buffer to free when one was needed. */
+static const char *entry_string(const char *mbs, const char *utf8,
+                                const wchar_t *w, char **tmp)
+{
+    *tmp = NULL;
+    if (mbs)
+        return mbs;
+    if (utf8)
+        return utf8;
+    if (w)
+        return *tmp = wide_to_utf8(w);
+    return NULL;
+}
+
+/* ------------------------------------------------------------- builder */
+
+struct bnode {
+    uint64_t size;
+    uint64_t data;
+    uint64_t name_off;
+    int64_t mtime;
+    uint32_t parent;
+    uint32_t first_child; /* head of the (unsorted) child list */
+    uint32_t next_sibling;
+    uint16_t name_len;
+    uint8_t kind;
+    uint8_t flags;
+    bool explicit_dir;
+};
+
+struct pending_link {
+    char *path;   /* the hard link's own raw name */
+    char *target; /* raw name of what it links to */
+    int64_t mtime;
+};
+
+struct builder {
+    struct bnode *nodes;
+    uint32_t n, cap;
+    char *arena;
+    size_t arena_len, arena_cap;
+    uint32_t *slots;  /* hash of (parent, name) -> node; NO_NODE = empty */
+    size_t nslots;    /* power of two */
+    uint64_t link_bytes;
+    struct pending_link *links;
+    size_t nlinks, links_cap;
+    const char *const *reserved;
+    struct aindex_stats stats;
+    struct clean_path cp;
+};
+
+/* What one archive entry contributes. */
+struct payload {
+    uint8_t kind;
+    uint8_t flags;
+    uint64_t size;
+    uint64_t data;
+    int64_t mtime;
+};
+
+static uint64_t name_hash(uint32_t parent, const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull ^ ((uint64_t)parent * 0x9E3779B97F4A7C15ull);
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return h ^ (h >> 29);
+}
+
+static int arena_add(struct builder *b, const void *s, size_t n, uint64_t *off)
+{
+    if (b->arena_len + n + 1 > b->arena_cap) {
+        size_t cap = b->arena_cap ? b->arena_cap : 4096;
+        while (cap < b->arena_len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->arena, cap);
+        if (!p)
+            return -ENOMEM;
+        b->arena = p;
+        b->arena_cap = cap;
+    }
+    *off = b->arena_len;
+    memcpy(b->arena + b->arena_len, s, n);
+    b->arena[b->arena_len + n] = '\0';
+    b->arena_len += n + 1;
+    return 0;
+}
+
+static int grow_slots(struct builder *b)
+{
+    size_t nslots = b->nslots ? b->nslots * 2 : 1024;
+    uint32_t *slots = malloc(nslots * sizeof *slots);
+    if (!slots)
+        return -ENOMEM;
+    memset(slots, 0xFF, nslots * sizeof *slots);
+    for (uint32_t id = 1; id < b->n; id++) {
+        const struct bnode *bn = &b->nodes[id];
+        size_t i = name_hash(bn->parent, b->arena + bn->name_off, bn->name_len)
+                   & (nslots - 1);
+        while (slots[i] != NO_NODE)
+            i = (i + 1) & (nslots - 1);
+        slots[i] = id;
+    }
+    free(b->slots);
+    b->slots = slots;
+    b->nslots = nslots;
+    return 0;
+}
+
+static uint32_t find_child(const struct builder *b, uint32_t parent,
+                           const char *s, size_t n)
+{
+    if (!b->nslots)
+        return NO_NODE;
+    size_t i = name_hash(parent, s, n) & (b->nslots - 1);
+    for (uint32_t id; (id = b->slots[i]) != NO_NODE; i = (i + 1) & (b->nslots - 1)) {
+        const struct bnode *bn = &b->nodes[id];
+        if (bn->parent == parent && bn->name_len == n
+            && memcmp(b->arena + bn->name_off, s, n) == 0)
+            return id;
+    }
+    return NO_NODE;
+}
+
+/* Creates an empty directory node under parent; returns its id in *id. */
+static int add_child(struct builder *b, uint32_t parent, const char *s, size_t n,
+                     uint32_t *id)
+{
+    if (b->n >= UINT32_MAX - 1)
+        return -EFBIG;
+    if ((size_t)(b->n + 1) * 2 > b->nslots) {
+        int rc = grow_slots(b);
+        if (rc)
+            return rc;
+    }
+    if (b->n == b->cap) {
+        uint32_t cap = b->cap ? (b->cap > UINT32_MAX / 2 ? UINT32_MAX : b->cap * 2) : 1024;
+        struct bnode *p = realloc(b->nodes, (size_t)cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        b->nodes = p;
+        b->cap = cap;
+    }
+    uint64_t off;
+    int rc = arena_add(b, s, n, &off);
+    if (rc)
+        return rc;
+    uint32_t nid = b->n++;
+    struct bnode *bn = &b->nodes[nid];
+    memset(bn, 0, sizeof *bn);
+    bn->name_off = off;
+    bn->name_len = (uint16_t)n;
+    bn->parent = parent;
+    bn->kind = KIND_DIR;
+    bn->first_child = NO_NODE;
+    bn->next_sibling = b->nodes[parent].first_child;
+    b->nodes[parent].first_child = nid;
+    size_t i = name_hash(parent, s, n) & (b->nslots - 1);
+    while (b->slots[i] != NO_NODE)
+        i = (i + 1) & (b->nslots - 1);
+    b->slots[i] = nid;
+    *id = nid;
+    return 0;
+}
+
+/* An implicit directory's mtime is the newest below it; an explicit one's
+ * is its own entry's. */
+static void touch_implicit(struct bnode *bn, int64_t mtime)
+{
+    if (!bn->explicit_dir && mtime > bn->mtime)
+        bn->mtime = mtime;
+}
+
+/* Inserts the entry whose cleaned path is in b->cp. */
+static int insert_entry(struct builder *b, const struct payload *pl)
+{
+    const struct clean_path *cp = &b->cp;
+    uint32_t cur = ROOT;
+    int rc;
+    touch_implicit(&b->nodes[ROOT], pl->mtime);
+    if (cp->ncomp == 0) {
+        if (pl->kind == KIND_DIR) {
+            b->nodes[ROOT].explicit_dir = true;
+            b->nodes[ROOT].mtime = pl->mtime;
+        } else
+            b->stats.skipped_bad_name++;
+        return 0;
+    }
+    for (size_t c = 0; c < cp->ncomp; c++) {
+        const char *s = cp->buf + cp->comp_off[c];
+        size_t n = cp->comp_len[c];
+        bool last = c + 1 == cp->ncomp;
+        uint32_t id = find_child(b, cur, s, n);
+        if (id == NO_NODE) {
+            if ((rc = add_child(b, cur, s, n, &id)))
+                return rc;
+            struct bnode *bn = &b->nodes[id];
+            bn->mtime = pl->mtime;
+            if (last) {
+                bn->kind = pl->kind;
+                bn->flags = pl->flags;
+                bn->size = pl->size;
+                bn->data = pl->data;
+                bn->explicit_dir = pl->kind == KIND_DIR;
+            }
+            cur = id;
+            continue;
+        }
+        struct bnode *bn = &b->nodes[id];
+        if (!last || pl->kind == KIND_DIR) {
+            if (bn->kind != KIND_DIR) {
+                /* The directory wins over a file of the same path. */
+                b->stats.shadowed_by_dir++;
+                bn->kind = KIND_DIR;
+                bn->flags = 0;
+                bn->size = bn->data = 0;
+                bn->mtime = pl->mtime;
+            }
+            if (last) {
+                bn->explicit_dir = true;
+                bn->mtime = pl->mtime;
+            } else
+                touch_implicit(bn, pl->mtime);
+        } else if (bn->kind == KIND_DIR) {
+            b->stats.shadowed_by_dir++;
+        } else {
+            /* Last one wins, like unzip. */
+            b->stats.replaced_duplicate++;
+            bn->kind = pl->kind;
+            bn->flags = pl->flags;
+            bn->size = pl->size;
+            bn->data = pl->data;
+            bn->mtime = pl->mtime;
+        }
+        cur = id;
+    }
+    return 0;
+}
+
+/* Cleans raw into b->cp, counting what the rules did; false = skip it. */
+static bool clean_entry_name(struct builder *b, const char *raw)
+{
+    switch (clean_name(raw, b->reserved, &b->cp)) {
+    case CLEAN_TOO_DEEP:
+        b->stats.skipped_too_deep++;
+        return false;
+    case CLEAN_TOO_LONG:
+        b->stats.skipped_too_long++;
+        return false;
+    case CLEAN_OK:
+        break;
+    }
+    if (b->cp.truncated)
+        b->stats.truncated_names++;
+    if (b->cp.renamed)
+        b->stats.renamed_reserved++;
+    return true;
+}
+
+/* Follows a cleaned path in the builder's tree. */
+static uint32_t builder_lookup(const struct builder *b, const struct clean_path *cp)
+{
+    uint32_t cur = ROOT;
+    for (size_t c = 0; c < cp->ncomp && cur != NO_NODE; c++)
+        cur = find_child(b, cur, cp->buf + cp->comp_off[c], cp->comp_len[c]);
+    return cur;
+}
+
+static int resolve_hardlinks(struct builder *b)
+{
+    for (size_t i = 0; i < b->nlinks; i++) {
+        struct pending_link *pl = &b->links[i];
+        if (!clean_entry_name(b, pl->target)) {
+            b->stats.skipped_hardlink++;
+            continue;
+        }
+        uint32_t t = builder_lookup(b, &b->cp);
+        if (t == NO_NODE || b->nodes[t].kind != KIND_FILE) {
+            b->stats.skipped_hardlink++;
+            continue;
+        }
+        struct payload p = {
+            .kind = KIND_FILE, .flags = b->nodes[t].flags, .size = b->nodes[t].size,
+            .data = b->nodes[t].data, .mtime = pl->mtime,
+        };
+        if (!clean_entry_name(b, pl->path)) /* counted there */
+            continue;
+        int rc = insert_entry(b, &p);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int defer_hardlink(struct builder *b, const char *path, const char *target,
+                          int64_t mtime)
+{
+    if (b->nlinks == b->links_cap) {
+        size_t cap = b->links_cap ? b->links_cap * 2 : 16;
+        struct pending_link *p = realloc(b->links, cap * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        b->links = p;
+        b->links_cap = cap;
+    }
+    struct pending_link *pl = &b->links[b->nlinks];
+    pl->path = strdup(path);
+    pl->target = strdup(target);
+    pl->mtime = mtime;
+    if (!pl->path || !pl->target) {
+        free(pl->path);
+        free(pl->target);
+        return -ENOMEM;
+    }
+    b->nlinks++;
+    return 0;
+}
+
+static void builder_free(struct builder *b)
+{
+    free(b->nodes);
+    free(b->arena);
+    free(b->slots);
+    for (size_t i = 0; i < b->nlinks; i++) {
+        free(b->links[i].path);
+        free(b->links[i].target);
+    }
+    free(b->links);
+}
+
+static int cmp_names(const char *a, size_t an, const char *b, size_t bn)
+{
+    int c = memcmp(a, b, an < bn ? an : bn);
+    if (c)
+        return c;
+    return an < bn ? -1 : an > bn;
+}
+
+static int cmp_bnode_ids(const void *x, const void *y, void *ctx)
+{
+    const struct builder *b = ctx;
+    const struct bnode *p = &b->nodes[*(const uint32_t *)x];
+    const struct bnode *q = &b->nodes[*(const uint32_t *)y];
+    return cmp_names(b->arena + p->name_off, p->name_len, b->arena + q->name_off,
+                     q->name_len);
+}
+
+/* Renumbers the tree breadth-first with sorted children: the final node
+ * array, where each directory's children are one contiguous range. */
+static int finalize(struct builder *b, struct aindex *ix)
+{
+    uint32_t n = b->n;
+    uint32_t *order = malloc((size_t)n * sizeof *order);
+    struct anode *nodes = calloc(n, sizeof *nodes);
+    if (!order || !nodes) {
+        free(order);
+        free(nodes);
+        return -ENOMEM;
+    }
+    uint32_t tail = 1;
+    order[0] = ROOT;
+    for (uint32_t head = 0; head < tail; head++) {
+        const struct bnode *bn = &b->nodes[order[head]];
+        struct anode *an = &nodes[head];
+        an->name_off = bn->name_off;
+        an->name_len = bn->name_len;
+        an->kind = bn->kind;
+        an->flags = bn->flags;
+        an->mtime = bn->mtime;
+        if (bn->kind != KIND_DIR) {
+            an->size = bn->size;
+            an->data = bn->data;
+            ix->total_size += bn->size;
+            continue;
+        }
+        uint32_t first = tail;
+        for (uint32_t c = bn->first_child; c != NO_NODE; c = b->nodes[c].next_sibling)
+            order[tail++] = c;
+        /* The list was built by prepending: reverse to archive order, which
+         * is usually sorted already, so the check below skips the sort. */
+        for (uint32_t i = first, j = tail - 1; i < j; i++, j--) {
+            uint32_t t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+        bool sorted = true;
+        for (uint32_t i = first + 1; i < tail && sorted; i++)
+            sorted = cmp_bnode_ids(&order[i - 1], &order[i], b) < 0;
+        if (!sorted)
+            qsort_r(order + first, tail - first, sizeof *order, cmp_bnode_ids, b);
+        an->first_child = first;
+        an->nchildren = tail - first;
+    }
+    free(order);
+    ix->nodes = nodes;
+    ix->nnodes = n;
+    /* The arena is handed over; shrink it to what is used. */
+    char *arena = realloc(b->arena, b->arena_len ? b->arena_len : 1);
+    ix->arena = arena ? arena : b->arena;
+    b->arena = NULL;
+    return 0;
+}
+
+/* Size of an entry whose header carries none: decompress and count. */
+static int count_data(struct archive *a, uint64_t *size)
+{
+    const void *buf;
+    size_t len;
+    la_int64_t off;
+    uint64_t total = 0;
+    for (;;) {
+        int r = archive_read_data_block(a, &buf, &len, &off);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r < ARCHIVE_WARN)
+            return -EIO;
+        total += len;
+    }
+    *size = total;
+    return 0;
+}
+
+/* One archive header into the builder. */
+static int add_archive_entry(struct builder *b, struct archive *a,
+                             struct archive_entry *e)
+{
+    char *tmp_name = NULL, *tmp_other = NULL;
+    int rc = 0;
+    const char *name = entry_string(archive_entry_pathname(e),
+                                    archive_entry_pathname_utf8(e),
+                                    archive_entry_pathname_w(e), &tmp_name);
+    int64_t mtime = archive_entry_mtime_is_set(e) ? (int64_t)archive_entry_mtime(e) : 0;
+    struct payload pl = {.mtime = mtime};
+
+    if (!name) {
+        b->stats.skipped_bad_name++;
+        goto out;
+    }
+    const char *hardlink = entry_string(archive_entry_hardlink(e),
+                                        archive_entry_hardlink_utf8(e),
+                                        archive_entry_hardlink_w(e), &tmp_other);
+    if (hardlink) {
+        rc = defer_hardlink(b, name, hardlink, mtime);
+        goto out;
+    }
+    switch (archive_entry_filetype(e)) {
+    case AE_IFDIR:
+        pl.kind = KIND_DIR;
+        break;
+    case AE_IFREG:
+        pl.kind = KIND_FILE;
+        /* Where the data starts: the reader's anchor. */
+        pl.data = (uint64_t)archive_filter_bytes(a, 0);
+        if (archive_entry_is_data_encrypted(e))
+            pl.flags |= NODE_ENCRYPTED;
+        if (archive_entry_size_is_set(e) && archive_entry_size(e) >= 0)
+            pl.size = (uint64_t)archive_entry_size(e);
+        else if (pl.flags & NODE_ENCRYPTED || count_data(a, &pl.size) != 0) {
+            b->stats.skipped_unreadable++;
+            goto out;
+        }
+        break;
+    case AE_IFLNK: {
+        const char *target = entry_string(archive_entry_symlink(e),
+                                          archive_entry_symlink_utf8(e),
+                                          archive_entry_symlink_w(e), &tmp_other);
+        size_t tlen = target ? strlen(target) : 0;
+        if (!target || tlen > MAX_LINK_TARGET || b->link_bytes + tlen > MAX_LINK_TOTAL) {
+            b->stats.skipped_type++;
+            goto out;
+        }
+        if ((rc = arena_add(b, target, tlen, &pl.data)))
+            goto out;
+        b->link_bytes += tlen;
+        pl.kind = KIND_INLINE;
+        pl.size = tlen;
+        break;
+    }
+    default:
+        b->stats.skipped_type++;
+        goto out;
+    }
+    if (clean_entry_name(b, name))
+        rc = insert_entry(b, &pl);
+out:
+    free(tmp_name);
+    free(tmp_other);
+    return rc;
+}
+
+/* Names are decoded by libarchive according to the thread's locale:
+ * pinning it to C.UTF-8 for the index pass makes names independent of the
+ * process's locale (raw bytes for non-UTF-8-flagged names, UTF-8 kept as
+ * is for flagged ones). */
+static locale_t pin_utf8_locale(locale_t *saved)
+{
+    locale_t loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    if (loc == (locale_t)0)
+        loc = newlocale(LC_CTYPE_MASK, "C.utf8", (locale_t)0);
+    *saved = loc != (locale_t)0 ? uselocale(loc) : (locale_t)0;
+    return loc;
+}
+
+static void unpin_locale(locale_t loc, locale_t saved)
+{
+    if (loc != (locale_t)0) {
+        uselocale(saved);
+        freelocale(loc);
+    }
+}
+
+int aindex_open(const char *path, const char *const *reserved,
+                struct aindex **out, char **why)
+{
+    *out = NULL;
+    if (why)
+        *why = NULL;
+    struct aindex *ix = calloc(1, sizeof *ix);
+    struct builder *b = calloc(1, sizeof *b);
+    struct archive_entry *e = archive_entry_new();
+    struct archive *a = NULL;
+    locale_t saved = (locale_t)0, loc = (locale_t)0;
+    int rc;
+    if (!ix || !b || !e) {
+        rc = -ENOMEM;
+        set_why(why, "%s: out of memory", path);
+        goto fail;
+    }
+    b->reserved = reserved;
+    if ((rc = map_file(path, &ix->map, &ix->map_len, why)))
+        goto fail;
+
+    /* Root node. */
+    b->cap = 1024;
+    b->nodes = malloc(b->cap * sizeof *b->nodes);
+    uint64_t root_name;
+    if (!b->nodes || (rc = arena_add(b, "", 0, &root_name)) || (rc = grow_slots(b))) {
+        rc = -ENOMEM;
+        set_why(why, "%s: out of memory", path);
+        goto fail;
+    }
+    memset(&b->nodes[0], 0, sizeof b->nodes[0]);
+    b->nodes[0].kind = KIND_DIR;
+    b->nodes[0].first_child = b->nodes[0].next_sibling = NO_NODE;
+    b->nodes[0].parent = NO_NODE;
+    b->nodes[0].name_off = root_name;
+    b->n = 1;
+
+    loc = pin_utf8_locale(&saved);
+    struct view v = {.base = ix->map, .len = (int64_t)ix->map_len};
+    if (open_view(&v, true, &a) != ARCHIVE_OK) {
+        rc = !a || archive_errno(a) == ENOMEM ? -ENOMEM : -EIO;
+        set_why(why, "%s: not a readable zip archive: %s", path, archive_err(a));
+        goto fail;
+    }
+    for (;;) {
+        int r = archive_read_next_header2(a, e);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r == ARCHIVE_FATAL || r == ARCHIVE_RETRY) {
+            rc = archive_errno(a) == ENOMEM ? -ENOMEM : -EIO;
+            set_why(why, "%s: unreadable zip (after %ju entries): %s", path,
+                    (uintmax_t)b->stats.entries_seen, archive_err(a));
+            goto fail;
+        }
+        b->stats.entries_seen++;
+        if (r == ARCHIVE_FAILED) {
+            b->stats.skipped_unreadable++;
+            continue;
+        }
+        if ((rc = add_archive_entry(b, a, e))) {
+            set_why(why, "%s: %s (after %ju entries)", path, strerror(-rc),
+                    (uintmax_t)b->stats.entries_seen);
+            goto fail;
+        }
+    }
+    unpin_locale(loc, saved);
+    loc = (locale_t)0;
+    archive_read_free(a);
+    a = NULL;
+    archive_entry_free(e);
+    e = NULL;
+
+    if ((rc = resolve_hardlinks(b)) || (rc = finalize(b, ix))) {
+        set_why(why, "%s: %s", path, strerror(-rc));
+        goto fail;
+    }
+    ix->stats = b->stats;
+    builder_free(b);
+    free(b);
+    *out = ix;
+    return 0;
+
+fail:
+    unpin_locale(loc, saved);
+    if (a)
+        archive_read_free(a);
+    archive_entry_free(e);
+    if (b) {
+        builder_free(b);
+        free(b);
+    }
+    aindex_free(ix);
+    return rc;
+}
+
+void aindex_free(struct aindex *ix)
+{
+    if (!ix)
+        return;
+    if (ix->map)
+        munmap((void *)ix->map, ix->map_len);
+    free(ix->nodes);
+    free(ix->arena);
+    free(ix);
+}
+
+/* -------------------------------------------------------------- queries */
+
+const struct anode *aindex_root(const struct aindex *ix) { return &ix->nodes[ROOT]; }
+int anode_is_dir(const struct anode *n) { return n->kind == KIND_DIR; }
+uint64_t anode_size(const struct anode *n) { return n->kind == KIND_DIR ? 0 : n->size; }
+time_t anode_mtime(const struct anode *n) { return (time_t)n->mtime; }
+size_t anode_child_count(const struct anode *n) { return n->kind == KIND_DIR ? n->nchildren : 0; }
+uint64_t aindex_entry_count(const struct aindex *ix) { return ix->nnodes - 1; }
+uint64_t aindex_total_size(const struct aindex *ix) { return ix->total_size; }
+const struct aindex_stats *aindex_stats(const struct aindex *ix) { return &ix->stats; }
+
+const char *anode_name(const struct aindex *ix, const struct anode *n)
+{
+    return ix->arena + n->name_off;
+}
+
+const struct anode *anode_child(const struct aindex *ix, const struct anode *dir, size_t i)
+{
+    if (dir->kind != KIND_DIR || i >= dir->nchildren)
+        return NULL;
+    return &ix->nodes[dir->first_child + i];
+}
+
+const struct anode *aindex_lookup(const struct aindex *ix, const char *relpath)
+{
+    const struct anode *cur = &ix->nodes[ROOT];
+    const char *p = relpath;
+    while (*p) {
+        const char *s = p;
+        while (*p && *p != '/')
+            p++;
+        size_t n = (size_t)(p - s);
+        if (*p == '/')
+            p++;
+        if (n == 0)
+            continue;
+        if (cur->kind != KIND_DIR)
+            return NULL;
+        size_t lo = 0, hi = cur->nchildren;
+        const struct anode *found = NULL;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            const struct anode *c = &ix->nodes[cur->first_child + mid];
+            int cmp = cmp_names(ix->arena + c->name_off, c->name_len, s, n);
+            if (cmp == 0) {
+                found = c;
+                break;
+            }
+            if (cmp < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (!found)
+            return NULL;
+        cur = found;
+    }
+    return cur;
+}
+
+/* -------------------------------------------------------------- readers */
+
+struct areader {
+    const struct aindex *ix;
+    const struct anode *node;
+    struct archive *a;     /* positioned in the entry's data, or NULL */
+    struct view v;
+    uint64_t produced;     /* entry bytes decompressed so far by a */
+    bool end_checked;      /* a reached the entry's end, CRC good */
+    /* Ring of the last bytes produced: offset x lives at win[x % win_cap];
+     * valid for [produced - win_len, produced). */
+    unsigned char *win;
+    size_t win_cap, win_len;
+    char err[320];
+};
+
+static ssize_t reader_fail(struct areader *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static ssize_t reader_fail(struct areader *r, int err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, sizeof r->err, fmt, ap);
+    va_end(ap);
+    if (r->a) {
+        archive_read_free(r->a);
+        r->a = NULL;
+    }
+    r->produced = 0;
+    r->win_len = 0;
+    r->end_checked = false;
+    return -err;
+}
+
+int areader_open(const struct aindex *ix, const struct anode *file,
+                 struct areader **out)
+{
+    *out = NULL;
+    if (file->kind == KIND_DIR)
+        return -EISDIR;
+    struct areader *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->ix = ix;
+    r->node = file;
+    *out = r;
+    return 0;
+}
+
+void areader_close(struct areader *r)
+{
+    if (!r)
+        return;
+    if (r->a)
+        archive_read_free(r->a);
+    free(r->win);
+    free(r);
+}
+
+const char *areader_error(const struct areader *r)
+{
+    return r->err[0] ? r->err : NULL;
+}
+
+/* Streamable reader on the view starting at lho; succeeds only if its
+ * header ends exactly where the index saw the entry's data start. */
+static struct archive *try_local_header(struct areader *r, uint64_t lho)
+{
+    const struct aindex *ix = r->ix;
+    struct archive_entry *e;
+    r->v = (struct view){.base = ix->map + lho, .len = (int64_t)(ix->map_len - lho)};
+    struct archive *a;
+    if (open_view(&r->v, false, &a) != ARCHIVE_OK) {
+        if (a)
+            archive_read_free(a);
+        return NULL;
+    }
+    int h = archive_read_next_header(a, &e);
+    if ((h == ARCHIVE_OK || h == ARCHIVE_WARN)
+        && archive_filter_bytes(a, 0) == (la_int64_t)(r->node->data - lho))
+        return a;
+    archive_read_free(a);
+    return NULL;
+}
+
+/* Slow path: walk the archive with the seekable reader to the entry whose
+ * data starts where the index says. */
+static struct archive *walk_to_entry(struct areader *r)
+{
+    struct archive_entry *e;
+    r->v = (struct view){.base = r->ix->map, .len = (int64_t)r->ix->map_len};
+    struct archive *a;
+    if (open_view(&r->v, true, &a) != ARCHIVE_OK) {
+        if (a)
+            archive_read_free(a);
+        return NULL;
+    }
+    for (;;) {
+        int h = archive_read_next_header(a, &e);
+        if (h == ARCHIVE_EOF || h == ARCHIVE_FATAL || h == ARCHIVE_RETRY)
+            break;
+        if (h != ARCHIVE_FAILED && archive_entry_filetype(e) == AE_IFREG
+            && archive_filter_bytes(a, 0) == (la_int64_t)r->node->data)
+            return a;
+    }
+    archive_read_free(a);
+    return NULL;
+}
+
+/* Positions a fresh libarchive reader at the start of the entry's data. */
+static int start_entry(struct areader *r)
+{
+    const struct aindex *ix = r->ix;
+    uint64_t data = r->node->data;
+    struct archive *a = NULL;
+    if (r->a) {
+        archive_read_free(r->a);
+        r->a = NULL;
+    }
+    r->produced = 0;
+    r->win_len = 0;
+    r->end_checked = false;
+    if (data >= 30 && data <= ix->map_len) {
+        uint64_t lo = data > LOCAL_HEADER_MAX ? data - LOCAL_HEADER_MAX : 0;
+        int tried = 0;
+        for (uint64_t p = data - 30 + 1; p-- > lo && tried < MAX_HEADER_CANDIDATES;) {
+            const unsigned char *m = ix->map + p;
+            if (m[0] != 'P' || m[1] != 'K' || m[2] != 3 || m[3] != 4)
+                continue;
+            tried++;
+            if ((a = try_local_header(r, p)))
+                break;
+        }
+    }
+    if (!a)
+        a = walk_to_entry(r);
+    if (!a)
+        return (int)reader_fail(r, EIO, "cannot position at the entry's data");
+    r->a = a;
+    if (!r->win) {
+        r->win_cap = r->node->size < AINDEX_WINDOW ? (size_t)r->node->size : AINDEX_WINDOW;
+        r->win = malloc(r->win_cap ? r->win_cap : 1);
+        if (!r->win)
+            return (int)reader_fail(r, ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static void win_store(struct areader *r, uint64_t off, const unsigned char *src, size_t n)
+{
+    if (n >= r->win_cap) {
+        src += n - r->win_cap;
+        off += n - r->win_cap;
+        n = r->win_cap;
+    }
+    size_t at = (size_t)(off % r->win_cap);
+    size_t first = n < r->win_cap - at ? n : r->win_cap - at;
+    memcpy(r->win + at, src, first);
+    memcpy(r->win, src + first, n - first);
+}
+
+static void win_load(const struct areader *r, uint64_t off, unsigned char *dst, size_t n)
+{
+    size_t at = (size_t)(off % r->win_cap);
+    size_t first = n < r->win_cap - at ? n : r->win_cap - at;
+    memcpy(dst, r->win + at, first);
+    memcpy(dst + first, r->win, n - first);
+}
+
+/* Decompresses up to want bytes into dst (which may be inside the ring),
+ * keeping the ring and the declared size in step.  Returns bytes or
+ * -errno; never 0 (running short of the declared size is an error). */
+static ssize_t produce(struct areader *r, unsigned char *dst, size_t want, bool in_ring)
+{
+    uint64_t left = r->node->size - r->produced;
+    if (want > left)
+        want = (size_t)left;
+    la_ssize_t n = archive_read_data(r->a, dst, want);
+    if (n < 0)
+        return reader_fail(r, EIO, "%s", archive_err(r->a));
+    if (n == 0)
+        return reader_fail(r, EIO, "entry data ends at %ju bytes, %ju declared",
+                           (uintmax_t)r->produced, (uintmax_t)r->node->size);
+    if (!in_ring)
+        win_store(r, r->produced, dst, (size_t)n);
+    r->produced += (uint64_t)n;
+    r->win_len = r->win_len + (size_t)n > r->win_cap ? r->win_cap : r->win_len + (size_t)n;
+    return n;
+}
+
+/* Decompresses forward until produced == target, into the ring. */
+static int advance_to(struct areader *r, uint64_t target)
+{
+    while (r->produced < target) {
+        size_t at = (size_t)(r->produced % r->win_cap);
+        uint64_t want = target - r->produced;
+        if (want > r->win_cap - at)
+            want = r->win_cap - at;
+        ssize_t n = produce(r, r->win + at, (size_t)want, true);
+        if (n < 0)
+            return (int)n;
+    }
+    return 0;
+}
+
+/* At the declared end: the stream must end here, with a good CRC. */
+static int check_end(struct areader *r)
+{
+    if (r->end_checked)
+        return 0;
+    unsigned char extra;
+    la_ssize_t n = archive_read_data(r->a, &extra, 1);
+    if (n < 0)
+        return (int)reader_fail(r, EIO, "%s", archive_err(r->a));
+    if (n > 0)
+        return (int)reader_fail(r, EIO, "entry data longer than the declared %ju bytes",
+                                (uintmax_t)r->node->size);
+    r->end_checked = true;
+    return 0;
+}
+
+ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset)
+{
+    const struct anode *node = r->node;
+    unsigned char *out = buf;
+    if (offset >= node->size || size == 0)
+        return 0;
+    if (size > (size_t)SSIZE_MAX)
+        size = (size_t)SSIZE_MAX;
+    uint64_t end = node->size - offset < size ? node->size : offset + size;
+    size_t total = (size_t)(end - offset);
+    r->err[0] = '\0';
+
+    if (node->kind == KIND_INLINE) {
+        memcpy(out, r->ix->arena + node->data + offset, total);
+        return (ssize_t)total;
+    }
+    if (node->flags & NODE_ENCRYPTED)
+        return reader_fail(r, EIO, "entry is encrypted");
+
+    bool have_window = r->a || r->end_checked;
+    if (!have_window || offset < r->produced - r->win_len) {
+        /* Nothing usable, or behind the window: start over. */
+        int rc = start_entry(r);
+        if (rc)
+            return rc;
+        if (node->size <= r->win_cap) {
+            /* Small entry: decompress it whole and check its CRC before
+             * serving a byte of it. */
+            if ((rc = advance_to(r, node->size)) || (rc = check_end(r)))
+                return rc;
+        }
+    }
+    size_t done = 0;
+    if (offset < r->produced) {
+        uint64_t upto = end < r->produced ? end : r->produced;
+        done = (size_t)(upto - offset);
+        win_load(r, offset, out, done);
+    } else if (offset > r->produced) {
+        int rc = advance_to(r, offset);
+        if (rc)
+            return rc;
+    }
+    while (done < total) {
+        ssize_t n = produce(r, out + done, total - done, false);
+        if (n < 0)
+            return n;
+        done += (size_t)n;
+    }
+    if (end == node->size) {
+        int rc = check_end(r);
+        if (rc)
+            return rc;
+    }
+    if (r->end_checked && r->a) {
+        /* Everything was produced: the window serves what is left. */
+        archive_read_free(r->a);
+        r->a = NULL;
+    }
+    return (ssize_t)done;
+}
+
+/* ---------------------------------------------------------- verification */
+
+int aindex_verify_data(const char *path, char **why)
+{
+    const unsigned char *map;
+    size_t len;
+    if (why)
+        *why = NULL;
+    int rc = map_file(path, &map, &len, why);
+    if (rc)
+        return rc;
+    struct view v = {.base = map, .len = (int64_t)len};
+    struct archive *a;
+    struct archive_entry *e;
+    uint64_t seen = 0;
+    if (open_view(&v, true, &a) != ARCHIVE_OK) {
+        rc = !a || archive_errno(a) == ENOMEM ? -ENOMEM : -EIO;
+        set_why(why, "%s: not a readable zip archive: %s", path, archive_err(a));
+        if (a)
+            archive_read_free(a);
+        munmap((void *)map, len);
+        return rc;
+    }
+    for (;;) {
+        int h = archive_read_next_header(a, &e);
+        if (h == ARCHIVE_EOF)
+            break;
+        seen++;
+        if (h < ARCHIVE_WARN) {
+            set_why(why, "%s: entry #%ju: unreadable header: %s", path,
+                    (uintmax_t)seen, archive_err(a));
+            rc = -EIO;
+            break;
+        }
+        /* Encrypted entries are never served, so there is nothing to vouch
+         * for; symlink targets are read (and checked) with the header. */
+        if (archive_entry_filetype(e) != AE_IFREG || archive_entry_is_data_encrypted(e))
+            continue;
+        const void *buf;
+        size_t n;
+        la_int64_t off;
+        uint64_t got = 0;
+        int r;
+        while ((r = archive_read_data_block(a, &buf, &n, &off)) == ARCHIVE_OK
+               || r == ARCHIVE_WARN)
+            got += n;
+        struct clean_path *cp = malloc(sizeof *cp);
+        const char *shown = "?";
+        if (cp && archive_entry_pathname(e)) {
+            clean_name(archive_entry_pathname(e), NULL, cp);
+            shown = cp->buf;
+        }
+        if (r != ARCHIVE_EOF)
+            set_why(why, "%s: entry '%s': %s", path, shown, archive_err(a));
+        else if (archive_entry_size_is_set(e) && got != (uint64_t)archive_entry_size(e))
+            set_why(why, "%s: entry '%s': %ju bytes of data, %jd declared", path, shown,
+                    (uintmax_t)got, (intmax_t)archive_entry_size(e));
+        else
+            r = 0;
+        free(cp);
+        if (r) {
+            rc = -EIO;
+            break;
+        }
+    }
+    archive_read_free(a);
+    munmap((void *)map, len);
+    return rc;
+}

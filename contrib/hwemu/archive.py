@@ -59,7 +59,7 @@ def build(job, path):
     names = csv_names(nfiles, int(p["folders"]))
     dt = _date_time(job["submit_ms"])
     manifest = {"job_id": job["job_id"], "project_id": job["project_id"],
-                "filter": job["filter"], "rows": gen.rows, "files": names,
+                "filter": job["filter"], "rows": gen.count(), "files": names,
                 "columns": gen.cols, "generated_by": "hwcloud-emulator"}
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True,
                          compresslevel=level) as zf:

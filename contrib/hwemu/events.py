@@ -156,6 +156,7 @@ class Generator:
                     except ValueError:
                         pass
 
+        self.skip = {n for n in self.skip if n < rows}
         if not attacks or not actions or not hosts or rules == [] or sips == [] or urls == []:
             rows = 0
         self.rows = rows
@@ -236,6 +237,10 @@ class Generator:
                 args.append("S0 + n * SP // R")
         self._code = compile("[T[n %% P] %% (%s) for n in NS]" % "".join(a + "," for a in args),
                              "<rows>", "eval")
+
+    def count(self):
+        """Number of rows actually produced."""
+        return self.rows - len(self.skip) if self.rows else 0
 
     def header(self):
         return ",".join(self.cols) + "\n"

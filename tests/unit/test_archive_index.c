@@ -1,1 +1,865 @@
-int main(void) { return 77; }
+/*
+ * Unit test of archive_index: builds zips with libarchive's writer in a
+ * temporary directory, then checks the cleaned tree, exact sizes and
+ * times, byte-exact reads (sequential, random, backwards, past EOF, from
+ * several threads), corrupt archives, and prints a few timings.
+ *
+ * AIDX_BIG_MIB sets the size of the throughput entry (default 64; use a
+ * few MiB under valgrind).
+ */
+#include "archive_index.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int failures;
+static char tmpdir[512];
+
+#define CHECK(cond, ...)                                                        \
+    do {                                                                        \
+        if (!(cond)) {                                                          \
+            failures++;                                                         \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);     \
+            fprintf(stderr, __VA_ARGS__);                                       \
+            fputc('\n', stderr);                                                \
+        }                                                                       \
+    } while (0)
+
+static const char *const reserved[] = {"status", ".job.json", ".wait", NULL};
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* Deterministic CSV-like text of exactly len bytes (compresses ~4-6:1). */
+static unsigned char *gen_csv(uint64_t seed, size_t len)
+{
+    static const char *attacks[] = {"sqli", "xss", "cmdi", "lfi", "rfi", "webshell",
+                                    "crawler", "cc", "robot", "scanner"};
+    unsigned char *buf = malloc(len + 256);
+    uint64_t s = seed * 2654435761u + 88172645463325252ull;
+    size_t at = 0;
+    while (at < len) {
+        uint64_t r = rng_next(&s);
+        at += (size_t)sprintf((char *)buf + at,
+                              "%llu,2024-%02u-%02uT%02u:%02u:%02uZ,10.%u.%u.%u,%s,/api/v1/item?id=%u,%u\n",
+                              (unsigned long long)(r % 100000000), (unsigned)(r >> 8) % 12 + 1,
+                              (unsigned)(r >> 12) % 28 + 1, (unsigned)(r >> 17) % 24,
+                              (unsigned)(r >> 22) % 60, (unsigned)(r >> 28) % 60,
+                              (unsigned)(r >> 34) % 256, (unsigned)(r >> 42) % 256,
+                              (unsigned)(r >> 50) % 256, attacks[(r >> 58) % 10],
+                              (unsigned)(r >> 20) % 5000, (unsigned)(r >> 40) % 1000);
+    }
+    return buf;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+enum { T_REG, T_DIR, T_LNK, T_HARD };
+
+struct wentry {
+    const char *name;
+    int type;
+    const void *data;
+    size_t len;
+    time_t mtime;
+    const char *link;
+};
+
+static int write_zip(const char *path, const struct wentry *ents, size_t n, bool store)
+{
+    struct archive *w = archive_write_new();
+    int rc = 0;
+    archive_write_set_format_zip(w);
+    if (store)
+        archive_write_set_options(w, "zip:compression=store");
+    if (archive_write_open_filename(w, path) != ARCHIVE_OK) {
+        fprintf(stderr, "write_zip %s: %s\n", path, archive_error_string(w));
+        archive_write_free(w);
+        return -1;
+    }
+    struct archive_entry *e = archive_entry_new();
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        archive_entry_clear(e);
+        archive_entry_set_pathname(e, ents[i].name);
+        archive_entry_set_mtime(e, ents[i].mtime, 0);
+        switch (ents[i].type) {
+        case T_DIR:
+            archive_entry_set_filetype(e, AE_IFDIR);
+            archive_entry_set_perm(e, 0755);
+            break;
+        case T_LNK:
+            archive_entry_set_filetype(e, AE_IFLNK);
+            archive_entry_set_perm(e, 0777);
+            archive_entry_set_symlink(e, ents[i].link);
+            break;
+        case T_HARD:
+            archive_entry_set_hardlink(e, ents[i].link);
+            /* fall through */
+        default:
+            archive_entry_set_filetype(e, AE_IFREG);
+            archive_entry_set_perm(e, 0644);
+            archive_entry_set_size(e, (la_int64_t)ents[i].len);
+        }
+        if (archive_write_header(w, e) != ARCHIVE_OK) {
+            fprintf(stderr, "write_zip header %s: %s\n", ents[i].name,
+                    archive_error_string(w));
+            rc = -1;
+        } else if (ents[i].type == T_REG || ents[i].type == T_HARD) {
+            if (ents[i].len && archive_write_data(w, ents[i].data, ents[i].len)
+                                   != (la_ssize_t)ents[i].len)
+                rc = -1;
+        }
+    }
+    archive_entry_free(e);
+    if (archive_write_close(w) != ARCHIVE_OK)
+        rc = -1;
+    archive_write_free(w);
+    return rc;
+}
+
+static unsigned char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)n + 1);
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static int spit(const char *path, const void *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = fwrite(buf, 1, len, f);
+    fclose(f);
+    return w == len ? 0 : -1;
+}
+
+static char *tpath(const char *name)
+{
+    char *p;
+    if (asprintf(&p, "%s/%s", tmpdir, name) < 0)
+        abort();
+    return p;
+}
+
+/* Reads the whole of node n with reads of pseudo-random sizes; compares. */
+static bool read_all_matches(const struct aindex *ix, const struct anode *n,
+                             const unsigned char *want, size_t len, uint64_t seed)
+{
+    struct areader *r;
+    if (areader_open(ix, n, &r) != 0)
+        return false;
+    unsigned char *buf = malloc(len + 70000);
+    size_t at = 0;
+    bool ok = true;
+    for (;;) {
+        size_t ask = (size_t)(rng_next(&seed) % 70000) + 1;
+        ssize_t got = areader_pread(r, buf + at, ask, at);
+        if (got < 0) {
+            fprintf(stderr, "  pread at %zu: %zd %s\n", at, got, areader_error(r));
+            ok = false;
+            break;
+        }
+        if (got == 0)
+            break;
+        at += (size_t)got;
+        if (at > len)
+            break;
+    }
+    ok = ok && at == len && memcmp(buf, want, len) == 0;
+    free(buf);
+    areader_close(r);
+    return ok;
+}
+
+/* ------------------------------------------------------- the main zip */
+
+struct expect {
+    const char *path;
+    const unsigned char *data;
+    size_t len;
+};
+
+#define BIG_MAIN ((size_t)6 << 20)
+
+static unsigned char *big_main;
+
+static void test_tree_and_reads(void)
+{
+    static char deep[1024], too_deep[1024], too_long[6000], long_comp[400];
+    static char long_comp_want[300];
+    deep[0] = too_deep[0] = too_long[0] = '\0';
+    for (int i = 0; i < 255; i++)
+        strcat(deep, "e/");
+    strcat(deep, "f.csv"); /* 256 components: kept */
+    for (int i = 0; i < 256; i++)
+        strcat(too_deep, "d/");
+    strcat(too_deep, "f.csv"); /* 257: skipped */
+    for (int i = 0; i < 17; i++) {
+        size_t l = strlen(too_long);
+        memset(too_long + l, 'x', 240);
+        strcpy(too_long + l + 240, "/");
+    }
+    strcat(too_long, "f.csv"); /* > 4000 bytes: skipped */
+    strcpy(long_comp, "long/");
+    memset(long_comp + 5, 'L', 300);
+    long_comp[305] = '\0';
+    memset(long_comp_want, 'L', 255);
+    long_comp_want[255] = '\0';
+    /* A component cut inside a multi-byte character: 254 'M' + "é". */
+    static char cut_utf8[300], cut_utf8_want[300];
+    memset(cut_utf8, 'M', 254);
+    strcpy(cut_utf8 + 254, "\xc3\xa9.csv");
+    memset(cut_utf8_want, 'M', 254);
+    cut_utf8_want[254] = '\0';
+
+    big_main = gen_csv(1, BIG_MAIN);
+    const time_t T = 1700000000;
+    const struct wentry ents[] = {
+        {"data/a.csv", T_REG, "a,b\n1,2\n", 8, T, NULL},
+        {"data/", T_DIR, NULL, 0, T - 100000, NULL},
+        {"implicit/deep/x.csv", T_REG, "x", 1, T + 50, NULL},
+        {"dup.csv", T_REG, "first", 5, T, NULL},
+        {"../escape.csv", T_REG, "esc", 3, T, NULL},
+        {"/abs/p.csv", T_REG, "abs", 3, T, NULL},
+        {"./dot/../x/./y.csv", T_REG, "dots", 4, T, NULL},
+        {"link", T_LNK, NULL, 0, T, "data/a.csv"},
+        {"hl.csv", T_HARD, "hard", 4, T, "data/a.csv"},
+        {"status", T_REG, "S", 1, T, NULL},
+        {".job.json", T_REG, "J", 1, T, NULL},
+        {".wait/inner.csv", T_REG, "W", 1, T, NULL},
+        {"sub/status", T_REG, "s2", 2, T, NULL},
+        {"new\nline.csv", T_REG, "nl", 2, T, NULL},
+        {"bad\xff\xfe" "name.csv", T_REG, "bad", 3, T, NULL},
+        {"caf\xc3\xa9.csv", T_REG, "cafe", 4, T, NULL},
+        {"ctl\x01\x7f.csv", T_REG, "ctl", 3, T, NULL},
+        {deep, T_REG, "deep", 4, T, NULL},
+        {too_deep, T_REG, "no", 2, T, NULL},
+        {too_long, T_REG, "no", 2, T, NULL},
+        {long_comp, T_REG, "long", 4, T, NULL},
+        {cut_utf8, T_REG, "cut", 3, T, NULL},
+        {"conflict", T_REG, "file", 4, T, NULL},
+        {"conflict/inner.csv", T_REG, "in", 2, T, NULL},
+        {"conflict2/", T_DIR, NULL, 0, T, NULL},
+        {"conflict2", T_REG, "file", 4, T, NULL},
+        {"empty.csv", T_REG, "", 0, T, NULL},
+        {"big/events.csv", T_REG, big_main, BIG_MAIN, T + 2, NULL},
+        {"dup.csv", T_REG, "second!", 7, T + 10, NULL},
+    };
+    char *zip = tpath("main.zip");
+    CHECK(write_zip(zip, ents, sizeof ents / sizeof ents[0], false) == 0, "write main.zip");
+
+    struct aindex *ix = NULL;
+    char *why = NULL;
+    int rc = aindex_open(zip, reserved, &ix, &why);
+    CHECK(rc == 0, "aindex_open: %d %s", rc, why ? why : "");
+    free(why);
+    if (rc) {
+        free(zip);
+        return;
+    }
+
+    /* Root listing: sorted bytewise, reserved names prefixed. */
+    static const char *root_want[] = {
+        "_.job.json", "_.wait", "_status", "abs", "bad%FF%FEname.csv", "big", "caf\xc3\xa9.csv",
+        "conflict", "conflict2", "ctl%01%7F.csv", "data", "dup.csv", "dot", "e", "empty.csv",
+        "escape.csv", "hl.csv", "implicit", "link", "long", NULL /* cut_utf8 */, "new%0Aline.csv",
+        "sub",
+    };
+    root_want[20] = cut_utf8_want;
+    const struct anode *root = aindex_root(ix);
+    size_t nroot = sizeof root_want / sizeof root_want[0];
+    /* expected order is bytewise: sort the expectation the same way */
+    for (size_t i = 0; i < nroot; i++)
+        for (size_t j = i + 1; j < nroot; j++)
+            if (strcmp(root_want[j], root_want[i]) < 0) {
+                const char *t = root_want[i];
+                root_want[i] = root_want[j];
+                root_want[j] = t;
+            }
+    CHECK(anode_child_count(root) == nroot, "root has %zu children, want %zu",
+          anode_child_count(root), nroot);
+    for (size_t i = 0; i < anode_child_count(root) && i < nroot; i++) {
+        const char *got = anode_name(ix, anode_child(ix, root, i));
+        CHECK(strcmp(got, root_want[i]) == 0, "root child %zu: '%s', want '%s'", i, got,
+              root_want[i]);
+    }
+    for (size_t i = 0; i < anode_child_count(root); i++)
+        printf("  root: %s\n", anode_name(ix, anode_child(ix, root, i)));
+    CHECK(anode_child(ix, root, nroot) == NULL, "child out of range");
+
+    /* Every directory's children are sorted. */
+    for (size_t i = 0; i < anode_child_count(root); i++) {
+        const struct anode *d = anode_child(ix, root, i);
+        for (size_t j = 1; j < anode_child_count(d); j++)
+            CHECK(strcmp(anode_name(ix, anode_child(ix, d, j - 1)),
+                         anode_name(ix, anode_child(ix, d, j))) < 0,
+                  "children of %s unsorted", anode_name(ix, d));
+    }
+
+    /* Files, sizes, contents. */
+    static char long_path[320], cut_path[320];
+    snprintf(long_path, sizeof long_path, "long/%s", long_comp_want);
+    snprintf(cut_path, sizeof cut_path, "%s", cut_utf8_want);
+    char deep_clean[1024] = "";
+    for (int i = 0; i < 255; i++)
+        strcat(deep_clean, "e/");
+    strcat(deep_clean, "f.csv");
+    const struct expect files[] = {
+        {"data/a.csv", (const unsigned char *)"a,b\n1,2\n", 8},
+        {"implicit/deep/x.csv", (const unsigned char *)"x", 1},
+        {"dup.csv", (const unsigned char *)"second!", 7},
+        {"escape.csv", (const unsigned char *)"esc", 3},
+        {"abs/p.csv", (const unsigned char *)"abs", 3},
+        {"dot/x/y.csv", (const unsigned char *)"dots", 4},
+        {deep_clean, (const unsigned char *)"deep", 4},
+        {"link", (const unsigned char *)"data/a.csv", 10},
+        {"hl.csv", (const unsigned char *)"hard", 4},
+        {"_status", (const unsigned char *)"S", 1},
+        {"_.job.json", (const unsigned char *)"J", 1},
+        {"_.wait/inner.csv", (const unsigned char *)"W", 1},
+        {"sub/status", (const unsigned char *)"s2", 2},
+        {"new%0Aline.csv", (const unsigned char *)"nl", 2},
+        {"bad%FF%FEname.csv", (const unsigned char *)"bad", 3},
+        {"caf\xc3\xa9.csv", (const unsigned char *)"cafe", 4},
+        {"ctl%01%7F.csv", (const unsigned char *)"ctl", 3},
+        {long_path, (const unsigned char *)"long", 4},
+        {cut_path, (const unsigned char *)"cut", 3},
+        {"conflict/inner.csv", (const unsigned char *)"in", 2},
+        {"empty.csv", (const unsigned char *)"", 0},
+        {"big/events.csv", big_main, BIG_MAIN},
+    };
+    uint64_t total_want = 0;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        total_want += files[i].len;
+        const struct anode *n = aindex_lookup(ix, files[i].path);
+        CHECK(n != NULL, "lookup %s", files[i].path);
+        if (!n)
+            continue;
+        CHECK(!anode_is_dir(n), "%s is a dir", files[i].path);
+        CHECK(anode_size(n) == files[i].len, "%s size %ju want %zu", files[i].path,
+              (uintmax_t)anode_size(n), files[i].len);
+        CHECK(read_all_matches(ix, n, files[i].data, files[i].len, i + 1),
+              "content of %s", files[i].path);
+    }
+    /* "./dot/../x/./y.csv" is dot/x/y.csv: '..' is dropped, not applied. */
+    CHECK(aindex_lookup(ix, "x") == NULL, "'..' applied");
+
+    /* Directories and times. */
+    const struct anode *d = aindex_lookup(ix, "data");
+    CHECK(d && anode_is_dir(d) && anode_mtime(d) == T - 100000, "explicit dir mtime");
+    d = aindex_lookup(ix, "implicit");
+    CHECK(d && anode_is_dir(d) && anode_mtime(d) == T + 50, "implicit dir mtime %jd",
+          d ? (intmax_t)anode_mtime(d) : -1);
+    CHECK(anode_is_dir(aindex_lookup(ix, "conflict")), "dir wins over earlier file");
+    CHECK(anode_is_dir(aindex_lookup(ix, "conflict2")), "dir wins over later file");
+    const struct anode *dup = aindex_lookup(ix, "dup.csv");
+    CHECK(dup && anode_mtime(dup) == T + 10, "duplicate: last one's mtime");
+    CHECK(anode_mtime(aindex_lookup(ix, "data/a.csv")) == T, "file mtime");
+    CHECK(aindex_lookup(ix, "") == root && aindex_lookup(ix, "/") == root, "root lookup");
+    CHECK(aindex_lookup(ix, "data//a.csv") != NULL, "empty components ignored");
+    CHECK(aindex_lookup(ix, "nope") == NULL && aindex_lookup(ix, "data/a.csv/x") == NULL
+              && aindex_lookup(ix, "../data") == NULL,
+          "absent paths");
+    struct areader *rd;
+    CHECK(areader_open(ix, aindex_lookup(ix, "data"), &rd) == -EISDIR, "open dir");
+
+    const struct aindex_stats *st = aindex_stats(ix);
+    CHECK(st->skipped_too_deep == 1, "too deep %ju", (uintmax_t)st->skipped_too_deep);
+    CHECK(st->skipped_too_long == 1, "too long %ju", (uintmax_t)st->skipped_too_long);
+    CHECK(st->renamed_reserved == 3, "renamed %ju", (uintmax_t)st->renamed_reserved);
+    CHECK(st->replaced_duplicate == 1, "replaced %ju", (uintmax_t)st->replaced_duplicate);
+    CHECK(st->shadowed_by_dir == 2, "shadowed %ju", (uintmax_t)st->shadowed_by_dir);
+    CHECK(st->truncated_names == 2, "truncated %ju", (uintmax_t)st->truncated_names);
+    CHECK(aindex_total_size(ix) == total_want, "total size %ju want %ju",
+          (uintmax_t)aindex_total_size(ix), (uintmax_t)total_want);
+
+    /* Random preads on the big entry, one reader: forward jumps, small
+     * steps back (window), far steps back (restart), past EOF. */
+    const struct anode *big = aindex_lookup(ix, "big/events.csv");
+    struct areader *r;
+    CHECK(areader_open(ix, big, &r) == 0, "open big");
+    unsigned char *buf = malloc(1 << 20);
+    uint64_t seed = 42;
+    for (int i = 0; i < 300; i++) {
+        uint64_t off = rng_next(&seed) % (BIG_MAIN + 1000);
+        size_t sz = (size_t)(rng_next(&seed) % 300000) + 1;
+        if (i % 3 == 0 && i > 0)
+            off = off % 4096; /* often back to the start */
+        ssize_t got = areader_pread(r, buf, sz, off);
+        size_t want = off >= BIG_MAIN ? 0 : (BIG_MAIN - off < sz ? BIG_MAIN - off : sz);
+        CHECK(got == (ssize_t)want, "pread(%zu @ %ju) = %zd want %zu (%s)", sz,
+              (uintmax_t)off, got, want, areader_error(r) ? areader_error(r) : "");
+        if (got > 0)
+            CHECK(memcmp(buf, big_main + off, (size_t)got) == 0, "bytes @ %ju", (uintmax_t)off);
+    }
+    /* Reads slightly behind the position (parallel readahead). */
+    for (uint64_t off = 2 << 20; off < (4u << 20); off += 131072) {
+        ssize_t a = areader_pread(r, buf, 131072, off + 131072);
+        ssize_t b = areader_pread(r, buf + 131072, 131072, off);
+        CHECK(a == 131072 && b == 131072 && memcmp(buf, big_main + off + 131072, 131072) == 0
+                  && memcmp(buf + 131072, big_main + off, 131072) == 0,
+              "out-of-order pair @ %ju", (uintmax_t)off);
+    }
+    CHECK(areader_pread(r, buf, 10, BIG_MAIN) == 0, "pread at EOF");
+    CHECK(areader_pread(r, buf, 10, BIG_MAIN + 5) == 0, "pread past EOF");
+    CHECK(areader_pread(r, buf, 100, BIG_MAIN - 10) == 10, "short read at EOF");
+    CHECK(areader_pread(r, buf, 0, 0) == 0, "zero-size read");
+    areader_close(r);
+    free(buf);
+
+    char *vwhy = NULL;
+    CHECK(aindex_verify_data(zip, &vwhy) == 0, "verify good zip: %s", vwhy ? vwhy : "");
+    free(vwhy);
+    aindex_free(ix);
+
+    /* Truncated copy: the central directory is gone. */
+    size_t zlen;
+    unsigned char *zbytes = slurp(zip, &zlen);
+    char *trunc = tpath("truncated.zip");
+    spit(trunc, zbytes, zlen / 2);
+    why = NULL;
+    rc = aindex_open(trunc, reserved, &ix, &why);
+    CHECK(rc == -EIO && why != NULL, "truncated zip: rc %d", rc);
+    printf("  truncated zip: %s\n", why ? why : "(no message)");
+    free(why);
+    why = NULL;
+    CHECK(aindex_verify_data(trunc, &why) == -EIO, "verify truncated");
+    free(why);
+    /* Not a zip at all, and a missing file. */
+    spit(trunc, "hello, this is not a zip archive at all....", 40);
+    why = NULL;
+    CHECK(aindex_open(trunc, reserved, &ix, &why) == -EIO, "not a zip");
+    free(why);
+    why = NULL;
+    CHECK(aindex_open("/nonexistent/x.zip", reserved, &ix, &why) == -ENOENT, "missing");
+    free(why);
+    unlink(trunc);
+    free(trunc);
+    free(zbytes);
+    unlink(zip);
+    free(zip);
+}
+
+/* ----------------------------------------------------------- threads */
+
+struct thread_arg {
+    const struct aindex *ix;
+    const unsigned char *big;
+    size_t big_len;
+    uint64_t seed;
+    int bad;
+};
+
+static void *reader_thread(void *p)
+{
+    struct thread_arg *ta = p;
+    const struct anode *root = aindex_root(ta->ix);
+    unsigned char *buf = malloc(200000);
+    for (int it = 0; it < 120; it++) {
+        size_t k = (size_t)(rng_next(&ta->seed) % anode_child_count(root));
+        const struct anode *n = anode_child(ta->ix, root, k);
+        const unsigned char *want;
+        size_t len;
+        char name[64];
+        snprintf(name, sizeof name, "%s", anode_name(ta->ix, n));
+        if (strcmp(name, "big.csv") == 0) {
+            want = ta->big;
+            len = ta->big_len;
+        } else {
+            unsigned idx = (unsigned)atoi(name + 1);
+            want = NULL;
+            len = 1000 + idx * 37;
+            (void)want;
+        }
+        struct areader *r;
+        if (areader_open(ta->ix, n, &r) != 0) {
+            ta->bad++;
+            continue;
+        }
+        unsigned char *gen = want ? NULL : gen_csv(1000 + (uint64_t)atoi(name + 1), len);
+        const unsigned char *exp = want ? want : gen;
+        for (int j = 0; j < 4; j++) {
+            uint64_t off = rng_next(&ta->seed) % len;
+            size_t sz = (size_t)(rng_next(&ta->seed) % 200000) + 1;
+            ssize_t got = areader_pread(r, buf, sz, off);
+            size_t w = len - off < sz ? len - off : sz;
+            if (got != (ssize_t)w || memcmp(buf, exp + off, w) != 0)
+                ta->bad++;
+        }
+        free(gen);
+        areader_close(r);
+    }
+    free(buf);
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    enum { NFILES = 40 };
+    size_t big_len = (size_t)3 << 20;
+    unsigned char *big = gen_csv(7, big_len);
+    struct wentry ents[NFILES + 1];
+    unsigned char *datas[NFILES];
+    char names[NFILES][32];
+    for (int i = 0; i < NFILES; i++) {
+        snprintf(names[i], sizeof names[i], "f%02d.csv", i);
+        datas[i] = gen_csv(1000 + (uint64_t)i, 1000 + (size_t)i * 37);
+        ents[i] = (struct wentry){names[i], T_REG, datas[i], 1000 + (size_t)i * 37, 1700000000,
+                                  NULL};
+    }
+    ents[NFILES] = (struct wentry){"big.csv", T_REG, big, big_len, 1700000000, NULL};
+    char *zip = tpath("threads.zip");
+    CHECK(write_zip(zip, ents, NFILES + 1, false) == 0, "write threads.zip");
+    struct aindex *ix;
+    char *why = NULL;
+    int rc = aindex_open(zip, reserved, &ix, &why);
+    CHECK(rc == 0, "open threads.zip: %s", why ? why : "");
+    free(why);
+    if (rc == 0) {
+        pthread_t th[4];
+        struct thread_arg ta[4];
+        for (int i = 0; i < 4; i++) {
+            ta[i] = (struct thread_arg){ix, big, big_len, 99 + (uint64_t)i, 0};
+            pthread_create(&th[i], NULL, reader_thread, &ta[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            CHECK(ta[i].bad == 0, "thread %d: %d bad reads", i, ta[i].bad);
+        }
+        aindex_free(ix);
+    }
+    for (int i = 0; i < NFILES; i++)
+        free(datas[i]);
+    free(big);
+    unlink(zip);
+    free(zip);
+}
+
+/* ------------------------------------------------------------ corrupt */
+
+/* Position of the n-th occurrence of a 4-byte signature from the end. */
+static long find_sig_from_end(const unsigned char *b, size_t len, const char *sig)
+{
+    for (long i = (long)len - 4; i >= 0; i--)
+        if (memcmp(b + i, sig, 4) == 0)
+            return i;
+    return -1;
+}
+
+static void expect_read_fails(const char *zip, const char *entry, const char *what,
+                              bool small)
+{
+    struct aindex *ix;
+    char *why = NULL;
+    int rc = aindex_open(zip, reserved, &ix, &why);
+    if (rc != 0) {
+        CHECK(rc == -EIO, "%s: open rc %d", what, rc);
+        printf("  %s: open fails: %s\n", what, why ? why : "");
+        free(why);
+        return;
+    }
+    const struct anode *n = aindex_lookup(ix, entry);
+    CHECK(n != NULL, "%s: lookup", what);
+    if (!n) {
+        aindex_free(ix);
+        return;
+    }
+    struct areader *r;
+    areader_open(ix, n, &r);
+    size_t len = (size_t)anode_size(n);
+    unsigned char *buf = malloc(len + 1);
+    ssize_t got = 0;
+    size_t at = 0;
+    bool failed = false;
+    /* small entries: the first read must already fail (nothing served) */
+    while (at < len) {
+        got = areader_pread(r, buf + at, 65536, at);
+        if (got < 0) {
+            failed = true;
+            CHECK(got == -EIO, "%s: error %zd", what, got);
+            printf("  %s: pread fails at %zu: %s\n", what, at, areader_error(r));
+            break;
+        }
+        if (got == 0)
+            break;
+        at += (size_t)got;
+    }
+    CHECK(failed, "%s: corrupt data was read without error", what);
+    if (small)
+        CHECK(at == 0, "%s: %zu bytes served before the error", what, at);
+    /* A second attempt fails again (no stale state). */
+    if (failed) {
+        ssize_t again = 0;
+        for (size_t o = 0; o < len && again >= 0; o += 65536)
+            again = areader_pread(r, buf, 65536, o);
+        CHECK(again == -EIO, "%s: second pass does not fail", what);
+    }
+    free(buf);
+    areader_close(r);
+    aindex_free(ix);
+    why = NULL;
+    rc = aindex_verify_data(zip, &why);
+    CHECK(rc == -EIO, "%s: verify rc %d", what, rc);
+    printf("  %s: verify: %s\n", what, why ? why : "(none)");
+    free(why);
+}
+
+static void test_corrupt(void)
+{
+    size_t small_len = 200000, big_len = (size_t)4 << 20;
+    unsigned char *small = gen_csv(11, small_len), *big = gen_csv(12, big_len);
+    char *zip = tpath("corrupt.zip");
+    size_t len;
+    unsigned char *b;
+
+    for (int store = 0; store <= 1; store++) {
+        struct wentry one = {"small.csv", T_REG, small, small_len, 1700000000, NULL};
+        CHECK(write_zip(zip, &one, 1, store) == 0, "write");
+        b = slurp(zip, &len);
+        /* Flip a byte in the middle of the data (headers are ~100 bytes). */
+        b[len / 3] ^= 0x55;
+        spit(zip, b, len);
+        expect_read_fails(zip, "small.csv", store ? "flipped stored" : "flipped deflate", true);
+        free(b);
+    }
+    {
+        struct wentry one = {"big.csv", T_REG, big, big_len, 1700000000, NULL};
+        CHECK(write_zip(zip, &one, 1, false) == 0, "write");
+        b = slurp(zip, &len);
+        b[len / 2] ^= 0x10;
+        spit(zip, b, len);
+        expect_read_fails(zip, "big.csv", "flipped big deflate", false);
+        free(b);
+    }
+    /* Size lies: the central directory's uncompressed size patched. */
+    for (int delta = -1; delta <= 1; delta += 2) {
+        for (int store = 0; store <= 1; store++) {
+            struct wentry one = {"lie.csv", T_REG, small, small_len, 1700000000, NULL};
+            CHECK(write_zip(zip, &one, 1, store) == 0, "write");
+            b = slurp(zip, &len);
+            long cd = find_sig_from_end(b, len, "PK\001\002");
+            CHECK(cd > 0, "central header");
+            uint32_t v = (uint32_t)(small_len + (size_t)(long)delta);
+            memcpy(b + cd + 24, &v, 4); /* little-endian host */
+            if (store) {
+                /* stored entries carry the size in the local header too */
+                long lh = find_sig_from_end(b, (size_t)cd, "PK\003\004");
+                if (lh >= 0 && b[lh + 6] == 0)
+                    memcpy(b + lh + 22, &v, 4);
+            }
+            spit(zip, b, len);
+            char what[64];
+            snprintf(what, sizeof what, "size lie %+d %s", delta, store ? "stored" : "deflate");
+            expect_read_fails(zip, "lie.csv", what, true);
+            free(b);
+        }
+    }
+    unlink(zip);
+    free(zip);
+    free(small);
+    free(big);
+}
+
+/* ------------------------------------------------------------- timing */
+
+static void test_timing(void)
+{
+    enum { N = 10000 };
+    struct wentry *ents = calloc(N, sizeof *ents);
+    char (*names)[40] = calloc(N, 40);
+    unsigned char *pool = gen_csv(5, 8192 + 40 * N);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], 40, "dir%02d/file%05d.csv", i % 50, i);
+        ents[i] = (struct wentry){names[i], T_REG, pool + (size_t)i * 40,
+                                  1024 + (size_t)(i * 7919) % 7168, 1700000000, NULL};
+    }
+    char *zip = tpath("many.zip");
+    CHECK(write_zip(zip, ents, N, false) == 0, "write many.zip");
+    struct aindex *ix = NULL;
+    char *why = NULL;
+    double best = 1e9;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now_s();
+        int rc = aindex_open(zip, reserved, &ix, &why);
+        double t = now_s() - t0;
+        CHECK(rc == 0, "open many.zip: %s", why ? why : "");
+        free(why);
+        why = NULL;
+        if (rc)
+            break;
+        if (t < best)
+            best = t;
+        if (rep < 4)
+            aindex_free(ix);
+    }
+    printf("TIMING open of a %d-entry archive: %.2f ms (best of 5, warm)\n", N, best * 1e3);
+    if (ix) {
+        CHECK(aindex_entry_count(ix) == N + 50, "entry count %ju",
+              (uintmax_t)aindex_entry_count(ix));
+        char last[40];
+        snprintf(last, sizeof last, "dir%02d/file%05d.csv", (N - 1) % 50, N - 1);
+        unsigned char buf[4096];
+        double worst = 0;
+        for (int rep = 0; rep < 5; rep++) {
+            double t0 = now_s();
+            const struct anode *n = aindex_lookup(ix, last);
+            struct areader *r;
+            areader_open(ix, n, &r);
+            ssize_t got = areader_pread(r, buf, sizeof buf, 0);
+            double t = now_s() - t0;
+            CHECK(got > 0 && memcmp(buf, pool + (size_t)(N - 1) * 40, (size_t)got) == 0,
+                  "last entry bytes");
+            areader_close(r);
+            if (t > worst)
+                worst = t;
+        }
+        printf("TIMING first byte of the last entry: %.3f ms (worst of 5)\n", worst * 1e3);
+        /* Read every file whole, in archive order (what cp -r does). */
+        double t0 = now_s();
+        uint64_t total = 0;
+        unsigned char *fb = malloc(131072);
+        for (int i = 0; i < N; i++) {
+            const struct anode *n = aindex_lookup(ix, names[i]);
+            struct areader *r;
+            areader_open(ix, n, &r);
+            ssize_t got;
+            uint64_t off = 0;
+            while ((got = areader_pread(r, fb, 131072, off)) > 0)
+                off += (uint64_t)got;
+            total += off;
+            CHECK(got == 0 && off == anode_size(n), "read %s", names[i]);
+            areader_close(r);
+        }
+        free(fb);
+        printf("TIMING read all %d files: %.1f ms (%.1f MB)\n", N, (now_s() - t0) * 1e3,
+               total / 1e6);
+        aindex_free(ix);
+    }
+    unlink(zip);
+    free(zip);
+    free(ents);
+    free(names);
+    free(pool);
+
+    /* One big entry: sequential throughput and random 4 KiB reads. */
+    const char *env = getenv("AIDX_BIG_MIB");
+    size_t mib = env ? (size_t)atoi(env) : 64;
+    if (mib == 0)
+        return;
+    size_t big_len = mib << 20;
+    unsigned char *big = gen_csv(3, big_len);
+    zip = tpath("bigone.zip");
+    struct wentry one = {"events.csv", T_REG, big, big_len, 1700000000, NULL};
+    double t0 = now_s();
+    CHECK(write_zip(zip, &one, 1, false) == 0, "write bigone.zip");
+    struct stat st;
+    stat(zip, &st);
+    printf("TIMING (setup) wrote %zu MiB entry, zip %.1f MiB, in %.2f s\n", mib,
+           st.st_size / 1048576.0, now_s() - t0);
+    int rc = aindex_open(zip, reserved, &ix, &why);
+    CHECK(rc == 0, "open bigone: %s", why ? why : "");
+    free(why);
+    if (rc == 0) {
+        const struct anode *n = aindex_lookup(ix, "events.csv");
+        unsigned char *buf = malloc(131072);
+        for (int rep = 0; rep < 2; rep++) {
+            struct areader *r;
+            areader_open(ix, n, &r);
+            t0 = now_s();
+            uint64_t off = 0;
+            ssize_t got;
+            bool same = true;
+            while ((got = areader_pread(r, buf, 131072, off)) > 0) {
+                same = same && memcmp(buf, big + off, (size_t)got) == 0;
+                off += (uint64_t)got;
+            }
+            double t = now_s() - t0;
+            CHECK(got == 0 && off == big_len && same, "sequential read of big entry");
+            printf("TIMING sequential read of %zu MiB in 128 KiB preads: %.3f s, %.0f MB/s\n",
+                   mib, t, big_len / t / 1e6);
+            areader_close(r);
+        }
+        /* 200 random 4 KiB reads on one reader (cache of nothing: each
+         * backward jump restarts decompression). */
+        struct areader *r;
+        areader_open(ix, n, &r);
+        uint64_t seed = 77;
+        double worst = 0;
+        t0 = now_s();
+        for (int i = 0; i < 200; i++) {
+            uint64_t off = rng_next(&seed) % (big_len - 4096);
+            double t1 = now_s();
+            ssize_t got = areader_pread(r, buf, 4096, off);
+            double t = now_s() - t1;
+            if (t > worst)
+                worst = t;
+            CHECK(got == 4096 && memcmp(buf, big + off, 4096) == 0, "random 4K @ %ju",
+                  (uintmax_t)off);
+        }
+        printf("TIMING 200 random 4 KiB reads: %.3f s total, worst %.1f ms\n", now_s() - t0,
+               worst * 1e3);
+        areader_close(r);
+        free(buf);
+        aindex_free(ix);
+    }
+    unlink(zip);
+    free(zip);
+    free(big);
+}
+
+int main(void)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/aindex-test-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_tree_and_reads();
+    test_threads();
+    test_corrupt();
+    test_timing();
+    free(big_main);
+    rmdir(tmpdir);
+    if (failures)
+        fprintf(stderr, "%d check(s) failed\n", failures);
+    else
+        printf("all archive_index checks passed\n");
+    return failures ? 1 : 0;
+}

@@ -200,6 +200,16 @@ static void test_bad_json(void)
     EXPECT("{\"url\":\"\xED\xA0\x80\"}", FILTER_INVALID, "invalid JSON");
     EXPECT("{\"url\":\"\xF4\x90\x80\x80\"}", FILTER_INVALID, "invalid JSON");
     EXPECT("{\"url\":\"\xFF", FILTER_INVALID, "invalid JSON");
+    /* Bad UTF-8 is refused as soon as it is seen, not when the text ends. */
+    EXPECT("{\"url\":\"\xC0", FILTER_INVALID, "invalid JSON");
+    EXPECT("{\"url\":\"\xC1", FILTER_INVALID, "invalid JSON");
+    EXPECT("{\"url\":\"\x80", FILTER_INVALID, "invalid JSON");
+    EXPECT("{\"url\":\"\xE0\x80", FILTER_INVALID, "invalid JSON");
+    EXPECT("{\"url\":\"\xED\xA0", FILTER_INVALID, "invalid JSON");
+    EXPECT("{\"url\":\"\xF0\x80", FILTER_INVALID, "invalid JSON");
+    EXPECT("{\"url\":\"\xF4\x90", FILTER_INVALID, "invalid JSON");
+    EXPECT("{\"url\":\"\xF5", FILTER_INVALID, "invalid JSON");
+    EXPECT("{\"url\":\"\xE2\x82(", FILTER_INVALID, "invalid JSON");
     EXPECT("{\"url\":\"\xC3(", FILTER_INVALID, "invalid JSON");
     /* Laxer than jansson only until the string closes. */
     EXPECT("{\"url\":\"\\uD800\"}", FILTER_INVALID, "invalid JSON");
