@@ -141,6 +141,13 @@ static void fetch_one(struct registry *r, struct job *j)
                      MAX_BAD_ARCHIVES);
             continue;
         }
+        pthread_mutex_lock(&r->lock);
+        int forgotten = j->forgotten;
+        pthread_mutex_unlock(&r->lock);
+        if (forgotten) {
+            unlink(part); /* rmdir while downloading: nothing to keep */
+            return;
+        }
         if (rename(part, final) < 0) {
             snprintf(msg, sizeof msg, "cannot rename %s: %s", part, strerror(errno));
             break;

@@ -105,8 +105,10 @@ static int check_string_array(const char *name, const json_t *v, char **why)
         return -EINVAL;
     }
     for (size_t i = 0; i < json_array_size(v); i++) {
-        if (!is_plain_string(json_array_get(v, i))) {
-            set_why(why, "%s[%zu] must be a string without NUL bytes", name, i);
+        const json_t *e = json_array_get(v, i);
+        if (!is_plain_string(e)) {
+            set_why(why, json_is_string(e) ? "%s[%zu] must not contain a NUL byte"
+                                           : "%s[%zu] must be a string", name, i);
             return -EINVAL;
         }
     }
@@ -143,6 +145,19 @@ static int check_dump_columns(const json_t *v, char **why)
     return 0;
 }
 
+/* Null is refused for every field (the cloud treats it as a type error);
+ * the message says how to get "no restriction" instead. */
+static int check_not_null(const char *key, const json_t *v, int required, char **why)
+{
+    if (!json_is_null(v))
+        return 0;
+    set_why(why, required ? "%s must not be null" : "%s must not be null (omit it instead)", key);
+    return -EINVAL;
+}
+
+/* Checks in the emulator's order (unknown fields, recent, dump_columns,
+ * arrays, strings) so that a filter with several faults gets the same first
+ * complaint from both. */
 int filter_validate(const json_t *filter, char **why)
 {
     if (why)
@@ -155,43 +170,43 @@ int filter_validate(const json_t *filter, char **why)
     json_t *obj = (json_t *)filter;
     const char *key;
     json_t *v;
-    int rc = 0;
     json_object_foreach(obj, key, v) {
-        int required = !strcmp(key, "recent") || !strcmp(key, "dump_columns");
-        int known = required || in_list(array_fields, key) || in_list(string_fields, key);
-        if (!known) {
+        if (strcmp(key, "recent") && strcmp(key, "dump_columns") && !in_list(array_fields, key) &&
+            !in_list(string_fields, key)) {
             /* Keys cannot hold NUL (JSON_ALLOW_NUL is off), so strlen is the length. */
             char *q = quote(key, strlen(key));
             set_why(why, "unknown field '%s'", q ? q : "?");
             free(q);
             return -EINVAL;
         }
-        if (json_is_null(v)) {
-            /* The cloud treats null as a type error; say how to get "no restriction". */
-            set_why(why, required ? "%s must not be null" : "%s must not be null (omit it instead)",
-                    key);
-            return -EINVAL;
-        }
-        if (!strcmp(key, "recent"))
-            rc = check_recent(v, why);
-        else if (!strcmp(key, "dump_columns"))
-            rc = check_dump_columns(v, why);
-        else if (in_list(array_fields, key))
-            rc = check_string_array(key, v, why);
-        else if (!is_plain_string(v)) {
-            set_why(why, "%s must be a string without NUL bytes", key);
-            rc = -EINVAL;
-        }
-        if (rc < 0)
-            return rc;
     }
-    if (!json_object_get(filter, "recent")) {
+    int rc;
+    if (!(v = json_object_get(filter, "recent"))) {
         set_why(why, "missing required field 'recent'");
         return -EINVAL;
     }
-    if (!json_object_get(filter, "dump_columns")) {
+    if ((rc = check_not_null("recent", v, 1, why)) < 0 || (rc = check_recent(v, why)) < 0)
+        return rc;
+    if (!(v = json_object_get(filter, "dump_columns"))) {
         set_why(why, "missing required field 'dump_columns'");
         return -EINVAL;
+    }
+    if ((rc = check_not_null("dump_columns", v, 1, why)) < 0 ||
+        (rc = check_dump_columns(v, why)) < 0)
+        return rc;
+    for (const char *const *f = array_fields; *f; f++) {
+        if ((v = json_object_get(filter, *f)) &&
+            ((rc = check_not_null(*f, v, 0, why)) < 0 || (rc = check_string_array(*f, v, why)) < 0))
+            return rc;
+    }
+    for (const char *const *f = string_fields; *f; f++) {
+        if ((v = json_object_get(filter, *f)) && (rc = check_not_null(*f, v, 0, why)) < 0)
+            return rc;
+        if (v && !is_plain_string(v)) {
+            set_why(why, json_is_string(v) ? "%s must not contain a NUL byte" : "%s must be a string",
+                    *f);
+            return -EINVAL;
+        }
     }
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -902,8 +903,9 @@ static void *hcx_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     cfg->attr_timeout = 1;
     cfg->negative_timeout = 0; /* new jobs must show up at once */
     cfg->kernel_cache = 0;
-    cfg->intr = 1;             /* lets a signal end a blocked .wait read */
     cfg->use_ino = 0;
+    cfg->intr = 1;             /* a signal ends a blocked .wait read (main.c) */
+    cfg->intr_signal = SIGUSR1;
     struct registry *r = fuse_get_context()->private_data;
     /* Threads start here, after fuse_main has daemonized. */
     if (poller_start(r) < 0 || fetcher_start(r) < 0)

@@ -205,6 +205,8 @@ static void free_options(struct options *o)
         free(o->nonopts[i]);
 }
 
+static void ignore_signal(int sig) { (void)sig; }
+
 static int run_fuse(struct fuse_args *args, struct registry *r)
 {
     struct fuse_cmdline_opts cmd;
@@ -231,6 +233,12 @@ static int run_fuse(struct fuse_args *args, struct registry *r)
         fuse_destroy(f);
         goto out;
     }
+    /* libfuse interrupts a blocked request (a .wait read whose reader got
+     * a signal) by sending SIGUSR1 to the worker thread (init() sets
+     * intr); it must not kill the process. */
+    struct sigaction sa = { .sa_handler = ignore_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
     log_info("mounted on %s", cmd.mountpoint);
     int loop_rc;
     if (cmd.singlethread) {

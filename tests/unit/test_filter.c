@@ -350,6 +350,22 @@ static void test_messages_sanitized(void)
     EXPECT("{\"recent\":\"today\",\"dump_columns\":[\"id\"]}\x01", FILTER_INVALID, "invalid JSON");
 }
 
+/* With several faults, the first complaint is the emulator's: unknown
+ * fields, then recent, then dump_columns, then the arrays, then strings. */
+static void test_check_order(void)
+{
+    EXPECT("{\"recent\":\"bad\",\"dump_columns\":[],\"foo\":1}", FILTER_INVALID,
+           "unknown field 'foo'");
+    EXPECT("{\"url\":1,\"dump_columns\":[\"bogus\"],\"recent\":\"bad\"}", FILTER_INVALID,
+           "recent must be one of");
+    EXPECT("{\"url\":1,\"ids\":\"x\",\"dump_columns\":[\"bogus\"],\"recent\":\"today\"}",
+           FILTER_INVALID, "dump_columns[0]: unknown column");
+    EXPECT("{\"url\":1,\"ids\":\"x\",\"dump_columns\":[\"id\"],\"recent\":\"today\"}",
+           FILTER_INVALID, "ids must be an array");
+    EXPECT("{\"url\":1,\"dump_columns\":[\"id\"]}", FILTER_INVALID,
+           "missing required field 'recent'");
+}
+
 static void test_validate_direct(void)
 {
     char *why = NULL;
@@ -366,7 +382,7 @@ static void test_validate_direct(void)
     json_t *odd = json_pack("{s:s, s:[s], s:s%}", "recent", "today", "dump_columns", "id", "url",
                             "a\0b", (size_t)3);
     why = NULL;
-    CHECK(odd && filter_validate(odd, &why) == -EINVAL && why && strstr(why, "url must be a string"),
+    CHECK(odd && filter_validate(odd, &why) == -EINVAL && why && strstr(why, "url must not contain a NUL byte"),
           "string with NUL built by hand: %s", why ? why : "");
     free(why);
     json_decref(odd);
@@ -387,6 +403,7 @@ int main(void)
     test_size_limit();
     test_rules();
     test_messages_sanitized();
+    test_check_order();
     test_validate_direct();
     printf("filter: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;

@@ -1,0 +1,116 @@
+# Fixtures for the hcexportfs integration tests (real FUSE mounts against the
+# hwcloud-emulator).  Run:
+#   HCEXPORTFS_BIN=$PWD/build/src/hcexportfs /usr/bin/python3 -m pytest -q tests/integration
+#
+# Model: sshfs's pytest suite.  Every test gets its own mount(s) and cache_dir;
+# the emulator is shared per module (its log, faults and config are reset
+# before every test).  Teardown always unmounts (fusermount3 -u -z), waits for
+# the process and fails the test if any run's stderr shows a sanitizer report,
+# a crash or a secret.
+import os
+import shutil
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import fshelpers  # noqa: E402
+from fshelpers import (DOMAIN, HCX_BIN, OTHER_PROJECT, PASSWORD, PROJECT,  # noqa: E402
+                       STATIC_TOKEN, USER, Mount, emuharness)
+
+DEFAULT_CONFIG = dict(job_delay=0.3, rows=40, files=1, folders=0, compresslevel=6)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes a few seconds (still run by default)")
+
+
+def pytest_report_header(config):
+    return "hcexportfs binary: %s" % HCX_BIN
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _binary_present():
+    if not os.access(HCX_BIN, os.X_OK):
+        pytest.fail("HCEXPORTFS_BIN %s is not an executable (build it first)" % HCX_BIN)
+    if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3"):
+        pytest.skip("FUSE is not available here (/dev/fuse, fusermount3)")
+
+
+def start_emulator(tmpdir, **kw):
+    return emuharness.Emulator(tmpdir, "--token", STATIC_TOKEN, "--user", USER,
+                               "--password", PASSWORD, "--domain", DOMAIN,
+                               "--max-lifetime", "900", "--rows", "40",
+                               projects=(PROJECT, OTHER_PROJECT), **kw).start()
+
+
+@pytest.fixture(scope="module")
+def emu_shared(tmp_path_factory):
+    e = start_emulator(tmp_path_factory.mktemp("emu"), job_delay=0.3)
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def emu(emu_shared):
+    """The module's emulator, with default config and faults and an empty log."""
+    e = emu_shared
+    if e.proc is None or e.proc.poll() is not None:
+        e.restart()
+    e.set_faults()
+    e.config(**DEFAULT_CONFIG)
+    e.clear_log()
+    yield e
+    if e.proc is not None and e.proc.poll() is None:
+        try:
+            e.set_faults()  # release hanging requests etc.
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def private_emu(tmp_path):
+    """An emulator of the test's own (for tests that stop or restart it)."""
+    d = tmp_path / "emu-private"
+    d.mkdir(exist_ok=True)
+    e = start_emulator(d, job_delay=0.3)
+    e.config(**DEFAULT_CONFIG)
+    yield e
+    e.stop()
+
+
+@pytest.fixture
+def mount_factory(tmp_path, emu_shared):
+    """make(name=None, cache_dir=None, url=None, start=True, **Mount kwargs) -> Mount.
+    All mounts are unmounted at teardown and their logs checked."""
+    mounts = []
+
+    def make(name=None, cache_dir=None, url=None, start=True, **kw):
+        name = name or "m%d" % len(mounts)
+        if cache_dir is None:
+            cache_dir = str(tmp_path / (name + "-cache"))
+        m = Mount(tmp_path, name, url or emu_shared.url, cache_dir, **kw)
+        mounts.append(m)
+        if start:
+            m.start()
+        return m
+
+    yield make
+    problems = []
+    for m in mounts:
+        try:
+            m.stop()
+        except AssertionError as e:
+            problems.append(str(e))
+        problems += m.check_logs()
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def mnt(mount_factory, emu):
+    """A default mount of PROJECT against the module's emulator."""
+    return mount_factory()
