@@ -92,6 +92,9 @@ static void set_why(char **why, const char *fmt, ...)
     if (vasprintf(why, fmt, ap) < 0)
         *why = NULL;
     va_end(ap);
+    /* Some libarchive messages end in a newline. */
+    for (size_t n = *why ? strlen(*why) : 0; n > 0 && (*why)[n - 1] == '\n'; n--)
+        (*why)[n - 1] = '\0';
 }
 
 static const char *archive_err(struct archive *a)
@@ -1062,6 +1065,8 @@ static ssize_t reader_fail(struct areader *r, int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(r->err, sizeof r->err, fmt, ap);
     va_end(ap);
+    for (size_t n = strlen(r->err); n > 0 && r->err[n - 1] == '\n'; n--)
+        r->err[n - 1] = '\0';
     if (r->a) {
         archive_read_free(r->a);
         r->a = NULL;

@@ -101,12 +101,16 @@ int write_file_atomic(const char *dir, const char *name, const void *data, size_
     return fsync_dir(dir);
 }
 
-int journal_open(const char *cache_dir, struct journal **out, char **why)
+int journal_open(const char *cache_dir_arg, struct journal **out, char **why)
 {
-    char path[PATH_MAX];
-    int rc = mkdir_p(cache_dir, 0700);
+    char path[PATH_MAX], cache_dir[PATH_MAX];
+    int rc = mkdir_p(cache_dir_arg, 0700);
+    /* Absolute, because the daemon chdir()s to / after start-up. */
+    if (!rc && !realpath(cache_dir_arg, cache_dir))
+        rc = -errno;
     if (rc) {
-        if (asprintf(why, "cannot create cache directory %s: %s", cache_dir, strerror(-rc)) < 0)
+        if (asprintf(why, "cannot create cache directory %s: %s", cache_dir_arg,
+                     strerror(-rc)) < 0)
             *why = NULL;
         return rc;
     }

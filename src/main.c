@@ -363,12 +363,14 @@ int main(int argc, char **argv)
     struct cloud_config cc = { .waf_base = ep.waf, .hss_base = ep.hss, .iam_base = ep.iam,
                                .enterprise_project_id = o.enterprise_project_id,
                                .cafile = o.cafile, .request_timeout_s = (long)request_timeout };
-    if (o.cafile && access(o.cafile, R_OK) < 0) {
+    char cafile[PATH_MAX];
+    if (o.cafile && (access(o.cafile, R_OK) < 0 || !realpath(o.cafile, cafile))) {
         fprintf(stderr, "hcexportfs: cafile=%s: %s\n", o.cafile, strerror(errno));
         rc = EXIT_USAGE;
         free(projects);
         goto out;
     }
+    cc.cafile = o.cafile ? cafile : NULL; /* absolute: the daemon runs in / */
     int crc2 = cloud_create(&cc, &creds, &cloud, &why);
     if (crc2 < 0) {
         fprintf(stderr, "hcexportfs: %s\n", why ? why : strerror(-crc2));

@@ -685,7 +685,7 @@ def main(argv=None):
                 stop("max lifetime reached")
     threading.Thread(target=watchdog, daemon=True).start()
     try:
-        srv.serve_forever(poll_interval=0.2)
+        srv.serve_forever(poll_interval=0.05)
     finally:
         app.stopping.set()
         with app.faults.cond:

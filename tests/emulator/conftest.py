@@ -23,6 +23,6 @@ def pytest_configure(config):
 def emu(tmp_path):
     with emuharness.Emulator(tmp_path, "--token", STATIC_TOKEN, "--user", USER,
                              "--password", PASSWORD, "--domain", DOMAIN,
-                             "--max-lifetime", "300", job_delay=0.3,
+                             "--max-lifetime", "300", job_delay=0.15,
                              projects=(emuharness.PROJECT, OTHER_PROJECT)) as e:
         yield e

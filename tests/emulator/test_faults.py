@@ -1,0 +1,219 @@
+# Fault knobs (admin endpoint and --fault flags) and process lifetime.
+import http.client
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+
+import pytest
+
+import emuharness as h
+
+QPATH = "/v5/%s/event/export-task/%s" % (h.PROJECT, "0" * 32)
+FLT = {"recent": "today", "dump_columns": ["id", "time", "payload"]}
+
+
+def ready_file(emu, rows=2000):
+    emu.config(rows=rows)
+    jid = h.submit(emu, FLT)
+    r = h.wait_job(emu, jid)
+    return r["file_id"], h.download(emu, r["file_id"])
+
+
+def dl_path(fid):
+    return "/v5/%s/download/%s" % (h.PROJECT, fid)
+
+
+def test_faults_get_put_patch(emu):
+    f = emu.faults()
+    assert f["range"] is True and f["every_nth"] == 0 and f["hang_calls"] == []
+    f = emu.set_faults(latency_ms=5, range=False)
+    assert f["latency_ms"] == 5 and f["range"] is False
+    f = emu.patch_faults(every_nth=3)
+    assert f["latency_ms"] == 5 and f["every_nth"] == 3
+    f = emu.set_faults(every_nth=2)
+    assert f["latency_ms"] == 0 and f["range"] is True and f["every_nth"] == 2
+    for bad in ({"nosuch": 1}, {"nth_status": 404}, {"hang_calls": ["bogus"]}, {"range": "yes"}):
+        with pytest.raises(RuntimeError):
+            emu.patch_faults(**bad)
+
+
+def test_latency(emu):
+    emu.set_faults(latency_ms=300)
+    t = time.monotonic()
+    assert h.call(emu, "GET", QPATH)[0] == 404
+    assert time.monotonic() - t >= 0.3
+    t = time.monotonic()
+    emu.health()  # admin calls are not delayed
+    assert time.monotonic() - t < 0.2
+
+
+def test_every_nth_429(emu):
+    emu.set_faults(every_nth=2, nth_status=429, retry_after=3)
+    res = [h.call(emu, "GET", QPATH) for _ in range(4)]
+    assert [r[0] for r in res] == [404, 429, 404, 429]
+    assert json.loads(res[1][2]) == {"error_code": "APIGW.0308",
+                                     "error_msg": "The throttling threshold has been reached"}
+    assert res[1][1]["retry-after"] == "3"
+    assert [e.get("fault") for e in emu.calls("query")] == [None, "nth", None, "nth"]
+
+
+def test_every_nth_503_without_retry_after(emu):
+    emu.set_faults(every_nth=1, nth_status=503)
+    st, hd, body = h.call(emu, "GET", QPATH)
+    assert st == 503 and "retry-after" not in hd and "error_code" in json.loads(body)
+    emu.set_faults(every_nth=1, nth_status=502, retry_after=1.5)
+    st, hd, body = h.call(emu, "GET", QPATH)
+    assert st == 502 and hd["retry-after"] == "1.5"
+
+
+def test_nth_calls_filter(emu):
+    fid, data = ready_file(emu)
+    emu.set_faults(every_nth=1, nth_status=500, nth_calls=["download"])
+    assert h.call(emu, "GET", QPATH)[0] == 404
+    assert h.call(emu, "POST", "/v1/%s/waf/event/job/export" % h.PROJECT, FLT)[0] == 200
+    assert h.call(emu, "GET", dl_path(fid))[0] == 500
+    emu.set_faults(every_nth=1, nth_status=429, nth_calls=["token"])
+    st, _, _ = h.call(emu, "POST", "/v3/auth/tokens", {}, auth=None)
+    assert st == 429
+
+
+def test_nth_before_auth(emu):
+    emu.set_faults(every_nth=1, nth_status=429)
+    assert h.call(emu, "GET", QPATH, auth=None)[0] == 429
+
+
+def test_nth_commit_creates_job(emu):
+    emu.set_faults(every_nth=1, nth_status=500, nth_calls=["submit"], nth_commit=True)
+    st, _, _ = h.call(emu, "POST", "/v1/%s/waf/event/job/export" % h.PROJECT, FLT)
+    assert st == 500 and len(emu.jobs()) == 1
+    emu.set_faults(every_nth=1, nth_status=500, nth_calls=["submit"])
+    st, _, _ = h.call(emu, "POST", "/v1/%s/waf/event/job/export" % h.PROJECT, FLT)
+    assert st == 500 and len(emu.jobs()) == 1
+
+
+def test_reset_every_nth(emu):
+    emu.set_faults(reset_every_nth=2)
+    assert h.call(emu, "GET", QPATH)[0] == 404
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError)):
+        h.call(emu, "GET", QPATH)
+    assert h.call(emu, "GET", QPATH)[0] == 404
+    assert [e.get("fault") for e in emu.calls("query")] == [None, "reset", None]
+    assert emu.calls("query")[1]["status"] is None
+
+
+def test_hang_calls(emu):
+    emu.set_faults(hang_calls=["query"])
+    out = {}
+
+    def worker():
+        out["r"] = h.call(emu, "GET", QPATH)
+    t = threading.Thread(target=worker)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive()
+    # other calls still served
+    assert h.call(emu, "POST", "/v1/%s/waf/event/job/export" % h.PROJECT, FLT)[0] == 200
+    assert emu.calls("query")[0]["status"] is None
+    emu.patch_faults(hang_calls=[])
+    t.join(5)
+    assert out["r"][0] == 404
+    assert emu.calls("query")[0]["fault"] == "hang"
+
+
+def test_hang_client_timeout(emu):
+    emu.set_faults(hang_calls=["download"])
+    conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=0.5)
+    conn.request("GET", dl_path("x"), headers=h.sign_headers("GET", emu.url + dl_path("x")))
+    with pytest.raises(OSError):
+        conn.getresponse()
+    conn.close()
+
+
+def test_cut_downloads(emu):
+    fid, data = ready_file(emu, rows=20000)
+    emu.set_faults(cut_downloads=1)
+    conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
+    conn.request("GET", dl_path(fid), headers=h.sign_headers("GET", emu.url + dl_path(fid)))
+    r = conn.getresponse()
+    assert int(r.getheader("Content-Length")) == len(data)
+    with pytest.raises(http.client.IncompleteRead) as ei:
+        r.read()
+    assert len(ei.value.partial) == len(data) // 2
+    conn.close()
+    assert emu.faults()["cut_downloads"] == 0
+    assert h.download(emu, fid) == data
+    assert emu.calls("download")[-2]["fault"] == "cut"
+
+
+def test_corrupt_downloads(emu):
+    fid, data = ready_file(emu, rows=5000)
+    emu.set_faults(corrupt_downloads=1)
+    bad = h.download(emu, fid)
+    assert len(bad) == len(data) and bad != data
+    diff = [i for i in range(len(data)) if bad[i] != data[i]]
+    assert diff[0] >= len(data) // 2 - 1 and diff[-1] < len(data) // 2 + 17
+    with pytest.raises(Exception):
+        z = zipfile.ZipFile(io.BytesIO(bad))
+        for n in z.namelist():
+            z.read(n)
+    assert h.download(emu, fid) == data
+
+
+def test_slow_download(emu):
+    fid, data = ready_file(emu, rows=300)
+    emu.set_faults(slow_download_bps=len(data) * 2)
+    t = time.monotonic()
+    assert h.download(emu, fid) == data
+    assert time.monotonic() - t >= 0.4
+
+
+def test_fault_flags_at_start(tmp_path):
+    with h.Emulator(tmp_path, "--fault", "range=false", "--fault", "every_nth=2",
+                    "--fault", "nth_status=429", "--fault", "nth_calls=query,download",
+                    "--fault", "retry_after=null") as e:
+        f = e.faults()
+        assert f["range"] is False and f["every_nth"] == 2 and f["nth_calls"] == ["query", "download"]
+        assert f["retry_after"] is None
+        assert [h.call(e, "GET", QPATH)[0] for _ in range(2)] == [404, 429]
+
+
+def test_bad_fault_flag_fails_clearly(tmp_path):
+    with pytest.raises(RuntimeError, match="nosuch"):
+        h.Emulator(tmp_path, "--fault", "nosuch=1").start()
+
+
+def test_sigterm(tmp_path):
+    e = h.Emulator(tmp_path).start()
+    e.proc.send_signal(signal.SIGTERM)
+    assert e.proc.wait(5) == 0
+    e.stop()
+
+
+def test_max_lifetime(tmp_path):
+    e = h.Emulator(tmp_path, "--max-lifetime", "0.5").start()
+    assert e.proc.wait(5) == 0
+    e.stop()
+
+
+def test_exits_when_parent_dies(tmp_path):
+    pidfile = tmp_path / "pid"
+    code = ("import subprocess,sys; p=subprocess.Popen([sys.executable, %r, '--max-lifetime', '60'],"
+            " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); open(%r,'w').write(str(p.pid))"
+            % (h.EMULATOR, str(pidfile)))
+    subprocess.run([sys.executable, "-c", code], check=True)
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("emulator outlived its parent")
