@@ -2,6 +2,8 @@
  * and entry parts; state comes from the registry, archive entries from the
  * job's index.  Nothing here blocks while holding the registry lock. */
 #include "fs.h"
+
+#include <fuse_lowlevel.h>
 #include "filter.h"
 #include "log.h"
 #include "registry.h"
@@ -30,6 +32,13 @@ struct node {
 };
 
 static struct registry *reg(void) { return fuse_get_context()->private_data; }
+
+/* Ends a blocking wait when the caller got a signal or the mount is going
+ * away (otherwise the FUSE loop would wait for the job before exiting). */
+static int request_cancelled(void)
+{
+    return fuse_interrupted() || fuse_session_exited(fuse_get_session(fuse_get_context()->fuse));
+}
 
 /* Copies the next component of *p into out; 0 at the end, -ENOENT if too long. */
 static int next_component(const char **p, char *out, size_t cap)
@@ -229,7 +238,7 @@ static int lookup_entry(struct registry *r, struct job *j, const char *entry,
                         const struct anode **out, struct aindex **idx_out)
 {
     struct aindex *idx;
-    int rc = registry_job_index(r, j, fuse_interrupted, &idx);
+    int rc = registry_job_index(r, j, request_cancelled, &idx);
     if (rc)
         return rc;
     const struct anode *a = aindex_lookup(idx, entry ? entry : "");
@@ -308,7 +317,7 @@ static int hcx_getattr(const char *path, struct stat *st, struct fuse_file_info 
     const struct anode *a;
     if (n.kind == N_ARCHIVE_FILE) {
         struct aindex *idx;
-        rc = registry_job_index(r, j, fuse_interrupted, &idx);
+        rc = registry_job_index(r, j, request_cancelled, &idx);
         if (!rc) {
             char file[PATH_MAX];
             journal_archive_path(r->journal, n.project, n.job, file);
@@ -669,7 +678,7 @@ static int hcx_open(const char *path, struct fuse_file_info *fi)
         break;
     case N_ARCHIVE_FILE: {
         struct aindex *idx;
-        rc = registry_job_index(r, j, fuse_interrupted, &idx);
+        rc = registry_job_index(r, j, request_cancelled, &idx);
         if (!rc) {
             char file[PATH_MAX];
             journal_archive_path(r->journal, n.project, n.job, file);
@@ -753,7 +762,7 @@ static int hcx_read(const char *path, char *buf, size_t size, off_t off,
     case N_JOB_JSON:
         return copy_out(buf, size, off, h->text, h->text_len);
     case N_WAIT: {
-        rc = registry_wait_ended(r, h->job, fuse_interrupted);
+        rc = registry_wait_ended(r, h->job, request_cancelled);
         if (rc)
             return rc;
         pthread_mutex_lock(&r->lock);

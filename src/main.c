@@ -254,7 +254,8 @@ static int run_fuse(struct fuse_args *args, struct registry *r)
     fuse_unmount(f);
     fuse_destroy(f); /* runs destroy(): stops the workers */
     log_info("unmounted %s", cmd.mountpoint);
-    rc = loop_rc == 0 ? 0 : EXIT_MOUNT;
+    /* libfuse reports the signal that ended the loop; those are clean exits. */
+    rc = loop_rc == 0 || loop_rc == SIGTERM || loop_rc == SIGINT || loop_rc == SIGHUP ? 0 : EXIT_MOUNT;
 out:
     free(cmd.mountpoint);
     return rc;

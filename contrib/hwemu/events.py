@@ -248,7 +248,7 @@ class Generator:
     def max_row_len(self):
         return max((len(t) for t in self.templates), default=0) + 64
 
-    def chunks(self, lo, hi, chunk_rows=20000):
+    def chunks(self, lo, hi, chunk_rows=8000):
         """Yield str chunks holding rows [lo, hi)."""
         env = {"T": self.templates, "P": len(self.templates), "IDQ": self.ids,
                "IDF": self.prefix + "%012x", "S0": self.start, "SP": self.span,

@@ -645,7 +645,8 @@ def parse_args(argv):
     return a
 
 
-def main(argv=None):
+def main(argv=None, ppid=None):
+    ppid = os.getppid() if ppid is None else ppid
     a = parse_args(sys.argv[1:] if argv is None else argv)
     app = App(a)
     host, _, port = a.listen.rpartition(":")
@@ -659,14 +660,6 @@ def main(argv=None):
         ctx.load_cert_chain(a.tls_cert, a.tls_key)
         srv.ssl_ctx = ctx
         scheme = "https"
-    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    if ":" in shown:
-        shown = "[%s]" % shown
-    sys.stdout.write("URL %s://%s:%d\n" % (scheme, shown, srv.server_address[1]))
-    sys.stdout.flush()
-    log("listening on %s://%s:%d, state in %s" % (scheme, shown, srv.server_address[1],
-                                                  app.store.dir))
-
     def stop(why):
         if not app.stopping.is_set():
             log("stopping: %s" % why)
@@ -675,7 +668,15 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, lambda *_: stop("SIGTERM"))
     signal.signal(signal.SIGINT, lambda *_: stop("SIGINT"))
-    ppid, t_end = os.getppid(), time.monotonic() + a.max_lifetime
+    t_end = time.monotonic() + a.max_lifetime
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in shown:
+        shown = "[%s]" % shown
+    sys.stdout.write("URL %s://%s:%d\n" % (scheme, shown, srv.server_address[1]))
+    sys.stdout.flush()
+    log("listening on %s://%s:%d, state in %s" % (scheme, shown, srv.server_address[1],
+                                                  app.store.dir))
+
 
     def watchdog():
         while not app.stopping.wait(1.0):

@@ -38,4 +38,4 @@ def test_big_download_rss_flat(emu):
     assert got == size
     after = vm(emu.pid, "VmHWM")
     assert after - before < 8 * 1024 * 1024, (before, after)
-    assert after < size  # building did not hold the archive in memory either
+    assert after < 72 * 1024 * 1024  # building did not hold the archive in memory either

@@ -204,15 +204,17 @@ def test_max_lifetime(tmp_path):
 def test_exits_when_parent_dies(tmp_path):
     pidfile = tmp_path / "pid"
     code = ("import subprocess,sys; p=subprocess.Popen([sys.executable, %r, '--max-lifetime', '60'],"
-            " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); open(%r,'w').write(str(p.pid))"
+            " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); open(%r,'w').write(str(p.pid)); import time; time.sleep(0.5)"
             % (h.EMULATOR, str(pidfile)))
     subprocess.run([sys.executable, "-c", code], check=True)
     pid = int(pidfile.read_text())
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            with open("/proc/%d/status" % pid) as f:
+                if "\nState:\tZ" in f.read():
+                    return  # exited, waiting to be reaped
+        except FileNotFoundError:
             return
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)

@@ -44,6 +44,15 @@ def filter_bytes(flt=None, newline=True):
     return (s + ("\n" if newline else "")).encode()
 
 
+def describe_rc(rc):
+    if rc is not None and rc < 0:
+        try:
+            return "signal %s" % signal.Signals(-rc).name
+        except ValueError:
+            return "signal %d" % -rc
+    return "exit code %s" % rc
+
+
 class Mount:
     """One hcexportfs mount point; start() may be called again after stop() (remount).
     Every run's stderr goes to its own log file, which check_logs() scans."""
@@ -158,6 +167,12 @@ class Mount:
             if os.path.ismount(self.mountpoint):
                 self.unmount()
             return None
+        early = self.proc.poll()
+        if early is not None:
+            self.proc = None
+            self.unmount()
+            raise AssertionError("hcexportfs had died before the unmount (%s); log:\n%s"
+                                 % (describe_rc(early), self.read_log()[-4000:]))
         self.unmount()
         try:
             rc = self.proc.wait(10)
@@ -167,6 +182,9 @@ class Mount:
             self.proc = None
             raise AssertionError("hcexportfs did not exit within 10 s of fusermount3 -u -z")
         self.proc = None
+        if rc != 0:
+            raise AssertionError("hcexportfs exited with %s after fusermount3 -u; log:\n%s"
+                                 % (describe_rc(rc), self.read_log()[-4000:]))
         return rc
 
     def kill(self, sig=signal.SIGKILL):
