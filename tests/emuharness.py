@@ -36,9 +36,12 @@ class Emulator:
     """A running emulator process (context manager).  Attributes: url, port, state_dir,
     proc, stderr_path."""
 
-    def __init__(self, tmpdir, *extra_args, job_delay=0.5, projects=(PROJECT,), ak=AK, sk=SK):
+    def __init__(self, tmpdir, *extra_args, job_delay=0.5, projects=(PROJECT,), ak=AK, sk=SK,
+                 state_dir=""):
+        """state_dir: "" -> <tmpdir>/emu-state (kept across restart()); None -> the
+        emulator's private temp dir (lost on restart)."""
         self.tmpdir = str(tmpdir)
-        self.state_dir = os.path.join(self.tmpdir, "emu-state")
+        self.state_dir = os.path.join(self.tmpdir, "emu-state") if state_dir == "" else state_dir
         self.extra_args = list(extra_args)
         self.job_delay, self.projects, self.ak, self.sk = job_delay, projects, ak, sk
         self.proc = None
@@ -57,7 +60,7 @@ class Emulator:
         argv = [sys.executable, EMULATOR]
         if "--listen" not in self.extra_args:
             argv += ["--listen", "127.0.0.1:%d" % port]
-        if "--state-dir" not in self.extra_args:
+        if "--state-dir" not in self.extra_args and self.state_dir:
             argv += ["--state-dir", self.state_dir]
         argv += ["--job-delay", str(self.job_delay)]
         for p in self.projects or ():

@@ -7,10 +7,11 @@ import json
 import os
 import struct
 import threading
+import time
 import warnings
 import zipfile
 
-from . import events, filters
+from . import events
 
 
 def _date_time(submit_ms):
@@ -177,11 +178,11 @@ class Builder:
         jid = job["job_id"]
         try:
             with self.sem:
-                t0 = __import__("time").time()
+                t0 = time.time()
                 build(job, self.store.archive_path(jid))
                 self.log("built archive %s (%d bytes) in %.2fs" % (
                     jid, os.path.getsize(self.store.archive_path(jid)),
-                    __import__("time").time() - t0))
+                    time.time() - t0))
         except Exception as e:  # keep serving; the download reports 500
             self.errors[jid] = repr(e)
             self.log("building archive %s failed: %r" % (jid, e))

@@ -1,7 +1,6 @@
 # Job lifecycle, query/download, archive contents honouring filters, Range,
 # state-dir persistence, determinism, the request log and the admin API.
 import csv
-import hashlib
 import io
 import json
 import os
@@ -321,15 +320,10 @@ def test_deterministic_archive(emu, tmp_path):
 
 
 def test_default_temp_state_dir_removed(tmp_path):
-    e = h.Emulator(tmp_path, "--state-dir", "")
-    e.extra_args = []  # no --state-dir: private temp dir
-    e.state_dir = None
-    e._argv_orig = e._argv
-    e._argv = lambda port: [a for a in e._argv_orig(port) if a not in ("--state-dir", None)]
-    e.start()
+    e = h.Emulator(tmp_path, state_dir=None).start()
     try:
         sd = e.config()["state_dir"]
-        assert os.path.isdir(sd)
+        assert os.path.isdir(sd) and not sd.startswith(str(tmp_path))
     finally:
         e.stop()
     assert not os.path.exists(sd)
