@@ -9,6 +9,8 @@
  *     binary search per component;
  *   - all names (NUL-terminated) and symlink targets live in one arena.
  *
+ * Large deflate entries bypass libarchive: see "checkpoints" below.
+ *
  * Reading: the archive is mapped read-only once per index.  The index pass
  * uses libarchive's seekable zip reader (central directory) and records,
  * for every entry, the file offset where its data starts (libarchive's
@@ -23,6 +25,7 @@
  * libarchive's.
  */
 #include "archive_index.h"
+#include "zran.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -30,7 +33,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <locale.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,15 +74,24 @@ struct anode {
     uint8_t flags;
 };
 
+struct ckpt_state; /* checkpoints of large deflate entries (below) */
+
 struct aindex {
     const unsigned char *map;
     size_t map_len;
+    struct stat st;       /* of the zip when mapped (sidecar validation) */
+    char *path;
+    struct ckpt_state *ck; /* NULL when the archive has no large deflate entry */
     struct anode *nodes;
     uint32_t nnodes;
     char *arena;
     uint64_t total_size;
     struct aindex_stats stats;
 };
+
+static int ckpt_find_entries(struct aindex *ix);
+static void ckpt_load(struct aindex *ix);
+static void ckpt_free(struct ckpt_state *ck);
 
 /* ---------------------------------------------------------------- utils */
 
@@ -106,7 +120,7 @@ static const char *archive_err(struct archive *a)
 /* The archive file, mapped read-only.  An empty file cannot be mapped and
  * is not a zip anyway. */
 static int map_file(const char *path, const unsigned char **map, size_t *len,
-                    char **why)
+                    struct stat *stp, char **why)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -135,6 +149,8 @@ static int map_file(const char *path, const unsigned char **map, size_t *len,
     }
     *map = p;
     *len = (size_t)st.st_size;
+    if (stp)
+        *stp = st;
     return 0;
 }
 
@@ -893,7 +909,12 @@ int aindex_open(const char *path, const char *const *reserved,
         goto fail;
     }
     b->reserved = reserved;
-    if ((rc = map_file(path, &ix->map, &ix->map_len, why)))
+    if (!(ix->path = strdup(path))) {
+        rc = -ENOMEM;
+        set_why(why, "%s: out of memory", path);
+        goto fail;
+    }
+    if ((rc = map_file(path, &ix->map, &ix->map_len, &ix->st, why)))
         goto fail;
 
     /* Root node. */
@@ -952,6 +973,12 @@ int aindex_open(const char *path, const char *const *reserved,
         goto fail;
     }
     ix->stats = b->stats;
+    if ((rc = ckpt_find_entries(ix))) {
+        set_why(why, "%s: %s", path, strerror(-rc));
+        goto fail;
+    }
+    if (ix->ck)
+        ckpt_load(ix);
     builder_free(b);
     free(b);
     *out = ix;
@@ -976,8 +1003,10 @@ void aindex_free(struct aindex *ix)
         return;
     if (ix->map)
         munmap((void *)ix->map, ix->map_len);
+    ckpt_free(ix->ck);
     free(ix->nodes);
     free(ix->arena);
+    free(ix->path);
     free(ix);
 }
 
@@ -1041,6 +1070,779 @@ const struct anode *aindex_lookup(const struct aindex *ix, const char *relpath)
     return cur;
 }
 
+/* ---------------------------------------------------------- checkpoints
+ *
+ * Large deflate entries (at least AINDEX_CKPT_MIN bytes, method 8, not
+ * encrypted) are read without libarchive: their raw deflate stream is
+ * inflated straight from the mapping, starting at the nearest access point
+ * (zran.h) at or before the offset asked for.
+ *
+ * Where the stream is: the central directory is walked once (only when the
+ * index has such entries) for method, flags, CRC and sizes (zip64 extra
+ * fields included); an entry takes this path only if its local header's
+ * data start equals the data start libarchive reported and its sizes agree
+ * with the tree's.  Anything else keeps the libarchive reader.
+ *
+ * Points are built by inflating the whole entry once (zran_build), which
+ * also checks its size and CRC-32 against the central directory: an entry
+ * with points is known good; one whose build failed reads EIO.  Each point
+ * carries the CRC-32 of its 32 KiB window and of the compressed bytes of
+ * its span (up to the next point): a reader checks the window before
+ * resuming from it and each span's compressed bytes before serving output
+ * from that span, so a sidecar from another archive or bytes changed on
+ * disk since the build are caught before a byte is served.
+ *
+ * Sidecar "<zip>.ckpt" (native byte order, local cache only):
+ *   header (page 0): magic, version, the zip's size and mtime (ns), the
+ *     span, the offset/length/CRC-32 of the table, CRC-32 of the header;
+ *   windows: per entry, npoints slots of 32 KiB (page aligned);
+ *   table: struct side_entry[n], then every entry's struct ckpt_point[].
+ * Loading validates everything but the windows (checked at use) and maps
+ * the file: windows cost page cache, not heap.  A sidecar that fails any
+ * check is ignored (and replaced by the next build).  Writes are atomic:
+ * temporary file, fsync, rename.
+ *
+ * Entries without points get them on their first read (lazily, one build
+ * per entry; other readers of that entry wait); the windows of such a
+ * build go to an unlinked temporary file beside the zip (mapped), then the
+ * sidecar is rewritten with every entry built so far.
+ */
+
+struct ckpt_point {
+    uint64_t out;      /* uncompressed offset */
+    uint64_t in_bits;  /* bit offset of the block in the stream */
+    uint32_t win_crc;  /* CRC-32 of the window (min(out, 32 KiB) bytes) */
+    uint32_t span_crc; /* CRC-32 of the compressed bytes of the span */
+};
+
+struct zset {
+    uint32_t n;
+    uint64_t stream_len;              /* bytes of the deflate stream */
+    const struct ckpt_point *pts;
+    const unsigned char *wins;        /* n slots of ZRAN_WINDOW bytes */
+    struct zset *next;                /* every set, for freeing */
+    struct bigent *owner;
+    struct ckpt_point *own_pts;       /* heap copy to free, or NULL */
+    bool wins_shared;                 /* wins is a shared file mapping */
+};
+
+struct bigent {
+    uint64_t data, csize, usize;
+    uint32_t crc;
+    _Atomic(struct zset *) set;       /* published points, or NULL */
+    atomic_int bad;                   /* the build found corrupt data */
+    pthread_mutex_t lock;             /* one build at a time */
+    char why[200];
+};
+
+struct mapping {
+    void *addr;
+    size_t len;
+    struct mapping *next;
+};
+
+struct ckpt_state {
+    struct bigent *big; /* sorted by data */
+    size_t nbig;
+    pthread_mutex_t lock; /* sets/maps lists, sidecar writes */
+    struct zset *sets;
+    struct mapping *maps;
+    atomic_uint built, loaded;
+};
+
+#define SIDE_MAGIC "HCXCKPT\1"
+#define SIDE_VERSION 1u
+#define SIDE_PAGE ((uint64_t)4096)
+
+struct side_header {
+    char magic[8];
+    uint32_t version;
+    uint32_t nentries;
+    uint64_t zip_size;
+    int64_t mtime_sec;
+    int64_t mtime_nsec;
+    uint64_t span;
+    uint64_t table_off;
+    uint64_t table_len;
+    uint32_t window;
+    uint32_t point_size;
+    uint32_t table_crc;
+    uint32_t header_crc;
+};
+
+struct side_entry {
+    uint64_t data, csize, usize;
+    uint32_t crc;
+    uint32_t npoints;
+    uint64_t stream_len;
+    uint64_t points_off; /* within the table */
+    uint64_t wins_off;   /* within the file */
+};
+
+static uint16_t le16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t le32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t le64(const unsigned char *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_bigent(const void *a, const void *b)
+{
+    return cmp_u64(&((const struct bigent *)a)->data, &((const struct bigent *)b)->data);
+}
+
+static struct bigent *find_big(const struct ckpt_state *ck, uint64_t data)
+{
+    size_t lo = 0, hi = ck ? ck->nbig : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ck->big[mid].data == data)
+            return &ck->big[mid];
+        if (ck->big[mid].data < data)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* The central directory's end: offset/size/count, zip64 aware.  0 or -1. */
+static int find_cd(const unsigned char *m, size_t len, uint64_t *off, uint64_t *count)
+{
+    size_t lo = len > 22 + 65535 ? len - 22 - 65535 : 0;
+    for (size_t p = len - 22 + 1; p-- > lo;) {
+        if (m[p] != 'P' || m[p + 1] != 'K' || m[p + 2] != 5 || m[p + 3] != 6)
+            continue;
+        if (p + 22 + (size_t)le16(m + p + 20) != len)
+            continue; /* comment length must reach the end exactly */
+        *count = le16(m + p + 10);
+        *off = le32(m + p + 16);
+        if (p >= 20 && le32(m + p - 20) == 0x07064b50u) {
+            uint64_t z = le64(m + p - 20 + 8);
+            if (z > len - 56 || le32(m + z) != 0x06064b50u)
+                return -1;
+            *count = le64(m + z + 32);
+            *off = le64(m + z + 48);
+        }
+        return *off < len ? 0 : -1;
+    }
+    return -1;
+}
+
+/* Finds the large deflate entries: nodes of at least AINDEX_CKPT_MIN
+ * bytes whose central directory record and local header agree with the
+ * index.  Leaves ix->ck NULL when there are none. */
+static int ckpt_find_entries(struct aindex *ix)
+{
+    uint64_t *cand = NULL;
+    size_t ncand = 0, cap = 0;
+    for (uint32_t i = 0; i < ix->nnodes; i++) {
+        const struct anode *n = &ix->nodes[i];
+        if (n->kind != KIND_FILE || (n->flags & NODE_ENCRYPTED) || n->size < AINDEX_CKPT_MIN)
+            continue;
+        if (ncand == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *p = realloc(cand, cap * sizeof *p);
+            if (!p) {
+                free(cand);
+                return -ENOMEM;
+            }
+            cand = p;
+        }
+        cand[ncand++] = n->data;
+    }
+    if (!ncand)
+        return 0;
+    qsort(cand, ncand, sizeof *cand, cmp_u64);
+
+    const unsigned char *m = ix->map;
+    size_t len = ix->map_len;
+    uint64_t cd, count;
+    struct bigent *big = NULL;
+    size_t nbig = 0;
+    if (find_cd(m, len, &cd, &count) == 0) {
+        big = calloc(ncand, sizeof *big);
+        if (!big) {
+            free(cand);
+            return -ENOMEM;
+        }
+        uint64_t p = cd;
+        for (uint64_t k = 0; k < count && nbig < ncand; k++) {
+            if (p > len - 46 || le32(m + p) != 0x02014b50u)
+                break;
+            const unsigned char *h = m + p;
+            uint16_t flags = le16(h + 8), method = le16(h + 10);
+            uint32_t crc = le32(h + 16);
+            uint64_t csize = le32(h + 20), usize = le32(h + 24), lho = le32(h + 42);
+            size_t nlen = le16(h + 28), xlen = le16(h + 30), clen = le16(h + 32);
+            if (p + 46 + nlen + xlen + clen > len)
+                break;
+            /* zip64 extra: the fields that are 0xFFFFFFFF, in this order. */
+            const unsigned char *x = h + 46 + nlen, *xe = x + xlen;
+            while (x + 4 <= xe) {
+                uint16_t id = le16(x), sz = le16(x + 2);
+                if (x + 4 + sz > xe)
+                    break;
+                if (id == 1) {
+                    const unsigned char *f = x + 4, *fe = f + sz;
+                    if (usize == 0xFFFFFFFFu && f + 8 <= fe)
+                        usize = le64(f), f += 8;
+                    if (csize == 0xFFFFFFFFu && f + 8 <= fe)
+                        csize = le64(f), f += 8;
+                    if (lho == 0xFFFFFFFFu && f + 8 <= fe)
+                        lho = le64(f);
+                    break;
+                }
+                x += 4 + sz;
+            }
+            p += 46 + nlen + xlen + clen;
+            if (method != 8 || (flags & 1) || usize < AINDEX_CKPT_MIN || lho > len - 30
+                || le32(m + lho) != 0x04034b50u)
+                continue;
+            uint64_t data = lho + 30 + le16(m + lho + 26) + le16(m + lho + 28);
+            if (data > len || csize > len - data
+                || !bsearch(&data, cand, ncand, sizeof *cand, cmp_u64))
+                continue;
+            struct bigent *e = &big[nbig++];
+            e->data = data;
+            e->csize = csize;
+            e->usize = usize;
+            e->crc = crc;
+        }
+    }
+    free(cand);
+    if (!nbig) {
+        free(big);
+        return 0;
+    }
+    qsort(big, nbig, sizeof *big, cmp_bigent);
+    /* Two records claiming one data start: trust neither. */
+    size_t w = 0;
+    for (size_t i = 0; i < nbig; i++) {
+        bool dup = (i > 0 && big[i - 1].data == big[i].data)
+                   || (i + 1 < nbig && big[i + 1].data == big[i].data);
+        if (!dup)
+            big[w++] = big[i];
+    }
+    nbig = w;
+    struct ckpt_state *ck = calloc(1, sizeof *ck);
+    if (!ck) {
+        free(big);
+        return -ENOMEM;
+    }
+    ck->big = big;
+    ck->nbig = nbig;
+    pthread_mutex_init(&ck->lock, NULL);
+    for (size_t i = 0; i < nbig; i++) {
+        pthread_mutex_init(&big[i].lock, NULL);
+        atomic_init(&big[i].set, NULL);
+        atomic_init(&big[i].bad, 0);
+    }
+    ix->ck = ck;
+    return 0;
+}
+
+static void ckpt_free(struct ckpt_state *ck)
+{
+    if (!ck)
+        return;
+    for (size_t i = 0; i < ck->nbig; i++)
+        pthread_mutex_destroy(&ck->big[i].lock);
+    free(ck->big);
+    for (struct zset *s = ck->sets, *nx; s; s = nx) {
+        nx = s->next;
+        free(s->own_pts);
+        free(s);
+    }
+    for (struct mapping *mp = ck->maps, *nx; mp; mp = nx) {
+        nx = mp->next;
+        munmap(mp->addr, mp->len);
+        free(mp);
+    }
+    pthread_mutex_destroy(&ck->lock);
+    free(ck);
+}
+
+static char *sidecar_path(const char *zip)
+{
+    char *s;
+    return asprintf(&s, "%s.ckpt", zip) < 0 ? NULL : s;
+}
+
+static uint32_t header_crc(const struct side_header *h)
+{
+    struct side_header c = *h;
+    c.header_crc = 0;
+    return zran_crc32(0, (const unsigned char *)&c, sizeof c);
+}
+
+/* Checks the points of one sidecar entry against the archive. */
+static bool points_valid(const struct bigent *e, const struct side_entry *se,
+                         const struct ckpt_point *pts)
+{
+    if (se->npoints == 0 || pts[0].out != 0 || pts[0].in_bits != 0
+        || se->stream_len == 0 || se->stream_len > e->csize)
+        return false;
+    for (uint32_t i = 1; i < se->npoints; i++)
+        if (pts[i].out <= pts[i - 1].out || pts[i].out >= e->usize
+            || pts[i].in_bits <= pts[i - 1].in_bits || pts[i].in_bits >= se->stream_len * 8)
+            return false;
+    return true;
+}
+
+/* Loads "<zip>.ckpt" if it matches this archive; silently ignores it
+ * otherwise. */
+static void ckpt_load(struct aindex *ix)
+{
+    struct ckpt_state *ck = ix->ck;
+    char *path = sidecar_path(ix->path);
+    int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    free(path);
+    if (fd < 0)
+        return;
+    struct stat st;
+    void *map = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)
+        && (uint64_t)st.st_size >= SIDE_PAGE)
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED)
+        return;
+    size_t flen = (size_t)st.st_size;
+    const unsigned char *m = map;
+    struct side_header h;
+    memcpy(&h, m, sizeof h);
+    bool ok = memcmp(h.magic, SIDE_MAGIC, 8) == 0 && h.version == SIDE_VERSION
+              && h.header_crc == header_crc(&h) && h.zip_size == (uint64_t)ix->st.st_size
+              && h.mtime_sec == (int64_t)ix->st.st_mtim.tv_sec
+              && h.mtime_nsec == (int64_t)ix->st.st_mtim.tv_nsec
+              && h.window == ZRAN_WINDOW && h.point_size == sizeof(struct ckpt_point)
+              && h.table_off >= SIDE_PAGE && h.table_off <= flen
+              && h.table_len <= flen - h.table_off
+              && (uint64_t)h.nentries * sizeof(struct side_entry) <= h.table_len
+              && h.table_off % 8 == 0
+              && zran_crc32(0, m + h.table_off, (size_t)h.table_len) == h.table_crc;
+    struct zset *sets = NULL;
+    for (uint32_t i = 0; ok && i < h.nentries; i++) {
+        const struct side_entry *se =
+            (const struct side_entry *)(m + h.table_off) + i;
+        struct bigent *e = find_big(ck, se->data);
+        if (!e || e->csize != se->csize || e->usize != se->usize || e->crc != se->crc)
+            continue; /* not an entry of this archive (any more) */
+        uint64_t plen = (uint64_t)se->npoints * sizeof(struct ckpt_point);
+        if (se->points_off % 8 || se->points_off > h.table_len
+            || plen > h.table_len - se->points_off || se->wins_off % SIDE_PAGE
+            || se->wins_off > flen
+            || (uint64_t)se->npoints * ZRAN_WINDOW > flen - se->wins_off) {
+            ok = false;
+            break;
+        }
+        const struct ckpt_point *pts =
+            (const struct ckpt_point *)(m + h.table_off + se->points_off);
+        if (!points_valid(e, se, pts)) {
+            ok = false;
+            break;
+        }
+        if (atomic_load(&e->set))
+            continue;
+        struct zset *zs = calloc(1, sizeof *zs);
+        if (!zs) {
+            ok = false;
+            break;
+        }
+        zs->n = se->npoints;
+        zs->stream_len = se->stream_len;
+        zs->pts = pts;
+        zs->wins = m + se->wins_off;
+        zs->wins_shared = true;
+        zs->owner = e;
+        zs->next = sets;
+        sets = zs;
+    }
+    struct mapping *mp = ok && sets ? malloc(sizeof *mp) : NULL;
+    if (!mp) {
+        for (struct zset *s = sets, *nx; s; s = nx) {
+            nx = s->next;
+            free(s);
+        }
+        munmap(map, flen);
+        return;
+    }
+    /* Publish (aindex_open is still single-threaded here). */
+    for (struct zset *s = sets, *nx; s; s = nx) {
+        nx = s->next;
+        s->next = ck->sets;
+        ck->sets = s;
+        if (!atomic_load(&s->owner->set)) {
+            atomic_store(&s->owner->set, s);
+            atomic_fetch_add(&ck->loaded, 1);
+        }
+    }
+    mp->addr = map;
+    mp->len = flen;
+    mp->next = ck->maps;
+    ck->maps = mp;
+}
+
+/* Writes "dest" atomically with every entry that has points.  Caller
+ * holds ck->lock.  0 or -errno. */
+static int ckpt_write(const struct aindex *ix, const char *dest)
+{
+    const struct ckpt_state *ck = ix->ck;
+    size_t n = 0;
+    uint64_t npts = 0;
+    for (size_t i = 0; i < ck->nbig; i++) {
+        const struct zset *s = atomic_load(&ck->big[i].set);
+        if (s) {
+            n++;
+            npts += s->n;
+        }
+    }
+    if (!n)
+        return 0;
+    size_t tlen = n * sizeof(struct side_entry) + (size_t)npts * sizeof(struct ckpt_point);
+    unsigned char *table = calloc(1, tlen);
+    char *tmp = NULL;
+    int fd = -1, rc = 0;
+    if (!table || asprintf(&tmp, "%s.tmp.XXXXXX", dest) < 0) {
+        tmp = NULL;
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((fd = mkstemp(tmp)) < 0) {
+        rc = -errno;
+        free(tmp);
+        tmp = NULL;
+        goto out;
+    }
+    uint64_t woff = SIDE_PAGE, poff = n * sizeof(struct side_entry);
+    size_t k = 0;
+    for (size_t i = 0; i < ck->nbig; i++) {
+        const struct bigent *e = &ck->big[i];
+        const struct zset *s = atomic_load(&e->set);
+        if (!s)
+            continue;
+        struct side_entry se = {
+            .data = e->data, .csize = e->csize, .usize = e->usize, .crc = e->crc,
+            .npoints = s->n, .stream_len = s->stream_len, .points_off = poff,
+            .wins_off = woff,
+        };
+        memcpy(table + k++ * sizeof se, &se, sizeof se);
+        memcpy(table + poff, s->pts, (size_t)s->n * sizeof *s->pts);
+        poff += (uint64_t)s->n * sizeof *s->pts;
+        size_t wlen = (size_t)s->n * ZRAN_WINDOW;
+        for (size_t done = 0; done < wlen;) {
+            ssize_t w = pwrite(fd, s->wins + done, wlen - done, (off_t)(woff + done));
+            if (w < 0) {
+                rc = -errno;
+                goto out;
+            }
+            done += (size_t)w;
+        }
+        if (s->wins_shared)
+            madvise((void *)(uintptr_t)s->wins, wlen, MADV_DONTNEED);
+        woff += (wlen + SIDE_PAGE - 1) / SIDE_PAGE * SIDE_PAGE;
+    }
+    struct side_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, SIDE_MAGIC, 8);
+    h.version = SIDE_VERSION;
+    h.nentries = (uint32_t)n;
+    h.zip_size = (uint64_t)ix->st.st_size;
+    h.mtime_sec = (int64_t)ix->st.st_mtim.tv_sec;
+    h.mtime_nsec = (int64_t)ix->st.st_mtim.tv_nsec;
+    h.span = AINDEX_CKPT_SPAN;
+    h.table_off = woff;
+    h.table_len = tlen;
+    h.window = ZRAN_WINDOW;
+    h.point_size = sizeof(struct ckpt_point);
+    h.table_crc = zran_crc32(0, table, tlen);
+    h.header_crc = header_crc(&h);
+    unsigned char page[SIDE_PAGE];
+    memset(page, 0, sizeof page);
+    memcpy(page, &h, sizeof h);
+    if (pwrite(fd, table, tlen, (off_t)woff) != (ssize_t)tlen
+        || pwrite(fd, page, sizeof page, 0) != (ssize_t)sizeof page) {
+        rc = errno ? -errno : -EIO;
+        goto out;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        rc = -errno;
+        fd = -1;
+        goto out;
+    }
+    fd = -1;
+    if (rename(tmp, dest) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    free(tmp);
+    tmp = NULL;
+    /* The rename itself. */
+    char *dir = strdup(dest);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        free(dir);
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    if (tmp) {
+        unlink(tmp);
+        free(tmp);
+    }
+    free(table);
+    return rc;
+}
+
+struct build_ctx {
+    struct ckpt_point *pts;
+    size_t n, max;
+    int fd;              /* windows go to this file (untouched by us), or */
+    unsigned char *wins; /* to these max slots of anonymous memory */
+};
+
+static int on_point(void *c, const struct zran_point *p, const unsigned char *w, size_t wl)
+{
+    struct build_ctx *b = c;
+    if (b->n == b->max)
+        return -EIO; /* more points than the entry's size allows */
+    b->pts[b->n] = (struct ckpt_point){
+        .out = p->out, .in_bits = p->in_bits, .win_crc = zran_crc32(0, w, wl),
+    };
+    if (b->fd >= 0) {
+        for (size_t done = 0; done < wl;) {
+            ssize_t k = pwrite(b->fd, w + done, wl - done,
+                               (off_t)(b->n * ZRAN_WINDOW + done));
+            if (k <= 0)
+                return -ENOMEM; /* out of space: no points for now */
+            done += (size_t)k;
+        }
+    } else
+        memcpy(b->wins + b->n * ZRAN_WINDOW, w, wl);
+    b->n++;
+    return 0;
+}
+
+/* Window storage for a build: an unlinked file beside the zip, written
+ * with pwrite and mapped read-only afterwards (page cache, not heap, and
+ * only the windows a reader uses count in its RSS); else anonymous
+ * memory.  Returns the fd or -1 with *anon set (or NULL: no memory). */
+static int windows_file(const struct aindex *ix, size_t len, unsigned char **anon)
+{
+    char *dir = strdup(ix->path);
+    int fd = -1;
+    *anon = NULL;
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        fd = open(slash ? dir : ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        free(dir);
+    }
+    if (fd >= 0 && ftruncate(fd, (off_t)len) == 0)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    *anon = p == MAP_FAILED ? NULL : p;
+    return -1;
+}
+
+/* Inflates entry e once and makes its points.  0, -EIO (corrupt: e->why
+ * says why) or -ENOMEM.  Caller holds e->lock. */
+static int ckpt_build(const struct aindex *ix, struct bigent *e, struct zset **out)
+{
+    struct ckpt_state *ck = ix->ck;
+    /* HCX_CKPT_SPAN (bytes, >= 64 KiB) overrides the spacing: benchmarks. */
+    const char *env = getenv("HCX_CKPT_SPAN");
+    uint64_t span = env && strtoull(env, NULL, 0) >= 65536 ? strtoull(env, NULL, 0)
+                                                            : AINDEX_CKPT_SPAN;
+    struct build_ctx b = {.max = (size_t)(e->usize / span) + 2};
+    size_t wlen = b.max * ZRAN_WINDOW;
+    struct zset *s = calloc(1, sizeof *s);
+    struct mapping *mp = malloc(sizeof *mp);
+    b.pts = malloc(b.max * sizeof *b.pts);
+    b.fd = windows_file(ix, wlen, &b.wins);
+    if (!s || !mp || !b.pts || (b.fd < 0 && !b.wins)) {
+        free(s);
+        free(mp);
+        free(b.pts);
+        if (b.fd >= 0)
+            close(b.fd);
+        if (b.wins)
+            munmap(b.wins, wlen);
+        snprintf(e->why, sizeof e->why, "out of memory");
+        return -ENOMEM;
+    }
+    uint64_t stream_len = 0;
+    char err[160];
+    const unsigned char *in = ix->map + e->data;
+    int rc = zran_build(in, e->csize, e->usize, e->crc, span, on_point, &b,
+                        &stream_len, err, sizeof err);
+    if (rc) {
+        snprintf(e->why, sizeof e->why, "%s", err);
+        free(s);
+        free(mp);
+        free(b.pts);
+        if (b.fd >= 0)
+            close(b.fd);
+        if (b.wins)
+            munmap(b.wins, wlen);
+        return rc == -ENOMEM ? -ENOMEM : -EIO;
+    }
+    if (b.fd >= 0) {
+        void *p = mmap(NULL, wlen, PROT_READ, MAP_SHARED, b.fd, 0);
+        close(b.fd);
+        if (p == MAP_FAILED) {
+            free(s);
+            free(mp);
+            free(b.pts);
+            snprintf(e->why, sizeof e->why, "out of memory");
+            return -ENOMEM;
+        }
+        b.wins = p;
+        s->wins_shared = true;
+    } else
+        mprotect(b.wins, wlen, PROT_READ);
+    for (size_t i = 0; i < b.n; i++) {
+        uint64_t beg = b.pts[i].in_bits >> 3;
+        uint64_t end = i + 1 < b.n ? (b.pts[i + 1].in_bits + 7) >> 3 : stream_len;
+        b.pts[i].span_crc = zran_crc32(0, in + beg, (size_t)(end - beg));
+    }
+    /* The build touched all of the entry's mapped input: out of our RSS
+     * with it (the zip is a shared file mapping; the page cache keeps it). */
+    uintptr_t lo = (uintptr_t)in & ~(uintptr_t)4095;
+    madvise((void *)lo, (size_t)((uintptr_t)in + stream_len - lo), MADV_DONTNEED);
+    s->n = (uint32_t)b.n;
+    s->stream_len = stream_len;
+    s->pts = s->own_pts = b.pts;
+    s->wins = b.wins;
+    s->owner = e;
+    pthread_mutex_lock(&ck->lock);
+    mp->addr = b.wins;
+    mp->len = wlen;
+    mp->next = ck->maps;
+    ck->maps = mp;
+    /* The points array is freed with the set: keep it in a mapping-less
+     * allocation that ckpt_free releases through the set list. */
+    s->next = ck->sets;
+    ck->sets = s;
+    pthread_mutex_unlock(&ck->lock);
+    atomic_fetch_add(&ck->built, 1);
+    *out = s;
+    return 0;
+}
+
+/* The points of e, building them on first use.  sidecar: also rewrite the
+ * sidecar after a build (best effort). */
+static int ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,
+                    const struct zset *discard, const struct zset **out, char *err,
+                    size_t errlen)
+{
+    struct zset *s = atomic_load_explicit(&e->set, memory_order_acquire);
+    if (s && s != discard) {
+        *out = s;
+        return 0;
+    }
+    int rc = 0;
+    bool built = false;
+    pthread_mutex_lock(&e->lock);
+    s = atomic_load_explicit(&e->set, memory_order_acquire);
+    if (s == discard && s) {
+        /* It failed a reader's checks: build afresh (once per set). */
+        s = NULL;
+        atomic_store(&e->set, NULL);
+    }
+    if (!s) {
+        if (atomic_load(&e->bad))
+            rc = -EIO;
+        else if ((rc = ckpt_build(ix, e, &s)) == 0) {
+            atomic_store_explicit(&e->set, s, memory_order_release);
+            built = true;
+        } else if (rc == -EIO)
+            atomic_store(&e->bad, 1);
+        if (rc)
+            snprintf(err, errlen, "%s", e->why);
+    }
+    pthread_mutex_unlock(&e->lock);
+    if (rc)
+        return rc;
+    if (built && sidecar) {
+        char *path = sidecar_path(ix->path);
+        if (path) {
+            pthread_mutex_lock(&ix->ck->lock);
+            ckpt_write(ix, path);
+            pthread_mutex_unlock(&ix->ck->lock);
+            free(path);
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char **why)
+{
+    if (why)
+        *why = NULL;
+    if (!ix->ck)
+        return 0;
+    char err[200];
+    for (size_t i = 0; i < ix->ck->nbig; i++) {
+        const struct zset *s;
+        int rc = ckpt_get(ix, &ix->ck->big[i], false, NULL, &s, err, sizeof err);
+        if (rc) {
+            set_why(why, "%s: entry with data at offset %ju: %s", ix->path,
+                    (uintmax_t)ix->ck->big[i].data, err);
+            return rc;
+        }
+    }
+    char *path = sidecar ? strdup(sidecar) : sidecar_path(ix->path);
+    if (!path) {
+        set_why(why, "%s: out of memory", ix->path);
+        return -ENOMEM;
+    }
+    pthread_mutex_lock(&ix->ck->lock);
+    int rc = ckpt_write(ix, path);
+    pthread_mutex_unlock(&ix->ck->lock);
+    if (rc)
+        set_why(why, "%s: %s", path, strerror(-rc));
+    free(path);
+    return rc;
+}
+
+void aindex_checkpoint_stats(const struct aindex *ix, struct aindex_ckpt_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!ix->ck)
+        return;
+    st->entries = ix->ck->nbig;
+    for (size_t i = 0; i < ix->ck->nbig; i++) {
+        const struct zset *s = atomic_load(&ix->ck->big[i].set);
+        if (s) {
+            st->ready++;
+            st->points += s->n;
+        }
+        if (atomic_load(&ix->ck->big[i].bad))
+            st->corrupt++;
+    }
+    st->loaded = atomic_load(&ix->ck->loaded);
+    st->built = atomic_load(&ix->ck->built);
+}
+
 /* -------------------------------------------------------------- readers */
 
 struct areader {
@@ -1054,6 +1856,15 @@ struct areader {
      * valid for [produced - win_len, produced). */
     unsigned char *win;
     size_t win_cap, win_len;
+    /* Checkpointed entries: the decoder and the span it is in. */
+    struct bigent *big;    /* non-NULL: read through the checkpoints */
+    const struct zset *zset;
+    struct zran_stream *zs;
+    bool zactive;          /* zs is positioned at produced */
+    uint32_t zspan;        /* point whose span produced is in */
+    uint64_t zverified;    /* end of the spans checked so far */
+    const struct zset *discard; /* a set that failed its checks */
+    uintptr_t zrelease;    /* mapped input below this was released */
     char err[320];
 };
 
@@ -1074,6 +1885,7 @@ static ssize_t reader_fail(struct areader *r, int err, const char *fmt, ...)
     r->produced = 0;
     r->win_len = 0;
     r->end_checked = false;
+    r->zactive = false;
     return -err;
 }
 
@@ -1088,6 +1900,12 @@ int areader_open(const struct aindex *ix, const struct anode *file,
         return -ENOMEM;
     r->ix = ix;
     r->node = file;
+    if (file->kind == KIND_FILE && !(file->flags & NODE_ENCRYPTED)
+        && file->size >= AINDEX_CKPT_MIN) {
+        struct bigent *e = find_big(ix->ck, file->data);
+        if (e && e->usize == file->size)
+            r->big = e;
+    }
     *out = r;
     return 0;
 }
@@ -1098,6 +1916,7 @@ void areader_close(struct areader *r)
         return;
     if (r->a)
         archive_read_free(r->a);
+    zran_stream_free(r->zs);
     free(r->win);
     free(r);
 }
@@ -1215,14 +2034,64 @@ static void win_load(const struct areader *r, uint64_t off, unsigned char *dst, 
 /* Decompresses up to want bytes into dst (which may be inside the ring),
  * keeping the ring and the declared size in step.  Returns bytes or
  * -errno; never 0 (running short of the declared size is an error). */
+static uint64_t span_end(const struct areader *r, uint32_t i)
+{
+    const struct zset *s = r->zset;
+    return i + 1 < s->n ? s->pts[i + 1].out : r->node->size;
+}
+
+/* Checks the compressed bytes of span i against the CRC taken when the
+ * points were built; then output up to the span's end may be served. */
+static int span_verify(struct areader *r, uint32_t i, bool sequential)
+{
+    const struct zset *s = r->zset;
+    const unsigned char *in = r->ix->map + r->big->data;
+    uint64_t beg = s->pts[i].in_bits >> 3;
+    uint64_t end = i + 1 < s->n ? (s->pts[i + 1].in_bits + 7) >> 3 : s->stream_len;
+    if (zran_crc32(0, in + beg, (size_t)(end - beg)) != s->pts[i].span_crc)
+        return (int)reader_fail(r, EIO, "archive data at %ju differs from when its "
+                                "checkpoints were built",
+                                (uintmax_t)(r->big->data + beg));
+    r->zspan = i;
+    r->zverified = span_end(r, i);
+    /* Streaming on: the mapped compressed bytes of spans behind are not
+     * needed by this reader any more; drop them from its RSS (they stay in
+     * the page cache). */
+    uintptr_t lo = ((uintptr_t)in + (uintptr_t)(beg > 65536 ? beg - 65536 : 0))
+                   & ~(uintptr_t)4095;
+    if (sequential && r->zrelease && lo > r->zrelease)
+        madvise((void *)r->zrelease, lo - r->zrelease, MADV_DONTNEED);
+    r->zrelease = lo;
+    return 0;
+}
+
 static ssize_t produce(struct areader *r, unsigned char *dst, size_t want, bool in_ring)
 {
     uint64_t left = r->node->size - r->produced;
     if (want > left)
         want = (size_t)left;
-    la_ssize_t n = archive_read_data(r->a, dst, want);
-    if (n < 0)
-        return reader_fail(r, EIO, "%s", archive_err(r->a));
+    la_ssize_t n;
+    if (r->big) {
+        if (r->produced >= r->zverified) {
+            const struct zset *s = r->zset;
+            if (r->zspan + 1 >= s->n)
+                return reader_fail(r, EIO, "checkpoint spans inconsistent");
+            int rc = span_verify(r, r->zspan + 1, true);
+            if (rc) {
+                r->discard = s; /* the next read rebuilds the points */
+                return rc;
+            }
+        }
+        if (want > r->zverified - r->produced)
+            want = (size_t)(r->zverified - r->produced);
+        n = zran_stream_read(r->zs, dst, want);
+        if (n < 0)
+            return reader_fail(r, EIO, "%s", zran_stream_error(r->zs));
+    } else {
+        n = archive_read_data(r->a, dst, want);
+        if (n < 0)
+            return reader_fail(r, EIO, "%s", archive_err(r->a));
+    }
     if (n == 0)
         return reader_fail(r, EIO, "entry data ends at %ju bytes, %ju declared",
                            (uintmax_t)r->produced, (uintmax_t)r->node->size);
@@ -1254,14 +2123,124 @@ static int check_end(struct areader *r)
     if (r->end_checked)
         return 0;
     unsigned char extra;
-    la_ssize_t n = archive_read_data(r->a, &extra, 1);
-    if (n < 0)
+    la_ssize_t n;
+    if (r->big) {
+        if ((n = zran_stream_read(r->zs, &extra, 1)) < 0)
+            return (int)reader_fail(r, EIO, "%s", zran_stream_error(r->zs));
+    } else if ((n = archive_read_data(r->a, &extra, 1)) < 0)
         return (int)reader_fail(r, EIO, "%s", archive_err(r->a));
     if (n > 0)
         return (int)reader_fail(r, EIO, "entry data longer than the declared %ju bytes",
                                 (uintmax_t)r->node->size);
     r->end_checked = true;
     return 0;
+}
+
+/* Positions the decoder at point k of the current set.  0 or -errno. */
+static int zstart(struct areader *r, uint32_t k)
+{
+    const struct zset *s = r->zset;
+    const struct ckpt_point *p = &s->pts[k];
+    const unsigned char *w = s->wins + (size_t)k * ZRAN_WINDOW;
+    size_t wl = p->out < ZRAN_WINDOW ? (size_t)p->out : ZRAN_WINDOW;
+    if (r->zactive && r->zrelease) {
+        /* Leaving a position: its mapped input leaves this reader's RSS
+         * (the pages stay in the page cache). */
+        const struct zset *o = r->zset == s ? s : NULL;
+        uint64_t hi = o && r->zspan + 1 < o->n ? (o->pts[r->zspan + 1].in_bits >> 3) + 65536
+                                               : 0;
+        uintptr_t end = ((uintptr_t)(r->ix->map + r->big->data) + (uintptr_t)hi) & ~(uintptr_t)4095;
+        if (end > r->zrelease)
+            madvise((void *)r->zrelease, end - r->zrelease, MADV_DONTNEED);
+    }
+    r->zactive = false;
+    r->end_checked = false;
+    r->win_len = 0;
+    r->produced = p->out;
+    if (!r->win) {
+        r->win_cap = AINDEX_WINDOW;
+        if (!(r->win = malloc(r->win_cap)))
+            return (int)reader_fail(r, ENOMEM, "out of memory");
+    }
+    if (!r->zs && zran_stream_new(&r->zs))
+        return (int)reader_fail(r, ENOMEM, "out of memory");
+    if (zran_crc32(0, w, wl) != p->win_crc)
+        return (int)reader_fail(r, EIO, "checkpoint window %u is damaged", k);
+    int rc = span_verify(r, k, false);
+    if (rc)
+        return rc;
+    struct zran_point zp = {.out = p->out, .in_bits = p->in_bits};
+    if (zran_stream_start(r->zs, r->ix->map + r->big->data, s->stream_len, &zp, w, wl))
+        return (int)reader_fail(r, EIO, "%s", zran_stream_error(r->zs));
+    if (s->wins_shared && wl) /* the decoder has its own copy now */
+        madvise((void *)((uintptr_t)w & ~(uintptr_t)4095), ZRAN_WINDOW, MADV_DONTNEED);
+    r->produced = p->out;
+    r->zactive = true;
+    return 0;
+}
+
+/* Makes r->zset the entry's current points (building them if need be) and
+ * positions the decoder at the last point at or before offset.  A set that
+ * fails its checks (damaged sidecar) is rebuilt once. */
+static int zseek(struct areader *r, uint64_t offset)
+{
+    for (int attempt = 0;; attempt++) {
+        const struct zset *s;
+        char err[sizeof r->err];
+        int rc = ckpt_get(r->ix, r->big, true, r->discard, &s, err, sizeof err);
+        if (rc)
+            return (int)reader_fail(r, -rc, "%s", err);
+        r->zset = s;
+        uint32_t lo = 0, hi = s->n; /* last point with out <= offset */
+        while (hi - lo > 1) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            if (s->pts[mid].out <= offset)
+                lo = mid;
+            else
+                hi = mid;
+        }
+        if (r->zactive && offset >= r->produced - r->win_len
+            && s->pts[lo].out <= r->produced)
+            return 0; /* forward from here is no longer than from a point */
+        if ((rc = zstart(r, lo)) != -EIO || attempt > 0)
+            return rc;
+        r->discard = s;
+    }
+}
+
+/* areader_pread for a checkpointed entry: [offset, end) within the entry. */
+static ssize_t zpread(struct areader *r, unsigned char *out, uint64_t offset, uint64_t end)
+{
+    size_t total = (size_t)(end - offset);
+    bool ring_hit = (r->zactive || r->end_checked) && r->win_len
+                    && offset >= r->produced - r->win_len && end <= r->produced;
+    if (!ring_hit) {
+        int rc = zseek(r, offset);
+        if (rc)
+            return rc;
+    }
+    size_t done = 0;
+    if (offset < r->produced) {
+        uint64_t upto = end < r->produced ? end : r->produced;
+        done = (size_t)(upto - offset);
+        win_load(r, offset, out, done);
+    } else if (offset > r->produced) {
+        int rc = advance_to(r, offset);
+        if (rc)
+            return rc;
+    }
+    while (done < total) {
+        ssize_t n = produce(r, out + done, total - done, false);
+        if (n < 0)
+            return n;
+        done += (size_t)n;
+    }
+    if (end == r->node->size) {
+        int rc = check_end(r);
+        if (rc)
+            return rc;
+    }
+    return (ssize_t)done;
 }
 
 ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset)
@@ -1282,6 +2261,8 @@ ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset
     }
     if (node->flags & NODE_ENCRYPTED)
         return reader_fail(r, EIO, "entry is encrypted");
+    if (r->big)
+        return zpread(r, out, offset, end);
 
     bool have_window = r->a || r->end_checked;
     if (!have_window || offset < r->produced - r->win_len) {
@@ -1333,7 +2314,7 @@ int aindex_verify_data(const char *path, char **why)
     size_t len;
     if (why)
         *why = NULL;
-    int rc = map_file(path, &map, &len, why);
+    int rc = map_file(path, &map, &len, NULL, why);
     if (rc)
         return rc;
     struct view v = {.base = map, .len = (int64_t)len};

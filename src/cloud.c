@@ -452,6 +452,19 @@ int cloud_download(struct cloud *c, const char *project, const char *file_id, in
     struct http_response resp;
     http_response_init(&resp);
     int rc = perform_call(c, &s, &resp, e);
+    if (rc && e->status == 416 && have > 0) {
+        /* Nothing left to send: the partial file may already be whole
+         * (interrupted between the last byte and the rename). */
+        if (resp.total == (int64_t)have) {
+            rc = 0;
+            resp.written = 0;
+        } else if (ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0) {
+            log_info("download %s: partial file does not fit the archive; starting over",
+                     file_id);
+            s.resume_from = 0;
+            rc = perform_call(c, &s, &resp, e);
+        }
+    }
     if (resp.restarted) {
         log_info("download %s: the server ignored Range; fetched again from byte 0", file_id);
         s.resume_from = 0;

@@ -31,6 +31,7 @@ extern void poller_join(void);
 struct progress_ctx {
     struct registry *r;
     struct job *j;
+    double last_notify;
 };
 
 static void on_progress(void *arg, uint64_t done, int64_t total)
@@ -41,6 +42,11 @@ static void on_progress(void *arg, uint64_t done, int64_t total)
     if (total >= 0)
         p->j->dl_total = total;
     pthread_mutex_unlock(&p->r->lock);
+    double now = monotonic_now();
+    if (now - p->last_notify >= 0.5) { /* .job.json shows progress */
+        p->last_notify = now;
+        registry_notify(p->r, p->j);
+    }
 }
 
 static void finish(struct registry *r, struct job *j, enum archive_state state, const char *error,
@@ -49,8 +55,9 @@ static void finish(struct registry *r, struct job *j, enum archive_state state, 
     pthread_mutex_lock(&r->lock);
     j->archive = state;
     if (state == ARCHIVE_READY) {
-        j->dl_done = j->dl_total = size;
+        j->dl_done = j->dl_total = j->archive_bytes = size;
         j->fetch_failures = 0;
+        j->fetched_at = j->last_used = time(NULL);
     } else {
         j->fetch_failed_at = time(NULL);
     }
@@ -58,6 +65,9 @@ static void finish(struct registry *r, struct job *j, enum archive_state state, 
     pthread_cond_broadcast(&r->changed);
     pthread_mutex_unlock(&r->lock);
     registry_save_job(r, j);
+    registry_notify(r, j);
+    if (state == ARCHIVE_READY)
+        registry_enforce_cache_max(r);
 }
 
 static int sleep_unless_stopping(struct registry *r, double secs)
@@ -93,7 +103,8 @@ static void fetch_one(struct registry *r, struct job *j)
     journal_archive_path(r->journal, project, j->id, final);
 
     int transfer_failures = 0, bad_archives = 0;
-    struct progress_ctx progress = { r, j };
+    char damaged[sizeof msg] = "";
+    struct progress_ctx progress = { r, j, 0 };
     double started = monotonic_now();
     while (!r->stopping) {
         int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -141,21 +152,47 @@ static void fetch_one(struct registry *r, struct job *j)
                      MAX_BAD_ARCHIVES);
             continue;
         }
+        /* Every entry's data is checked (CRC, sizes) before the archive
+         * counts as local.  A failure is fetched again: transfers can be
+         * corrupted.  The same failure twice is the archive itself: it is
+         * kept, its bad entries read with EIO, and .job.json says so. */
+        rc = aindex_verify_data(part, &why);
+        if (rc) {
+            snprintf(msg, sizeof msg, "archive has damaged entries: %s", why ? why : strerror(-rc));
+            free(why);
+            if (strcmp(msg, damaged) != 0 && ++bad_archives < MAX_BAD_ARCHIVES) {
+                log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
+                         MAX_BAD_ARCHIVES);
+                snprintf(damaged, sizeof damaged, "%s", msg);
+                unlink(part);
+                continue;
+            }
+            log_error("job %s: %s (the same in every copy fetched); serving the rest", j->id,
+                      msg);
+            snprintf(damaged, sizeof damaged, "%s", msg);
+        } else {
+            damaged[0] = '\0';
+        }
+        pthread_mutex_lock(&r->journal_lock);
         pthread_mutex_lock(&r->lock);
         int forgotten = j->forgotten;
         pthread_mutex_unlock(&r->lock);
         if (forgotten) {
             unlink(part); /* rmdir while downloading: nothing to keep */
+            pthread_mutex_unlock(&r->journal_lock);
             return;
         }
-        if (rename(part, final) < 0) {
-            snprintf(msg, sizeof msg, "cannot rename %s: %s", part, strerror(errno));
+        int renamed = rename(part, final);
+        int rename_errno = errno;
+        pthread_mutex_unlock(&r->journal_lock);
+        if (renamed < 0) {
+            snprintf(msg, sizeof msg, "cannot rename %s: %s", part, strerror(rename_errno));
             break;
         }
         fsync_dir(dir);
         double secs = monotonic_now() - started;
         log_info("job %s: archive fetched (%lld bytes in %.2fs)", j->id, (long long)size, secs);
-        finish(r, j, ARCHIVE_READY, NULL, size);
+        finish(r, j, ARCHIVE_READY, damaged[0] ? damaged : NULL, size);
         return;
     }
     if (r->stopping)

@@ -233,7 +233,8 @@ static int stat_control_locked(const struct job *j, enum node_kind kind, struct 
     return 0;
 }
 
-/* Resolves an entry of a job's archive (waiting for the archive). */
+/* Resolves an entry of a job's archive (waiting for the archive).  On
+ * success the index is in use until registry_index_done(). */
 static int lookup_entry(struct registry *r, struct job *j, const char *entry,
                         const struct anode **out, struct aindex **idx_out)
 {
@@ -242,8 +243,10 @@ static int lookup_entry(struct registry *r, struct job *j, const char *entry,
     if (rc)
         return rc;
     const struct anode *a = aindex_lookup(idx, entry ? entry : "");
-    if (!a)
+    if (!a) {
+        registry_index_done(r, j);
         return -ENOENT;
+    }
     *out = a;
     if (idx_out)
         *idx_out = idx;
@@ -325,9 +328,11 @@ static int hcx_getattr(const char *path, struct stat *st, struct fuse_file_info 
             rc = stat(file, &real) < 0 ? -errno : 0;
             if (!rc)
                 fill_file(st, 0444, real.st_size, real.st_mtime);
+            registry_index_done(r, j);
         }
     } else if (!(rc = lookup_entry(r, j, n.entry, &a, NULL))) {
         fill_anode(st, a);
+        registry_index_done(r, j);
     }
     registry_put_job(r, j);
     return rc;
@@ -362,8 +367,10 @@ static int list_job(struct registry *r, struct job *j, void *buf, fuse_fill_dir_
         return 0; /* the error shows in .job.json; the control files stay usable */
     if (rc)
         return rc;
-    if (!anode_is_dir(dir))
+    if (!anode_is_dir(dir)) {
+        registry_index_done(r, j);
         return -ENOTDIR;
+    }
     size_t count = anode_child_count(dir);
     for (size_t i = 0; i < count; i++) {
         const struct anode *c = anode_child(idx, dir, i);
@@ -371,6 +378,7 @@ static int list_job(struct registry *r, struct job *j, void *buf, fuse_fill_dir_
         if (add(buf, filler, anode_name(idx, c), &st))
             break;
     }
+    registry_index_done(r, j);
     return 0;
 }
 
@@ -469,10 +477,7 @@ static int hcx_mkdir(const char *path, mode_t mode)
         return rc;
     case N_JOB:
         rc = registry_attach(r, n.project, n.job, why, sizeof why);
-        return rc == -EAGAIN || rc == -ETIMEDOUT || rc == -EACCES || rc == -EIO || rc == -EEXIST ||
-                       rc == -ENOENT || rc == -EINVAL
-                   ? rc
-                   : -EIO;
+        return rc;
     default:
         return is_inside_job(&n) ? -EROFS : -EEXIST;
     }
@@ -576,7 +581,8 @@ struct handle {
     off_t reply_base;
     int reply_base_set;
     char project[65];
-    /* N_ENTRY */
+    /* N_ENTRY, N_ARCHIVE_FILE: the archive is in use (not evicted) */
+    int holds_index;
     struct areader *reader;
     /* N_ARCHIVE_FILE */
     int fd;
@@ -600,10 +606,12 @@ static struct handle *handle_new(enum node_kind kind)
 
 static void handle_free(struct registry *r, struct handle *h)
 {
-    if (h->job)
-        registry_put_job(r, h->job);
     if (h->reader)
         areader_close(h->reader);
+    if (h->holds_index)
+        registry_index_done(r, h->job);
+    if (h->job)
+        registry_put_job(r, h->job);
     if (h->fd >= 0)
         close(h->fd);
     free(h->text);
@@ -680,6 +688,7 @@ static int hcx_open(const char *path, struct fuse_file_info *fi)
         struct aindex *idx;
         rc = registry_job_index(r, j, request_cancelled, &idx);
         if (!rc) {
+            h->holds_index = 1;
             char file[PATH_MAX];
             journal_archive_path(r->journal, n.project, n.job, file);
             h->fd = open(file, O_RDONLY | O_CLOEXEC);
@@ -692,6 +701,7 @@ static int hcx_open(const char *path, struct fuse_file_info *fi)
         const struct anode *a;
         struct aindex *idx;
         rc = lookup_entry(r, j, n.entry, &a, &idx);
+        h->holds_index = rc == 0;
         if (!rc && anode_is_dir(a))
             rc = -EISDIR;
         if (!rc)
@@ -905,6 +915,19 @@ static int hcx_statfs(const char *path, struct statvfs *st)
     return 0;
 }
 
+/* Drops the kernel's cached attributes of a job's changing files, so that
+ * `stat` then `read` agree (tar relies on it). */
+static void invalidate_job(void *arg, const char *project, const char *job)
+{
+    struct fuse *f = arg;
+    static const char *const files[] = { "", "/status", "/.job.json", "/.wait" };
+    char path[256];
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "/projects/%s/exports/%s%s", project, job, files[i]);
+        fuse_invalidate_path(f, path); /* -ENOENT: the kernel has not seen it */
+    }
+}
+
 static void *hcx_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
     (void)conn;
@@ -916,6 +939,8 @@ static void *hcx_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     cfg->intr = 1;             /* a signal ends a blocked .wait read (main.c) */
     cfg->intr_signal = SIGUSR1;
     struct registry *r = fuse_get_context()->private_data;
+    r->on_change = invalidate_job;
+    r->on_change_arg = fuse_get_context()->fuse;
     /* Threads start here, after fuse_main has daemonized. */
     if (poller_start(r) < 0 || fetcher_start(r) < 0)
         log_error("background workers did not start: jobs will not be polled or fetched");

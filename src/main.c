@@ -214,8 +214,10 @@ static int run_fuse(struct fuse_args *args, struct registry *r)
         return EXIT_USAGE;
     int rc = EXIT_MOUNT;
     struct fuse *f = fuse_new(args, fs_operations(), sizeof *fs_operations(), r);
-    if (!f)
+    if (!f) {
+        rc = EXIT_USAGE; /* libfuse has printed which option it refused */
         goto out;
+    }
     if (fuse_mount(f, cmd.mountpoint) != 0) {
         fuse_destroy(f);
         goto out;
@@ -250,9 +252,13 @@ static int run_fuse(struct fuse_args *args, struct registry *r)
         loop_rc = fuse_loop_mt(f, loop);
         fuse_loop_cfg_destroy(loop);
     }
+    /* The workers call into libfuse (invalidation); stop them before
+     * fuse_destroy() frees its node table. */
+    workers_stop(r);
+    r->on_change = NULL;
     fuse_remove_signal_handlers(se);
     fuse_unmount(f);
-    fuse_destroy(f); /* runs destroy(): stops the workers */
+    fuse_destroy(f);
     log_info("unmounted %s", cmd.mountpoint);
     /* libfuse reports the signal that ended the loop; those are clean exits. */
     rc = loop_rc == 0 || loop_rc == SIGTERM || loop_rc == SIGINT || loop_rc == SIGHUP ? 0 : EXIT_MOUNT;
@@ -316,9 +322,6 @@ int main(int argc, char **argv)
                 o.cache_max);
         goto out;
     }
-    if (o.cache_max)
-        log_warn("cache_max=%s: eviction of cached archives is not implemented yet; the cache "
-                 "is not bounded", o.cache_max);
     if (resolve_endpoints(&o, &ep) < 0)
         goto out;
     if (o.enterprise_project_id && !cloud_id_is_safe(o.enterprise_project_id, 256)) {
@@ -328,15 +331,18 @@ int main(int argc, char **argv)
     }
     /* Projects are checked before anything is written. */
     char *projects = o.projects ? strdup(o.projects) : NULL;
-    for (char *save = NULL, *id = projects ? strtok_r(projects, ":", &save) : NULL; id;
+    char *check = o.projects ? strdup(o.projects) : NULL;
+    for (char *save = NULL, *id = check ? strtok_r(check, ":", &save) : NULL; id;
          id = strtok_r(NULL, ":", &save)) {
         if (!project_id_is_valid(id)) {
             fprintf(stderr, "hcexportfs: projects: '%s' is not a project id (1 to 64 letters, "
                             "digits, '-' or '_')\n", id);
             free(projects);
+            free(check);
             goto out;
         }
     }
+    free(check);
 
     rc = EXIT_CREDENTIALS;
     int crc = creds_resolve(o.credentials, o.token_file, &creds, &why);
@@ -389,6 +395,7 @@ int main(int argc, char **argv)
         free(projects);
         goto out;
     }
+    r->cache_max = cache_max;
     int damaged = registry_load(r);
     if (damaged)
         log_error("%d damaged journal record(s) were moved aside (*.corrupt); the others are "
@@ -403,6 +410,7 @@ int main(int argc, char **argv)
         }
     }
     free(projects);
+    registry_enforce_cache_max(r); /* cache_max may have been lowered */
 
     rc = run_fuse(&args, r);
 out:

@@ -70,6 +70,7 @@ static void poll_one(struct registry *r, struct job *j)
     pthread_mutex_unlock(&r->lock);
     if (save)
         registry_save_job(r, j);
+    registry_notify(r, j); /* polled_at changed at least */
 }
 
 static void *poller_main(void *arg)

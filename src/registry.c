@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 const char *const control_files[] = { "status", ".job.json", ".wait", NULL };
@@ -38,6 +39,7 @@ int registry_create(struct journal *journal, struct cloud *cloud, double poll_in
     if (!r)
         return -ENOMEM;
     pthread_mutex_init(&r->lock, NULL);
+    pthread_mutex_init(&r->journal_lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -75,6 +77,7 @@ void registry_destroy(struct registry *r)
     pthread_cond_destroy(&r->changed);
     pthread_cond_destroy(&r->work);
     pthread_mutex_destroy(&r->lock);
+    pthread_mutex_destroy(&r->journal_lock);
     free(r);
 }
 
@@ -223,7 +226,8 @@ static void put_time(json_t *o, const char *key, time_t t)
 
 static json_t *string_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
 
-static const char *const archive_state_names[] = { "none", "queued", "fetching", "ready", "failed" };
+static const char *const archive_state_names[] = { "none",  "queued", "fetching",
+                                                   "ready", "failed", "evicted" };
 
 json_t *job_to_json_locked(const struct job *j)
 {
@@ -246,11 +250,24 @@ json_t *job_to_json_locked(const struct job *j)
     return o;
 }
 
+void registry_notify(struct registry *r, struct job *j)
+{
+    if (!r->on_change)
+        return;
+    char project[65];
+    pthread_mutex_lock(&r->lock);
+    snprintf(project, sizeof project, "%s", j->project->id);
+    pthread_mutex_unlock(&r->lock);
+    r->on_change(r->on_change_arg, project, j->id);
+}
+
 void registry_save_job(struct registry *r, struct job *j)
 {
+    pthread_mutex_lock(&r->journal_lock);
     pthread_mutex_lock(&r->lock);
     if (j->forgotten) {
         pthread_mutex_unlock(&r->lock);
+        pthread_mutex_unlock(&r->journal_lock);
         return;
     }
     json_t *rec = job_to_json_locked(j);
@@ -259,6 +276,7 @@ void registry_save_job(struct registry *r, struct job *j)
     pthread_mutex_unlock(&r->lock);
     if (rec)
         journal_save_job(r->journal, project, j->id, rec);
+    pthread_mutex_unlock(&r->journal_lock);
     json_decref(rec);
 }
 
@@ -321,13 +339,20 @@ static void job_from_journal(void *arg, const char *project, const char *job_id,
     j->archive = ARCHIVE_NONE;
     if (strcmp(status, "success") == 0) {
         char path[PATH_MAX];
+        struct stat st;
+        const char *was = json_string_value(json_object_get(rec, "archive"));
         journal_archive_path(r->journal, project, job_id, path);
-        if (access(path, R_OK) == 0)
+        if (stat(path, &st) == 0) {
             j->archive = ARCHIVE_READY;
-        else if (j->task.file_id[0])
-            j->archive = ARCHIVE_QUEUED; /* interrupted or never fetched */
-        else
+            j->archive_bytes = st.st_size;
+            j->last_used = j->fetched_at = st.st_mtime;
+        } else if (!j->task.file_id[0]) {
             j->archive = ARCHIVE_FAILED;
+        } else if (was && strcmp(was, "evicted") == 0) {
+            j->archive = ARCHIVE_EVICTED; /* fetched again when used */
+        } else {
+            j->archive = ARCHIVE_QUEUED;  /* interrupted or never fetched */
+        }
     }
     if (add_job_locked(p, j) < 0)
         job_free(j);
@@ -464,12 +489,14 @@ int registry_attach(struct registry *r, const char *project, const char *job_id,
 
 int registry_forget(struct registry *r, const char *project, const char *job_id)
 {
+    pthread_mutex_lock(&r->journal_lock);
     pthread_mutex_lock(&r->lock);
     struct project *p = registry_project_locked(r, project);
     int found = 0;
     size_t at = p ? find_slot((void *const *)p->jobs, p->njobs, job_id, &found) : 0;
     if (!found) {
         pthread_mutex_unlock(&r->lock);
+        pthread_mutex_unlock(&r->journal_lock);
         return -ENOENT;
     }
     struct job *j = p->jobs[at];
@@ -479,6 +506,7 @@ int registry_forget(struct registry *r, const char *project, const char *job_id)
     pthread_cond_broadcast(&r->changed);
     pthread_mutex_unlock(&r->lock);
     int rc = journal_remove_job(r->journal, project, job_id);
+    pthread_mutex_unlock(&r->journal_lock);
     if (rc)
         log_error("project %s: forgetting job %s: %s", project, job_id, strerror(-rc));
     log_info("project %s: forgot job %s", project, job_id);
@@ -526,7 +554,15 @@ int registry_job_index(struct registry *r, struct job *j, int (*interrupted)(voi
         }
         if (j->index) {
             *out = j->index;
+            j->index_users++;
+            j->last_used = time(NULL);
             break;
+        }
+        if (j->archive == ARCHIVE_EVICTED) {
+            log_info("job %s: archive was evicted by cache_max; fetching it again", j->id);
+            j->archive = ARCHIVE_QUEUED;
+            pthread_cond_broadcast(&r->work);
+            continue;
         }
         if (j->archive == ARCHIVE_FAILED) {
             /* Try again when asked, but not in a tight loop. */
@@ -579,4 +615,75 @@ int registry_job_index(struct registry *r, struct job *j, int (*interrupted)(voi
     }
     pthread_mutex_unlock(&r->lock);
     return rc;
+}
+
+void registry_index_done(struct registry *r, struct job *j)
+{
+    pthread_mutex_lock(&r->lock);
+    j->index_users--;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Picks the least recently used archive that may go; lock held. */
+static struct job *eviction_victim_locked(struct registry *r, uint64_t *total)
+{
+    struct job *victim = NULL, *newest = NULL;
+    *total = 0;
+    for (size_t p = 0; p < r->nprojects; p++)
+        for (size_t k = 0; k < r->projects[p]->njobs; k++) {
+            struct job *j = r->projects[p]->jobs[k];
+            if (j->archive != ARCHIVE_READY)
+                continue;
+            *total += (uint64_t)j->archive_bytes;
+            if (!newest || j->fetched_at > newest->fetched_at)
+                newest = j;
+        }
+    for (size_t p = 0; p < r->nprojects; p++)
+        for (size_t k = 0; k < r->projects[p]->njobs; k++) {
+            struct job *j = r->projects[p]->jobs[k];
+            if (j->archive != ARCHIVE_READY || j->index_users > 0 || j->index_loading ||
+                j == newest)
+                continue;
+            if (!victim || j->last_used < victim->last_used)
+                victim = j;
+        }
+    return victim;
+}
+
+void registry_enforce_cache_max(struct registry *r)
+{
+    if (!r->cache_max)
+        return;
+    for (;;) {
+        uint64_t total;
+        pthread_mutex_lock(&r->lock);
+        struct job *victim = eviction_victim_locked(r, &total);
+        if (total <= r->cache_max || !victim) {
+            pthread_mutex_unlock(&r->lock);
+            if (total > r->cache_max)
+                log_info("cache holds %llu bytes (cache_max %llu): the rest is in use",
+                         (unsigned long long)total, (unsigned long long)r->cache_max);
+            return;
+        }
+        struct aindex *idx = victim->index;
+        victim->index = NULL;
+        victim->archive = ARCHIVE_EVICTED;
+        victim->refs++;
+        char project[65], path[PATH_MAX];
+        snprintf(project, sizeof project, "%s", victim->project->id);
+        long long bytes = (long long)victim->archive_bytes;
+        pthread_mutex_unlock(&r->lock);
+
+        aindex_free(idx);
+        pthread_mutex_lock(&r->journal_lock);
+        journal_archive_path(r->journal, project, victim->id, path);
+        if (unlink(path) < 0 && errno != ENOENT)
+            log_error("cannot evict %s: %s", path, strerror(errno));
+        pthread_mutex_unlock(&r->journal_lock);
+        log_info("job %s: archive evicted (%lld bytes) to keep the cache within cache_max",
+                 victim->id, bytes);
+        registry_save_job(r, victim);
+        registry_notify(r, victim);
+        registry_put_job(r, victim);
+    }
 }

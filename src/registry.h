@@ -20,7 +20,14 @@
 #include <stdint.h>
 #include <time.h>
 
-enum archive_state { ARCHIVE_NONE, ARCHIVE_QUEUED, ARCHIVE_FETCHING, ARCHIVE_READY, ARCHIVE_FAILED };
+enum archive_state {
+    ARCHIVE_NONE,       /* no archive: running or failed job */
+    ARCHIVE_QUEUED,     /* waiting for a fetcher */
+    ARCHIVE_FETCHING,
+    ARCHIVE_READY,      /* verified and local */
+    ARCHIVE_FAILED,     /* fetching failed; retried on access after a pause */
+    ARCHIVE_EVICTED,    /* dropped by cache_max; fetched again on access */
+};
 
 struct project;
 
@@ -41,6 +48,9 @@ struct job {
     double next_poll;               /* CLOCK_MONOTONIC seconds */
     struct aindex *index;           /* loaded on first use of a READY archive */
     int index_loading;
+    int index_users;                /* lookups and open files using index */
+    int64_t archive_bytes;          /* size of the local archive when READY */
+    time_t last_used, fetched_at;   /* for cache_max's LRU eviction */
     int refs;
     int forgotten;
 };
@@ -59,12 +69,23 @@ struct registry {
     struct project **projects;      /* sorted by id */
     size_t nprojects;
     struct journal *journal;
+    /* Serializes journal/cache writes with forgetting, so that a job
+     * forgotten by rmdir is never written back by a late save or rename. */
+    pthread_mutex_t journal_lock;
     struct cloud *cloud;
     double poll_interval;
+    uint64_t cache_max;             /* 0: unbounded */
     time_t started_at;
     int stopping;
     atomic_ullong reads, bytes_read, submits;
+    /* Told (outside the lock) when a job's files change, so the kernel
+     * drops cached sizes of status/.job.json (set by fs.c). */
+    void (*on_change)(void *arg, const char *project, const char *job);
+    void *on_change_arg;
 };
+
+/* Calls on_change; never with the lock held. */
+void registry_notify(struct registry *, struct job *);
 
 int registry_create(struct journal *, struct cloud *, double poll_interval,
                     struct registry **out);
@@ -106,14 +127,20 @@ int job_has_ended_locked(const struct job *);
 /* Blocks until the job is no longer running.  interrupted() is polled so
  * that a signal to the reader ends the wait with -EINTR. */
 int registry_wait_ended(struct registry *, struct job *, int (*interrupted)(void));
-/* Blocks until the archive is local and indexed; returns the index (valid
- * while the job reference is held), or -EIO/-EINTR/-ENOENT. */
+/* Blocks until the archive is local and indexed; returns the index, valid
+ * until the matching registry_index_done(); or -EIO/-EINTR/-ENOENT. */
 int registry_job_index(struct registry *, struct job *, int (*interrupted)(void),
                        struct aindex **out);
 
 /* Applies a query answer; lock held.  Returns 1 if the job ended now. */
 int job_apply_task_locked(struct registry *, struct job *, const struct task_info *);
 extern const char *const control_files[];
+
+/* Ends a use of the index returned by registry_job_index. */
+void registry_index_done(struct registry *, struct job *);
+/* Evicts least recently used archives not in use until the cache fits
+ * cache_max (the most recently fetched archive is kept). */
+void registry_enforce_cache_max(struct registry *);
 
 /* Sets job->error (copied); lock held. */
 void job_set_error_locked(struct job *, const char *msg);

@@ -26,6 +26,18 @@ DEFAULT_CONFIG = dict(job_delay=0.3, rows=40, files=1, folders=0, compresslevel=
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes a few seconds (still run by default)")
+    # `pytest tests/emulator tests/integration` loads both directories' conftest.py up
+    # front, each as the module "conftest", and this one (loaded last) would then answer
+    # the emulator tests' `from conftest import ...`.  Nothing here imports conftest by
+    # name, so hand that name back to the other directory's conftest.
+    me = os.path.abspath(__file__)
+    if os.path.abspath(getattr(sys.modules.get("conftest"), "__file__", "") or "") == me:
+        for plugin in config.pluginmanager.get_plugins():
+            f = getattr(plugin, "__file__", None)
+            if getattr(plugin, "__name__", None) == "conftest" and f and \
+                    os.path.abspath(f) != me:
+                sys.modules["conftest"] = plugin
+                break
 
 
 def pytest_report_header(config):

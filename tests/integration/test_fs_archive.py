@@ -186,3 +186,51 @@ def test_mkdir_of_known_job_is_eexist(mnt, done_job, emu):
     assert r.returncode != 0 and b"exists" in r.stderr, r
     assert emu.calls("submit") == []
     assert sorted(os.listdir(mnt.exports())) == sorted(["new", done_job])
+
+
+@pytest.mark.slow
+def test_listing_waits_for_a_slow_download(mnt, emu):
+    emu.config(rows=20000)
+    emu.set_faults(slow_download_bps=400000)
+    job = submit(mnt)
+    assert read(os.path.join(mnt.job(job), ".wait")) == "success\n"
+    info = json.loads(read(os.path.join(mnt.job(job), ".job.json")))
+    dl = info["download"]
+    assert dl["total"] is None or (isinstance(dl["total"], int) and 0 <= dl["done"] <= dl["total"])
+    names = os.listdir(mnt.job(job))  # waits for the archive
+    assert "events.csv" in names and "manifest.json" in names, names
+    served = emu_archive(emu, job)
+    assert read(mnt.archive(job), "rb") == served
+    info = json.loads(read(os.path.join(mnt.job(job), ".job.json")))
+    assert info["download"]["done"] == info["download"]["total"] == len(served)
+
+
+@pytest.mark.slow
+def test_cache_max_evicts_and_fetches_again(mount_factory, emu):
+    """cache_max bounds the archives kept in cache_dir; an evicted archive is fetched
+    again when next read."""
+    emu.config(rows=2000)
+    m = mount_factory(opts={"cache_max": "30K"})
+    jobs = [run_job(m) for _ in range(3)]
+    served = {j: emu_archive(emu, j) for j in jobs}
+    assert all(12000 < len(z) < 30000 for z in served.values()), \
+        [len(z) for z in served.values()]
+    for j in jobs:
+        assert read(m.archive(j), "rb") == served[j]
+
+    def cached_bytes():
+        total = 0
+        for dirpath, _, files in os.walk(m.cache_dir):
+            for fn in files:
+                with open(os.path.join(dirpath, fn), "rb") as f:
+                    if f.read(4) == b"PK\x03\x04":
+                        total += os.path.getsize(os.path.join(dirpath, fn))
+        return total
+    time.sleep(0.3)
+    assert cached_bytes() <= 30 * 1024, "cache_max=30K but %d bytes of archives are cached" \
+        % cached_bytes()
+    emu.clear_log()
+    for j in jobs:  # every job still reads right (fetched again where evicted)
+        assert read(os.path.join(m.job(j), "events.csv"), "rb") == \
+            zip_entries(served[j])["events.csv"][0]
+    assert emu.calls("download"), "nothing was fetched again"

@@ -3,7 +3,10 @@ import errno
 import json
 import os
 import shlex
+import time
 import uuid
+
+import pytest
 
 from fshelpers import (CONTROL, FILTER, emu_archive, emuharness, expect_errno, files_under, md5s,
                        read, run_job, sh, submit, walk_files, wait_end, zip_entries)
@@ -81,3 +84,31 @@ def test_rmdir_of_running_job_forgets_it_locally(mnt, emu):
 
 def test_rmdir_of_unknown_job_is_enoent(mnt, emu):
     expect_errno(errno.ENOENT, os.rmdir, mnt.job(uuid.uuid4().hex))
+
+
+@pytest.mark.slow
+def test_rmdir_racing_the_fetcher_forgets_for_good(mount_factory, emu):
+    """rmdir of jobs at every stage of their archive fetch: none of them comes back
+    after a remount and none of their archives stays in the cache."""
+    emu.config(rows=400)
+    m = mount_factory()
+    jobs = [submit(m) for _ in range(8)]
+    for j in jobs:
+        assert wait_end(m, j) == "success\n"
+    for i, j in enumerate(jobs):
+        if i % 2:
+            os.listdir(m.job(j))  # this one right after its archive became available
+        os.rmdir(m.job(j))
+    assert os.listdir(m.exports()) == ["new"]
+    time.sleep(1)  # let the fetcher finish whatever it was doing
+    m.stop()
+    zips = [emu_archive(emu, j) for j in jobs]
+    for p in files_under(m.cache_dir):
+        with open(p, "rb") as f:
+            data = f.read()
+        assert data not in zips, "a forgotten job's archive stayed in the cache: %s" % p
+        for j in jobs:
+            assert j.encode() not in data or p.endswith(".log"), \
+                "forgotten job %s still recorded in %s" % (j, p)
+    m.start()
+    assert os.listdir(m.exports()) == ["new"], "forgotten jobs came back after a remount"

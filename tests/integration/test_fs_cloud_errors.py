@@ -2,10 +2,12 @@
 # have acted on it (429, connection failed before sending), never after a 5xx
 # or a timeout.
 import errno
+import io
 import json
 import os
 import shlex
 import time
+import zipfile
 
 import pytest
 
@@ -34,7 +36,12 @@ def write_filter(mnt):
 
 
 def test_wrong_aksk_gives_eacces_and_mount_keeps_working(mount_factory, emu):
-    m = mount_factory(sk=WRONG_SK)
+    good = mount_factory("good")
+    job = run_job(good)
+    os.listdir(good.job(job))
+    good.stop()
+    emu.clear_log()
+    m = mount_factory("bad", cache_dir=good.cache_dir, sk=WRONG_SK)
     err, reply = write_filter(m)
     assert err == errno.EACCES, (err, reply)
     assert reply.startswith("error: "), reply
@@ -44,14 +51,18 @@ def test_wrong_aksk_gives_eacces_and_mount_keeps_working(mount_factory, emu):
     # a 401 may be retried once after re-authenticating (the gateway refused it, so
     # nothing was created), but no more than that
     assert len(subs) <= 2, "a refused signature must not be retried in a loop: %r" % subs
-    assert not any(j["project_id"] == PROJECT and j["job_id"] in os.listdir(m.exports())
-                   for j in emu.jobs())
-    # the tree is still usable
+    # the tree and the cached job stay usable
     assert sorted(os.listdir(m.mountpoint)) == [".stats", "projects"]
-    assert os.listdir(m.exports()) == ["new"]
+    assert sorted(os.listdir(m.exports())) == sorted(["new", job])
     assert json.loads(read(m.path(".stats")))
+    assert read(os.path.join(m.job(job), "status")) == "success\n"
+    assert read(os.path.join(m.job(job), "events.csv")).startswith("id,time,attack\n")
+    assert read(m.archive(job), "rb")[:2] == b"PK"
     r = sh("echo %s > %s" % (shlex.quote(json.dumps(FILTER)), shlex.quote(m.new())), check=False)
     assert r.returncode != 0
+    assert sorted(os.listdir(m.exports())) == sorted(["new", job])
+    assert "401" in m.read_log() or "APIGW" in m.read_log() or "denied" in m.read_log().lower() \
+        or "refused" in m.read_log().lower(), "no log line about the refused call"
 
 
 def test_429_on_submit_is_retried_and_creates_one_job(mnt, emu):
@@ -133,3 +144,23 @@ def test_connection_reset_before_reply_on_download_recovers(mnt, emu):
     z = read(mnt.archive(job), "rb")
     assert z == emuharness.download(emu, json.loads(read(os.path.join(
         mnt.job(job), ".job.json")))["file_id"], PROJECT)
+
+
+def test_corrupt_download_is_detected_and_fetched_again(mnt, emu):
+    """A download whose bytes were damaged in transit is not served: the archive view and
+    archives/<job>.zip equal what the cloud serves."""
+    emu.config(rows=3000)
+    emu.set_faults(corrupt_downloads=1)
+    job = run_job(mnt)
+    names = os.listdir(mnt.job(job))
+    assert "events.csv" in names, names
+    served = emuharness.download(emu, json.loads(read(os.path.join(
+        mnt.job(job), ".job.json")))["file_id"], PROJECT)
+    z = zipfile.ZipFile(io.BytesIO(served))
+    try:
+        got = read(os.path.join(mnt.job(job), "events.csv"), "rb")
+    except OSError as e:
+        raise AssertionError("events.csv of a re-fetchable job fails: %s" % e)
+    assert got == z.read("events.csv"), "events.csv reads wrong bytes (corruption not detected)"
+    assert read(mnt.archive(job), "rb") == served, "archives/<job>.zip is the damaged download"
+    assert len(emu.calls("download")) >= 3  # the bad one, the good one, ours

@@ -55,6 +55,9 @@ def test_wait_reader_can_be_interrupted(mnt, emu):
            check=False, timeout=20)
     assert r.returncode != 0
     assert time.monotonic() - t0 < 10, "an interrupted .wait reader must return"
+    time.sleep(0.2)
+    assert mnt.proc.poll() is None, "hcexportfs died when a .wait reader was interrupted"
+    assert read(os.path.join(mnt.job(job), "status")) == "running\n"
     emu.finish(job, "success")
     assert wait_end(mnt, job) == "success\n"
 

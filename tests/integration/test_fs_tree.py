@@ -22,7 +22,11 @@ def test_stats_is_json_with_contract_keys(mnt, emu):
     assert isinstance(st, dict)
     for key in ("calls", "retries", "bytes_downloaded", "jobs", "cache", "reads", "uptime_s"):
         assert key in st, "key %r missing from .stats: %s" % (key, text)
-    assert st["bytes_downloaded"] > 0, st
+    assert st["bytes_downloaded"] == os.stat(mnt.archive(job)).st_size, st
+    assert st["jobs"].get("success") == 1, st["jobs"]
+    assert "submit" in st["calls"] and "query" in st["calls"], st["calls"]
+    assert st["cache"], st["cache"]
+    assert st["reads"] >= 1, st
     assert isinstance(st["uptime_s"], (int, float)) and st["uptime_s"] >= 0
     # size agrees with content closely enough for cat (it is regenerated live)
     assert os.stat(mnt.path(".stats")).st_mode & 0o222 == 0, "'.stats' must be read-only"

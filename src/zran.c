@@ -1,0 +1,335 @@
+/*
+ * zran: access points into a raw deflate stream, and decoders resumed at
+ * them.  See zran.h.
+ */
+#include "zran.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#ifdef HAVE_ISAL
+#include <isa-l/crc.h>
+#include <isa-l/igzip_lib.h>
+#endif
+
+/* Input is handed to the decoders in pieces their 32-bit counters hold. */
+#define IN_CHUNK ((uint64_t)1 << 30)
+/* Output buffer of the build: history (32 KiB) plus room to inflate into. */
+#define BUILD_OUT ((size_t)1 << 20)
+
+static enum zran_backend default_backend = -1;
+
+int zran_have_isal(void)
+{
+#ifdef HAVE_ISAL
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+enum zran_backend zran_default_backend(void)
+{
+    enum zran_backend b = __atomic_load_n(&default_backend, __ATOMIC_RELAXED);
+    if ((int)b >= 0)
+        return b;
+    const char *env = getenv("HCX_INFLATE");
+    b = zran_have_isal() && !(env && strcmp(env, "zlib") == 0) ? ZRAN_ISAL : ZRAN_ZLIB;
+    __atomic_store_n(&default_backend, b, __ATOMIC_RELAXED);
+    return b;
+}
+
+int zran_set_backend(enum zran_backend b)
+{
+    if (b == ZRAN_ISAL && !zran_have_isal())
+        return -1;
+    __atomic_store_n(&default_backend, b, __ATOMIC_RELAXED);
+    return 0;
+}
+
+uint32_t zran_crc32(uint32_t crc, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        size_t k = n > IN_CHUNK ? (size_t)IN_CHUNK : n;
+#ifdef HAVE_ISAL
+        crc = crc32_gzip_refl(crc, p, k);
+#else
+        crc = (uint32_t)crc32(crc, p, (uInt)k);
+#endif
+        p += k;
+        n -= k;
+    }
+    return crc;
+}
+
+/* ---------------------------------------------------------------- build */
+
+int zran_build(const unsigned char *in, uint64_t in_len, uint64_t out_size,
+               uint32_t crc, uint64_t span, zran_point_fn fn, void *ctx,
+               uint64_t *stream_len, char *err, size_t errlen)
+{
+    z_stream s;
+    memset(&s, 0, sizeof s);
+    unsigned char *buf = malloc(BUILD_OUT);
+    if (!buf || inflateInit2(&s, -15) != Z_OK) {
+        free(buf);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = 0;
+    size_t pos = 0;          /* bytes in buf: retained history + new output */
+    uint64_t total = 0;      /* output so far */
+    uint64_t fed = 0;        /* input handed to zlib so far */
+    uint64_t last = 0;       /* output offset of the last point */
+    uint32_t c = 0;
+    struct zran_point p = {0, 0};
+    if ((rc = fn(ctx, &p, buf, 0)))
+        goto out;
+    for (;;) {
+        if (s.avail_in == 0 && fed < in_len) {
+            uint64_t k = in_len - fed > IN_CHUNK ? IN_CHUNK : in_len - fed;
+            s.next_in = (unsigned char *)(uintptr_t)(in + fed);
+            s.avail_in = (uInt)k;
+            fed += k;
+        }
+        if (pos == BUILD_OUT) {
+            memmove(buf, buf + pos - ZRAN_WINDOW, ZRAN_WINDOW);
+            pos = ZRAN_WINDOW;
+        }
+        s.next_out = buf + pos;
+        s.avail_out = (uInt)(BUILD_OUT - pos);
+        int ret = inflate(&s, Z_BLOCK);
+        size_t got = BUILD_OUT - pos - s.avail_out;
+        if (got) {
+            c = zran_crc32(c, buf + pos, got);
+            pos += got;
+            total += got;
+            if (total > out_size) {
+                snprintf(err, errlen, "deflate data longer than the declared %ju bytes",
+                         (uintmax_t)out_size);
+                rc = -EIO;
+                goto out;
+            }
+        }
+        if (ret == Z_STREAM_END)
+            break;
+        if (ret == Z_BUF_ERROR && s.avail_in == 0 && fed == in_len) {
+            snprintf(err, errlen, "deflate data truncated after %ju bytes of output",
+                     (uintmax_t)total);
+            rc = -EIO;
+            goto out;
+        }
+        if (ret != Z_OK && ret != Z_BUF_ERROR) {
+            if (ret == Z_MEM_ERROR) {
+                snprintf(err, errlen, "out of memory");
+                rc = -ENOMEM;
+            } else {
+                snprintf(err, errlen, "corrupt deflate data at output %ju: %s",
+                         (uintmax_t)total, s.msg ? s.msg : "inflate error");
+                rc = -EIO;
+            }
+            goto out;
+        }
+        /* At a block boundary (end of a non-final block): a point. */
+        if ((s.data_type & 0xC0) == 0x80 && total - last >= span && total < out_size) {
+            uint64_t at = fed - s.avail_in;
+            p.out = total;
+            p.in_bits = at * 8 - (uint64_t)(s.data_type & 7);
+            size_t wl = total < ZRAN_WINDOW ? (size_t)total : ZRAN_WINDOW;
+            if ((rc = fn(ctx, &p, buf + pos - wl, wl)))
+                goto out;
+            last = total;
+        }
+    }
+    if (total != out_size) {
+        snprintf(err, errlen, "deflate data ends at %ju bytes, %ju declared",
+                 (uintmax_t)total, (uintmax_t)out_size);
+        rc = -EIO;
+    } else if (c != crc) {
+        snprintf(err, errlen, "CRC mismatch (data %08x, declared %08x)", c, crc);
+        rc = -EIO;
+    } else
+        *stream_len = fed - s.avail_in;
+out:
+    inflateEnd(&s);
+    free(buf);
+    return rc;
+}
+
+/* --------------------------------------------------------------- stream */
+
+struct zran_stream {
+    enum zran_backend be;
+    const unsigned char *in;
+    uint64_t in_len;
+    uint64_t fed;      /* input handed to the decoder so far */
+    bool done;         /* the stream's end was reached */
+    bool failed;
+    bool z_init;
+    z_stream z;
+#ifdef HAVE_ISAL
+    struct inflate_state *isal;
+#endif
+    char err[160];
+};
+
+int zran_stream_new(struct zran_stream **out)
+{
+    struct zran_stream *zs = calloc(1, sizeof *zs);
+    *out = zs;
+    if (!zs)
+        return -ENOMEM;
+    zs->be = zran_default_backend();
+#ifdef HAVE_ISAL
+    if (zs->be == ZRAN_ISAL && !(zs->isal = malloc(sizeof *zs->isal))) {
+        free(zs);
+        *out = NULL;
+        return -ENOMEM;
+    }
+#endif
+    return 0;
+}
+
+void zran_stream_free(struct zran_stream *zs)
+{
+    if (!zs)
+        return;
+    if (zs->z_init)
+        inflateEnd(&zs->z);
+#ifdef HAVE_ISAL
+    free(zs->isal);
+#endif
+    free(zs);
+}
+
+const char *zran_stream_error(const struct zran_stream *zs)
+{
+    return zs->err[0] ? zs->err : "inflate error";
+}
+
+static int stream_fail(struct zran_stream *zs, const char *fmt, const char *what)
+{
+    snprintf(zs->err, sizeof zs->err, fmt, what);
+    zs->failed = true;
+    return -EIO;
+}
+
+int zran_stream_start(struct zran_stream *zs, const unsigned char *in,
+                      uint64_t in_len, const struct zran_point *p,
+                      const unsigned char *window, size_t window_len)
+{
+    uint64_t byte = p->in_bits >> 3;
+    unsigned rem = (unsigned)(p->in_bits & 7);
+    zs->err[0] = '\0';
+    zs->failed = zs->done = false;
+    zs->in = in;
+    zs->in_len = in_len;
+    if (byte > in_len || (rem && byte >= in_len) || window_len > ZRAN_WINDOW)
+        return stream_fail(zs, "%s", "access point outside the data");
+    zs->fed = rem ? byte + 1 : byte;
+#ifdef HAVE_ISAL
+    if (zs->be == ZRAN_ISAL) {
+        struct inflate_state *st = zs->isal;
+        isal_inflate_init(st);
+        st->crc_flag = ISAL_DEFLATE;
+        st->hist_bits = 0;
+        if (rem) {
+            st->read_in = (uint64_t)(in[byte] >> rem);
+            st->read_in_length = (int32_t)(8 - rem);
+        }
+        if (window_len
+            && isal_inflate_set_dict(st, (uint8_t *)(uintptr_t)window,
+                                     (uint32_t)window_len) != COMP_OK)
+            return stream_fail(zs, "%s", "cannot set the inflate dictionary");
+        return 0;
+    }
+#endif
+    int ret = zs->z_init ? inflateReset(&zs->z) : inflateInit2(&zs->z, -15);
+    if (ret != Z_OK)
+        return stream_fail(zs, "%s", "cannot initialise inflate");
+    zs->z_init = true;
+    zs->z.avail_in = 0;
+    if (rem && inflatePrime(&zs->z, (int)(8 - rem), in[byte] >> rem) != Z_OK)
+        return stream_fail(zs, "%s", "inflatePrime failed");
+    if (window_len
+        && inflateSetDictionary(&zs->z, window, (uInt)window_len) != Z_OK)
+        return stream_fail(zs, "%s", "cannot set the inflate dictionary");
+    return 0;
+}
+
+static void feed(struct zran_stream *zs, const unsigned char **next, uint32_t *avail)
+{
+    uint64_t k = zs->in_len - zs->fed > IN_CHUNK ? IN_CHUNK : zs->in_len - zs->fed;
+    *next = zs->in + zs->fed;
+    *avail = (uint32_t)k;
+    zs->fed += k;
+}
+
+ssize_t zran_stream_read(struct zran_stream *zs, unsigned char *out, size_t n)
+{
+    if (zs->failed)
+        return -EIO;
+    if (zs->done || n == 0)
+        return 0;
+    if (n > (size_t)1 << 30)
+        n = (size_t)1 << 30;
+#ifdef HAVE_ISAL
+    if (zs->be == ZRAN_ISAL) {
+        struct inflate_state *st = zs->isal;
+        st->next_out = out;
+        st->avail_out = (uint32_t)n;
+        while (st->avail_out > 0) {
+            if (st->avail_in == 0 && zs->fed < zs->in_len) {
+                const unsigned char *next;
+                feed(zs, &next, &st->avail_in);
+                st->next_in = (uint8_t *)(uintptr_t)next;
+            }
+            uint32_t before_out = st->avail_out, before_in = st->avail_in;
+            int ret = isal_inflate(st);
+            if (ret < 0) {
+                char what[32];
+                snprintf(what, sizeof what, "%d", ret);
+                return stream_fail(zs, "corrupt deflate data (ISA-L error %s)", what);
+            }
+            if (st->block_state == ISAL_BLOCK_FINISH) {
+                zs->done = true;
+                break;
+            }
+            if (st->avail_out == before_out && st->avail_in == before_in
+                && (zs->fed == zs->in_len || before_in > 0))
+                return stream_fail(zs, "%s", zs->fed == zs->in_len
+                                             ? "deflate data truncated"
+                                             : "inflate made no progress");
+        }
+        return (ssize_t)(n - st->avail_out);
+    }
+#endif
+    z_stream *z = &zs->z;
+    z->next_out = out;
+    z->avail_out = (uInt)n;
+    while (z->avail_out > 0) {
+        if (z->avail_in == 0 && zs->fed < zs->in_len) {
+            const unsigned char *next;
+            uint32_t avail;
+            feed(zs, &next, &avail);
+            z->next_in = (unsigned char *)(uintptr_t)next;
+            z->avail_in = avail;
+        }
+        int ret = inflate(z, Z_NO_FLUSH);
+        if (ret == Z_STREAM_END) {
+            zs->done = true;
+            break;
+        }
+        if (ret == Z_BUF_ERROR && z->avail_in == 0 && zs->fed == zs->in_len)
+            return stream_fail(zs, "%s", "deflate data truncated");
+        if (ret != Z_OK && ret != Z_BUF_ERROR)
+            return stream_fail(zs, "corrupt deflate data: %s",
+                               z->msg ? z->msg : "inflate error");
+    }
+    return (ssize_t)(n - z->avail_out);
+}

@@ -1,0 +1,75 @@
+/*
+ * zran: random access into one raw deflate stream held in memory (a zip
+ * entry's data inside the mapped archive), in the spirit of zlib's
+ * examples/zran.c (own code, zlib's public API only).
+ *
+ * Building: zran_build() inflates the whole stream once with zlib
+ * (inflate(Z_BLOCK), raw, windowBits -15), checks that it yields exactly the
+ * declared number of bytes with the declared CRC-32, and records an access
+ * point at the first deflate block boundary after every `span` bytes of
+ * output: {uncompressed offset, bit offset of that block in the stream,
+ * the 32 KiB of output before it}.  Point 0 is the stream's start (no
+ * window).  Nothing is reported as built unless the whole stream checked
+ * out: once an index exists, the data it points into is known good.
+ *
+ * Resuming: zran_stream_start() positions a decoder at a point (the bits
+ * before the block are primed, the window set as dictionary); reads then
+ * inflate forward.  Two decoders are available: zlib (inflatePrime +
+ * inflateSetDictionary) and, when built with ISA-L, isal_inflate (the
+ * leading bits loaded through the public read_in / read_in_length fields,
+ * the window through isal_inflate_set_dict; a point is a block boundary,
+ * which is ISA-L's ISAL_BLOCK_NEW_HDR state).  ISA-L is the default when
+ * present; HCX_INFLATE=zlib in the environment, or zran_set_backend(),
+ * selects zlib.
+ */
+#ifndef HCEXPORTFS_ZRAN_H
+#define HCEXPORTFS_ZRAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ZRAN_WINDOW 32768u
+
+struct zran_point {
+    uint64_t out;     /* uncompressed offset */
+    uint64_t in_bits; /* bit offset of the block boundary in the stream */
+};
+
+/* Called for every point, in order; window holds the min(out, 32 KiB)
+ * bytes that precede p->out.  Non-zero return aborts the build with that
+ * value. */
+typedef int (*zran_point_fn)(void *ctx, const struct zran_point *p,
+                             const unsigned char *window, size_t window_len);
+
+/* Inflates in[0..in_len) (raw deflate) completely.  Returns 0 and
+ * *stream_len = bytes the deflate stream occupies, or -EIO (corrupt data,
+ * size or CRC mismatch: err says which), -ENOMEM, or the callback's value. */
+int zran_build(const unsigned char *in, uint64_t in_len, uint64_t out_size,
+               uint32_t crc, uint64_t span, zran_point_fn fn, void *ctx,
+               uint64_t *stream_len, char *err, size_t errlen);
+
+enum zran_backend { ZRAN_ZLIB = 0, ZRAN_ISAL = 1 };
+/* Backend new streams use (ISA-L if compiled in and not disabled). */
+enum zran_backend zran_default_backend(void);
+/* For tests and benchmarks: -1 if the backend is not compiled in. */
+int zran_set_backend(enum zran_backend b);
+int zran_have_isal(void);
+
+/* CRC-32 (zip/gzip polynomial), the fastest implementation available. */
+uint32_t zran_crc32(uint32_t crc, const unsigned char *p, size_t n);
+
+struct zran_stream;
+int zran_stream_new(struct zran_stream **out); /* 0 or -ENOMEM */
+void zran_stream_free(struct zran_stream *zs);
+/* Positions zs at point p of the stream in[0..in_len); window is the
+ * point's window (window_len = min(p->out, 32 KiB)).  0 or -EIO. */
+int zran_stream_start(struct zran_stream *zs, const unsigned char *in,
+                      uint64_t in_len, const struct zran_point *p,
+                      const unsigned char *window, size_t window_len);
+/* Up to n bytes of output: > 0 bytes, 0 at the stream's end, -EIO on
+ * corrupt data (zran_stream_error() says why). */
+ssize_t zran_stream_read(struct zran_stream *zs, unsigned char *out, size_t n);
+const char *zran_stream_error(const struct zran_stream *zs);
+
+#endif
