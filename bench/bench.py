@@ -199,6 +199,7 @@ def wait_mounted(proc, mnt, timeout, what):
 
 class HcxMount:
     """One hcexportfs process (-f) on one mount point and cache_dir."""
+    starts = 0
 
     def __init__(self, b, cache_dir, name, url=None, poll_interval=None, opts=None):
         self.b = b
@@ -227,8 +228,10 @@ class HcxMount:
         if os.path.ismount(self.mnt):
             unmount(self.mnt, lazy=True)
         self.nstarts += 1
+        HcxMount.starts += 1
         log = open(os.path.join(self.b.logdir, "hcx-%s.log" % self.name), "ab")
-        log.write(("--- start %d: %s\n" % (self.nstarts, " ".join(self.argv()))).encode())
+        log.write(("--- start %d (%s): %s\n" % (HcxMount.starts, time.strftime("%H:%M:%S"),
+                                                 " ".join(self.argv()))).encode())
         log.flush()
         t0 = now()
         self.proc = subprocess.Popen(self.argv(), env=self.b.hcx_env, stdin=subprocess.DEVNULL,
@@ -253,9 +256,26 @@ class HcxMount:
     def job(self, jid, *parts):
         return os.path.join(self.exports(), jid, *parts)
 
+    def died(self):
+        """None while running, else how it ended (and the end of its log)."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        rc = self.proc.returncode
+        how = ("signal %d (%s)" % (-rc, signal.Signals(-rc).name) if rc < 0 else "exit %d" % rc)
+        try:
+            with open(os.path.join(self.b.logdir, "hcx-%s.log" % self.name), "rb") as f:
+                tail = f.read()[-300:].decode(errors="replace").strip().split("\n")[-1]
+        except OSError:
+            tail = ""
+        return "hcexportfs died: %s; log: %s" % (how, tail)
+
     def stop(self):
         if self.proc is None:
             return
+        d = self.died()
+        if d:
+            say("note: " + d)
+            self.b.crashes.append(d)
         if not unmount(self.mnt):
             unmount(self.mnt, lazy=True)
         try:
@@ -264,7 +284,7 @@ class HcxMount:
             say("hcexportfs %s did not exit 30 s after the unmount; killing it" % self.name)
             self.proc.kill()
             self.proc.wait()
-        if self.proc.returncode not in (0, None):
+        if self.proc.returncode not in (0, None) and not d:
             say("note: hcexportfs %s exited with %s (log %s)" % (
                 self.name, self.proc.returncode, os.path.join(self.b.logdir, "hcx-%s.log" % self.name)))
         self.proc = None
@@ -345,9 +365,16 @@ class PeerMount:
             unmount(self.mnt, lazy=True)
 
 
+CAND_TIMEOUT = 1800  # a command without its own timeout that runs longer has hung
+
+
 def timed(argv, timeout=None, stdout=subprocess.DEVNULL, cwd=None, errlog=None):
     """Run argv; returns its wall time in seconds, or None if it ran over `timeout`
-    (then its process group is killed).  A non-zero exit raises BenchError."""
+    (then its process group is killed).  Without a timeout, CAND_TIMEOUT applies and
+    running over it raises BenchError, as does a non-zero exit."""
+    hard = timeout is None
+    if hard:
+        timeout = CAND_TIMEOUT
     errf = open(errlog, "wb") if errlog else subprocess.DEVNULL
     t0 = now()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=errf, cwd=cwd,
@@ -362,6 +389,8 @@ def timed(argv, timeout=None, stdout=subprocess.DEVNULL, cwd=None, errlog=None):
         p.wait()
         if errlog:
             errf.close()
+        if hard:
+            raise BenchError("%s did not finish in %d s" % (" ".join(argv), timeout))
         return None
     except BaseException:
         try:
@@ -401,6 +430,9 @@ class Bench:
         self.logdir = os.path.join(self.workdir, "logs")
         self.bin = os.path.abspath(a.bin)
         self.rows = []       # table rows
+        self.crashes = []    # how hcexportfs processes died, if any
+        self.row_deadline = None
+        self.row_name = None
         self.raw = {}        # every raw figure, per benchmark
         self.emu = None
         self.emu13 = None
@@ -963,8 +995,11 @@ class Bench:
         cmd = [PY, os.path.join(HERE, "preads.py"), path, "--count", str(self.a.preads),
                "--seed", "6", "--verify", verify]
         try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            r = subprocess.run(cmd, capture_output=True, text=True,
+                               timeout=timeout if timeout is not None else CAND_TIMEOUT)
         except subprocess.TimeoutExpired:
+            if timeout is None:
+                raise BenchError("preads.py on %s did not finish in %d s" % (path, CAND_TIMEOUT))
             return None
         if r.returncode != 0:
             raise BenchError("preads.py failed: %s" % r.stderr[-800:])
@@ -1193,13 +1228,20 @@ class Bench:
             try:
                 t0 = now()
                 procs = [subprocess.Popen(["cat", m.job(jid, e)], stdout=subprocess.DEVNULL,
-                                          start_new_session=True) for e in entries]
+                                          stderr=subprocess.PIPE, start_new_session=True)
+                         for e in entries]
                 while any(p.poll() is None for p in procs):
                     samples.append(m.vm("VmRSS"))
                     time.sleep(0.02)
                 dt = now() - t0
-                if any(p.returncode for p in procs):
-                    raise BenchError("B9: a reader failed")
+                errs = [p.stderr.read().decode(errors="replace").strip() for p in procs
+                        if p.returncode]
+                for p in procs:
+                    p.stderr.close()
+                if errs:
+                    raise BenchError("B9: %d of %d readers failed (%s)%s" % (
+                        len(errs), len(procs), errs[0][:120],
+                        "; " + m.died() if m.died() else ""))
                 hwm = m.vm("VmHWM")
             finally:
                 m.stop()
@@ -1230,9 +1272,9 @@ class Bench:
                     if concurrent:
                         procs = [subprocess.Popen(["cat", m.job(jid, e)], stdout=subprocess.DEVNULL)
                                  for e in entries]
-                        for p in procs:
-                            if p.wait() != 0:
-                                raise BenchError("B10: cat failed")
+                        if any(p.wait() != 0 for p in procs):
+                            raise BenchError("B10: a concurrent cat failed%s" % (
+                                "; " + m.died() if m.died() else ""))
                     else:
                         for e in entries:
                             timed(["cat", m.job(jid, e)])
@@ -1385,7 +1427,7 @@ class Bench:
                 ts = calendar.timegm(time.strptime(e["time"][:19], "%Y-%m-%dT%H:%M:%S"))
                 qt.setdefault(e["task_id"], []).append(ts)
         per = [q.get(j, 0) for j in running]
-        bound = {j: (t_end - submit_t[j]) / P + 1 for j in running}
+        bound = {j: (t_stop - submit_t[j]) / P + 1 for j in running}
         worst_ratio = max(q.get(j, 0) / bound[j] for j in running)
         mid = t_begin + a.b12_seconds / 2
         first = sum(1 for j in running for t in qt.get(j, []) if t < mid)
@@ -1536,10 +1578,23 @@ class Bench:
         for row, fn in steps:
             if row not in self.selected or (row == "B6" and "B5" in self.selected):
                 continue
-            say("==== %s" % row)
+            load = loadavg()
+            say("==== %s (load average %.2f)" % (row, load))
+            if load > 1.5:
+                say("warning: the machine is busy (load %.2f): figures will be skewed" % load)
+            self.raw.setdefault("loadavg_before", {})[row] = load
+            n_crash = len(self.crashes)
+            self.row_deadline = time.monotonic() + a.row_timeout + (
+                a.b12_seconds if row == "B12" else 0)
+            self.row_name = row
             try:
                 fn()
-            except (BenchError, OSError, subprocess.SubprocessError, RuntimeError, AssertionError) as e:
+            except Exception as e:  # one row's failure does not stop the others
+                import traceback
+                if LOGF:
+                    traceback.print_exc(file=LOGF)
+                if len(self.crashes) > n_crash and self.crashes[-1] not in str(e):
+                    e = BenchError("%s; %s" % (e, self.crashes[-1]))
                 say("%s FAILED: %s" % (row, e))
                 self.add_row(row, "(failed: %s)" % str(e)[:60], "-", "-", "-", "-", "-", False,
                              note=str(e)[:300])
@@ -1547,6 +1602,26 @@ class Bench:
                 for x in list(LIVE):
                     if isinstance(x, (HcxMount, PeerMount)):
                         x.stop()
+            self.row_deadline = None
+            if len(self.crashes) > n_crash:
+                self.raw.setdefault("crashes", {})[row] = self.crashes[n_crash:]
+
+    def watchdog(self):
+        """A row running over --row-timeout is stuck (most likely in a FUSE call of this
+        very process): SIGKILL the hcexportfs processes, which aborts their connections."""
+        while True:
+            time.sleep(5)
+            d = self.row_deadline
+            if d is not None and time.monotonic() > d:
+                say("watchdog: %s ran over --row-timeout; killing hcexportfs" % self.row_name)
+                self.crashes.append("%s stuck: killed by the watchdog" % self.row_name)
+                for x in list(LIVE):
+                    if isinstance(x, (HcxMount, PeerMount)) and x.proc is not None:
+                        try:
+                            x.proc.kill()
+                        except OSError:
+                            pass
+                self.row_deadline = time.monotonic() + 120
 
     def report(self):
         hdr = ["row", "workload", "kind", "candidate", "reference", "ratio", "target", "met?"]
@@ -1585,6 +1660,14 @@ def short(v):
     if isinstance(v, float):
         return fmt_s(v)
     return str(v)
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError):
+        return -1.0
 
 
 def machine_info():
@@ -1628,6 +1711,8 @@ def parse_args(argv):
     ap.add_argument("--log-level", default="warn", help="hcexportfs log_level")
     ap.add_argument("--hcx-opts", default="", help="extra -o options for hcexportfs")
     ap.add_argument("--no-peers", action="store_true", help="skip archivemount and fuse-zip")
+    ap.add_argument("--row-timeout", type=float, default=3600,
+                    help="a row running longer is stuck: its hcexportfs is killed (B12: + its duration)")
     ap.add_argument("--cold-disk", action="store_true",
                     help="evict inputs (archives, .gz) from the page cache before each timing "
                          "instead of warming them")
@@ -1691,6 +1776,7 @@ def main():
     say("machine: %s" % info)
     started = time.time()
     status = 0
+    threading.Thread(target=b.watchdog, daemon=True).start()
     try:
         b.run()
     except Interrupted as e:

@@ -1490,6 +1490,23 @@ static void ckpt_load(struct aindex *ix)
     ck->maps = mp;
 }
 
+/* Drops [lo, hi) of the zip mapping from this process's page tables (not
+ * from the page cache: the mapping is shared and read-only, the next
+ * access faults the same bytes back in).  Clamped to whole pages inside the
+ * mapping: never touches any other memory. */
+static void release_map(const struct aindex *ix, uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t base = (uintptr_t)ix->map, top = base + ix->map_len;
+    if (lo < base)
+        lo = base;
+    if (hi > top)
+        hi = top;
+    lo = (lo + 4095) & ~(uintptr_t)4095;
+    hi &= ~(uintptr_t)4095;
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* Writes "dest" atomically with every entry that has points.  Caller
  * holds ck->lock.  0 or -errno. */
 static int ckpt_write(const struct aindex *ix, const char *dest)
@@ -1725,8 +1742,7 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, struct zset **o
     }
     /* The build touched all of the entry's mapped input: out of our RSS
      * with it (the zip is a shared file mapping; the page cache keeps it). */
-    uintptr_t lo = (uintptr_t)in & ~(uintptr_t)4095;
-    madvise((void *)lo, (size_t)((uintptr_t)in + stream_len - lo), MADV_DONTNEED);
+    release_map(ix, (uintptr_t)in, (uintptr_t)in + stream_len);
     s->n = (uint32_t)b.n;
     s->stream_len = stream_len;
     s->pts = s->own_pts = b.pts;
@@ -2057,10 +2073,9 @@ static int span_verify(struct areader *r, uint32_t i, bool sequential)
     /* Streaming on: the mapped compressed bytes of spans behind are not
      * needed by this reader any more; drop them from its RSS (they stay in
      * the page cache). */
-    uintptr_t lo = ((uintptr_t)in + (uintptr_t)(beg > 65536 ? beg - 65536 : 0))
-                   & ~(uintptr_t)4095;
+    uintptr_t lo = (uintptr_t)in + (uintptr_t)(beg > 65536 ? beg - 65536 : 0);
     if (sequential && r->zrelease && lo > r->zrelease)
-        madvise((void *)r->zrelease, lo - r->zrelease, MADV_DONTNEED);
+        release_map(r->ix, r->zrelease, lo);
     r->zrelease = lo;
     return 0;
 }
@@ -2149,9 +2164,9 @@ static int zstart(struct areader *r, uint32_t k)
         const struct zset *o = r->zset == s ? s : NULL;
         uint64_t hi = o && r->zspan + 1 < o->n ? (o->pts[r->zspan + 1].in_bits >> 3) + 65536
                                                : 0;
-        uintptr_t end = ((uintptr_t)(r->ix->map + r->big->data) + (uintptr_t)hi) & ~(uintptr_t)4095;
+        uintptr_t end = (uintptr_t)(r->ix->map + r->big->data) + (uintptr_t)hi;
         if (end > r->zrelease)
-            madvise((void *)r->zrelease, end - r->zrelease, MADV_DONTNEED);
+            release_map(r->ix, r->zrelease, end);
     }
     r->zactive = false;
     r->end_checked = false;

@@ -17,11 +17,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-import fshelpers  # noqa: E402
 from fshelpers import (DOMAIN, HCX_BIN, OTHER_PROJECT, PASSWORD, PROJECT,  # noqa: E402
                        STATIC_TOKEN, USER, Mount, emuharness)
 
-DEFAULT_CONFIG = dict(job_delay=0.3, rows=40, files=1, folders=0, compresslevel=6)
+DEFAULT_CONFIG = dict(job_delay=0.3, rows=40, files=1, folders=0, compresslevel=6,
+                      token_ttl=86400)
 
 
 def pytest_configure(config):

@@ -164,3 +164,29 @@ def test_corrupt_download_is_detected_and_fetched_again(mnt, emu):
     assert got == z.read("events.csv"), "events.csv reads wrong bytes (corruption not detected)"
     assert read(mnt.archive(job), "rb") == served, "archives/<job>.zip is the damaged download"
     assert len(emu.calls("download")) >= 3  # the bad one, the good one, ours
+
+
+def test_connection_reset_after_submit_was_sent_is_not_retried(mnt, emu):
+    """The emulator reads the POST, then resets the connection: the cloud may have acted,
+    so the submit fails and is not sent again."""
+    emu.set_faults(reset_every_nth=1, reset_calls=["submit"])
+    err, reply = write_filter(mnt)
+    assert err is not None, reply
+    assert reply.startswith("error: "), reply
+    time.sleep(0.5)
+    assert len(submits(emu)) == 1, submits(emu)
+    assert os.listdir(mnt.exports()) == ["new"]
+
+
+@pytest.mark.slow
+def test_cloud_unreachable_submit_fails_and_mount_stays_usable(mount_factory, private_emu):
+    m = mount_factory(url=private_emu.url)
+    job = run_job(m)
+    os.listdir(m.job(job))
+    private_emu.stop()
+    t0 = time.monotonic()
+    err, reply = write_filter(m)
+    assert err is not None and reply.startswith("error: "), (err, reply)
+    assert time.monotonic() - t0 < 35
+    assert sorted(os.listdir(m.exports())) == sorted(["new", job])
+    assert read(os.path.join(m.job(job), "events.csv")).startswith("id,time,attack\n")

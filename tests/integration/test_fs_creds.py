@@ -2,6 +2,9 @@
 # log, .job.json, the mount or the cache directory.
 import json
 import os
+import time
+
+import pytest
 
 from fshelpers import AK, DOMAIN, PASSWORD, SK, STATIC_TOKEN, USER, grep_tree, read, run_job
 
@@ -109,3 +112,37 @@ def test_no_credentials_still_mounts(mount_factory, emu):
             assert e.errno == 13, e  # EACCES
     finally:
         os.close(fd)
+
+
+def test_token_file_is_reread_when_it_changes(mount_factory, emu, tmp_path):
+    tok = write_private(tmp_path / "token", "not-a-valid-token-000000\n")
+    m = mount_factory(ak=None, sk=None, opts={"token_file": tok})
+    fd = os.open(m.new(), os.O_RDWR)
+    try:
+        try:
+            os.write(fd, b'{"recent":"today","dump_columns":["id"]}')
+            raise AssertionError("a bad token was accepted")
+        except OSError as e:
+            assert e.errno == 13, e  # EACCES
+    finally:
+        os.close(fd)
+    write_private(tok, STATIC_TOKEN + "\n")
+    later = time.time() + 5
+    os.utime(tok, (later, later))
+    full_workflow(m)
+    assert_no_secret(m, [STATIC_TOKEN])
+
+
+@pytest.mark.slow
+def test_iam_token_is_renewed_before_it_expires(mount_factory, emu, tmp_path):
+    emu.config(token_ttl=3)
+    cred = write_private(tmp_path / "cred.ini", "[basic]\nuser = %s\npassword = %s\ndomain = %s\n"
+                         % (USER, PASSWORD, DOMAIN))
+    m = mount_factory(ak=None, sk=None, opts={"credentials": cred})
+    full_workflow(m)
+    time.sleep(3.2)  # the first token has expired by now
+    full_workflow(m)
+    assert len([e for e in emu.calls("token") if e["status"] == 201]) >= 2, emu.calls("token")
+    refused = [e for e in emu.log() if e["call"] in ("submit", "query", "download")
+               and e["status"] == 401]
+    assert refused == [], "calls were made with an expired token: %r" % refused

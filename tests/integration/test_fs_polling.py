@@ -1,6 +1,9 @@
 # Job state: status (one line), .wait, failure jobs, polling rate, .job.json.
+import ctypes
+import errno
 import json
 import os
+import signal
 import shlex
 import threading
 import time
@@ -218,3 +221,28 @@ def test_many_jobs_polled_concurrently(mnt, emu):
     for t in ts:
         t.join(30)
     assert results == {j: "success\n" for j in jobs}
+
+
+def test_interrupted_wait_read_returns_eintr(mnt, emu):
+    emu.config(job_delay=30)
+    job = submit(mnt)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(os.path.join(mnt.job(job), ".wait"), os.O_RDONLY)
+    old = signal.signal(signal.SIGALRM, lambda *a: None)
+    signal.siginterrupt(signal.SIGALRM, True)
+    try:
+        buf = ctypes.create_string_buffer(64)
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        t0 = time.monotonic()
+        n = libc.read(fd, buf, 64)
+        e = ctypes.get_errno()
+        took = time.monotonic() - t0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        os.close(fd)
+    assert n == -1 and e == errno.EINTR, (n, e, buf.raw[:20])
+    assert took < 10
+    assert mnt.proc.poll() is None, "hcexportfs died when a .wait reader was interrupted"
+    emu.finish(job, "success")
+    assert wait_end(mnt, job) == "success\n"

@@ -184,3 +184,25 @@ def test_entry_times_follow_tz(mount_factory, emu):
         zi = zipfile.ZipFile(io.BytesIO(f.read())).getinfo("events.csv")
     want = calendar.timegm(zi.date_time + (0, 0, 0)) - 8 * 3600
     assert int(os.stat(os.path.join(m.job(job), "events.csv")).st_mtime) == want
+
+
+def test_region_option_mounts_without_network(mount_factory, emu):
+    m = mount_factory(endpoint=False, opts={"region": "cn-north-4"})
+    assert sorted(os.listdir(m.mountpoint)) == [".stats", "projects"]
+    assert os.listdir(m.exports()) == ["new"]
+
+
+def test_bad_region_exits_1(run):
+    o = base(run, region="cn/../x")
+    del o["endpoint"]
+    rc, out = run(o)
+    assert rc == 1, out
+
+
+def test_single_threaded_mount_works(mount_factory, emu):
+    m = mount_factory(start=False)
+    argv = m.argv
+    m.argv = lambda: argv()[:1] + ["-s"] + argv()[1:]
+    m.start()
+    job = run_job(m)
+    assert "events.csv" in os.listdir(m.job(job))
