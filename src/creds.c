@@ -7,6 +7,7 @@
  * Kubernetes secret, so O_NOFOLLOW is not used).  Messages name files,
  * variables, keys and line numbers, never a value: they end up in logs. */
 #include "creds.h"
+#include "why.h"
 #include "log.h"
 
 #include <errno.h>
@@ -19,18 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void set_why(char **why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_why(char **why, const char *fmt, ...)
-{
-    if (!why)
-        return;
-    free(*why);
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(why, fmt, ap) < 0)
-        *why = NULL;
-    va_end(ap);
-}
 
 static void wipe_free(char *s)
 {

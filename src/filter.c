@@ -8,6 +8,7 @@
  * follows jansson's grammar decides "prefix or not" first, and jansson only
  * parses texts the scanner found complete (or names the error in bad ones). */
 #include "filter.h"
+#include "why.h"
 #include "strbuf.h"
 
 #include <errno.h>
@@ -64,20 +65,6 @@ static void put_sanitized(struct strbuf *sb, const char *s, size_t len, size_t m
         strbuf_puts(sb, "...");
 }
 
-/* Builds *why from a format where every %Q-like piece of user text has
- * already been sanitized by the caller; why may be NULL. */
-static void set_why(char **why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_why(char **why, const char *fmt, ...)
-{
-    if (!why)
-        return;
-    free(*why);
-    va_list ap;
-    va_start(ap, fmt);
-    if (vasprintf(why, fmt, ap) < 0)
-        *why = NULL;
-    va_end(ap);
-}
 
 /* Returns a malloc'd sanitized copy of user text for use in set_why(). */
 static char *quote(const char *s, size_t len)
