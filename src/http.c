@@ -262,7 +262,7 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
     curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, "hcexportfs/" "0.1");
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "hcexportfs/" HCX_VERSION);
     if (c->cafile)
         curl_easy_setopt(easy, CURLOPT_CAINFO, c->cafile);
     if (req->out_fd >= 0) {

@@ -12,8 +12,11 @@
 #include "log.h"
 #include "registry.h"
 
+#include <archive.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fuse_lowlevel.h>
+#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
@@ -293,7 +296,9 @@ int main(int argc, char **argv)
         goto out;
     }
     if (o.version) {
-        printf("hcexportfs version 0.1.0\nFUSE library version %s\n", fuse_pkgversion());
+        printf("hcexportfs version %s\nlibfuse %s\nlibcurl %s\nlibarchive %d.%d.%d\njansson %s\n",
+               HCX_VERSION, fuse_pkgversion(), curl_version_info(CURLVERSION_NOW)->version,
+               archive_version_number() / 1000000, archive_version_number() / 1000 % 1000, archive_version_number() % 1000, jansson_version_str());
         rc = 0;
         goto out;
     }
