@@ -284,6 +284,9 @@ class HcxMount:
             say("hcexportfs %s did not exit 30 s after the unmount; killing it" % self.name)
             self.proc.kill()
             self.proc.wait()
+        if self.proc.returncode is not None and self.proc.returncode < 0 and not d:
+            self.b.crashes.append("hcexportfs %s died: signal %d (around its unmount)" % (
+                self.name, -self.proc.returncode))
         if self.proc.returncode not in (0, None) and not d:
             say("note: hcexportfs %s exited with %s (log %s)" % (
                 self.name, self.proc.returncode, os.path.join(self.b.logdir, "hcx-%s.log" % self.name)))
@@ -292,11 +295,22 @@ class HcxMount:
         if os.path.ismount(self.mnt):
             unmount(self.mnt, lazy=True)
 
-    def attach(self, jid):
-        try:
-            os.mkdir(self.job(jid))
-        except FileExistsError:
-            pass
+    def attach(self, jid, tries=5):
+        """mkdir exports/<jid>; a failure other than EEXIST is retried (setup, untimed) and
+        noted as an anomaly of the binary under test."""
+        for i in range(tries):
+            try:
+                os.mkdir(self.job(jid))
+                return
+            except FileExistsError:
+                return
+            except OSError as e:
+                msg = "mkdir exports/%s (attach) failed: %s (try %d/%d)" % (jid, e, i + 1, tries)
+                say("note: " + msg)
+                self.b.anomalies.append(msg)
+                if i == tries - 1:
+                    raise BenchError(msg)
+                time.sleep(0.2 * (i + 1))
 
     def wait_local(self, jid, expect, timeout=1800):
         """Wait until the job directory lists `expect` (its archive is local)."""
@@ -431,6 +445,7 @@ class Bench:
         self.bin = os.path.abspath(a.bin)
         self.rows = []       # table rows
         self.crashes = []    # how hcexportfs processes died, if any
+        self.anomalies = []  # setup steps of the binary under test that needed a retry
         self.row_deadline = None
         self.row_name = None
         self.raw = {}        # every raw figure, per benchmark
@@ -1240,7 +1255,7 @@ class Bench:
                     p.stderr.close()
                 if errs:
                     raise BenchError("B9: %d of %d readers failed (%s)%s" % (
-                        len(errs), len(procs), errs[0][:120],
+                        len(errs), len(procs), errs[0].rsplit(": ", 1)[-1][:120],
                         "; " + m.died() if m.died() else ""))
                 hwm = m.vm("VmHWM")
             finally:
@@ -1653,6 +1668,8 @@ def schedule_count(seconds, P):
 
 
 def short(v):
+    if isinstance(v, dict) and "count" in v and "total_s" in v:  # a preads.py result
+        return "total %s worst %s" % (fmt_s(v["total_s"]), fmt_s(v["worst_s"]))
     if isinstance(v, dict):
         return ", ".join("%s=%s" % (k, ("%.4g" % x) if isinstance(x, float) else
                                     (short(x) if isinstance(x, dict) else x))
@@ -1792,7 +1809,8 @@ def main():
     result = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
               "seconds": time.time() - started, "mode": "quick" if a.quick else "full",
               "args": {k: v for k, v in vars(a).items()}, "machine": info, "binary": b.bin,
-              "calibration": b.cal, "rows": b.rows, "raw": b.raw}
+              "calibration": b.cal, "rows": b.rows, "raw": b.raw, "crashes": b.crashes,
+              "anomalies": b.anomalies}
     paths = [os.path.join(b.workdir, "results", "bench-%s.json" % stamp),
              os.path.join(b.workdir, "results", "latest.json")]
     if a.json:
@@ -1809,6 +1827,10 @@ def main():
         print()
         for n in notes:
             print("  " + n)
+    for c in b.crashes:
+        print("  CRASH: " + c)
+    for x in b.anomalies:
+        print("  anomaly: " + x)
     print()
     print("raw figures: %s" % paths[0])
     sys.stdout.flush()

@@ -87,6 +87,7 @@ struct aindex {
     char *arena;
     uint64_t total_size;
     struct aindex_stats stats;
+    uint64_t bad_entries; /* entries skipped as unreadable, not for encryption */
 };
 
 static int ckpt_find_entries(struct aindex *ix);
@@ -427,6 +428,7 @@ struct builder {
     size_t nlinks, links_cap;
     const char *const *reserved;
     struct aindex_stats stats;
+    uint64_t bad_entries; /* unreadable, not for being encrypted */
     struct clean_path cp;
 };
 
@@ -839,6 +841,7 @@ static int add_archive_entry(struct builder *b, struct archive *a,
             pl.size = (uint64_t)archive_entry_size(e);
         else if (pl.flags & NODE_ENCRYPTED || count_data(a, &pl.size) != 0) {
             b->stats.skipped_unreadable++;
+            b->bad_entries += !(pl.flags & NODE_ENCRYPTED);
             goto out;
         }
         break;
@@ -894,6 +897,12 @@ static void unpin_locale(locale_t loc, locale_t saved)
 int aindex_open(const char *path, const char *const *reserved,
                 struct aindex **out, char **why)
 {
+    return aindex_open_as(path, path, reserved, out, why);
+}
+
+int aindex_open_as(const char *path, const char *name, const char *const *reserved,
+                   struct aindex **out, char **why)
+{
     *out = NULL;
     if (why)
         *why = NULL;
@@ -909,7 +918,7 @@ int aindex_open(const char *path, const char *const *reserved,
         goto fail;
     }
     b->reserved = reserved;
-    if (!(ix->path = strdup(path))) {
+    if (!(ix->path = strdup(name ? name : path))) {
         rc = -ENOMEM;
         set_why(why, "%s: out of memory", path);
         goto fail;
@@ -953,6 +962,7 @@ int aindex_open(const char *path, const char *const *reserved,
         b->stats.entries_seen++;
         if (r == ARCHIVE_FAILED) {
             b->stats.skipped_unreadable++;
+            b->bad_entries++;
             continue;
         }
         if ((rc = add_archive_entry(b, a, e))) {
@@ -973,6 +983,7 @@ int aindex_open(const char *path, const char *const *reserved,
         goto fail;
     }
     ix->stats = b->stats;
+    ix->bad_entries = b->bad_entries;
     if ((rc = ckpt_find_entries(ix))) {
         set_why(why, "%s: %s", path, strerror(-rc));
         goto fail;
@@ -1235,6 +1246,60 @@ static int find_cd(const unsigned char *m, size_t len, uint64_t *off, uint64_t *
     return -1;
 }
 
+/* One central directory record, zip64 sizes resolved.  data: where the
+ * local header at lho says the data starts (UINT64_MAX when there is no
+ * valid local header there). */
+struct cdrec {
+    uint64_t lho, csize, usize, data;
+    uint32_t crc;
+    uint16_t flags, method;
+};
+
+/* Parses the record at *p and advances *p past it; false when there is no
+ * well-formed record there (the walk ends). */
+static bool cd_record(const unsigned char *m, size_t len, uint64_t *pp, struct cdrec *r)
+{
+    uint64_t p = *pp;
+    if (len < 46 || p > len - 46 || le32(m + p) != 0x02014b50u)
+        return false;
+    const unsigned char *h = m + p;
+    r->flags = le16(h + 8);
+    r->method = le16(h + 10);
+    r->crc = le32(h + 16);
+    r->csize = le32(h + 20);
+    r->usize = le32(h + 24);
+    r->lho = le32(h + 42);
+    size_t nlen = le16(h + 28), xlen = le16(h + 30), clen = le16(h + 32);
+    if (p + 46 + nlen + xlen + clen > len)
+        return false;
+    /* zip64 extra: the fields that are 0xFFFFFFFF, in this order. */
+    const unsigned char *x = h + 46 + nlen, *xe = x + xlen;
+    while (x + 4 <= xe) {
+        uint16_t id = le16(x), sz = le16(x + 2);
+        if (x + 4 + sz > xe)
+            break;
+        if (id == 1) {
+            const unsigned char *f = x + 4, *fe = f + sz;
+            if (r->usize == 0xFFFFFFFFu && f + 8 <= fe)
+                r->usize = le64(f), f += 8;
+            if (r->csize == 0xFFFFFFFFu && f + 8 <= fe)
+                r->csize = le64(f), f += 8;
+            if (r->lho == 0xFFFFFFFFu && f + 8 <= fe)
+                r->lho = le64(f);
+            break;
+        }
+        x += 4 + sz;
+    }
+    *pp = p + 46 + nlen + xlen + clen;
+    r->data = UINT64_MAX;
+    if (r->lho <= len - 30 && le32(m + r->lho) == 0x04034b50u) {
+        uint64_t data = r->lho + 30 + le16(m + r->lho + 26) + le16(m + r->lho + 28);
+        if (data <= len && r->csize <= len - data)
+            r->data = data;
+    }
+    return true;
+}
+
 /* Finds the large deflate entries: nodes of at least AINDEX_CKPT_MIN
  * bytes whose central directory record and local header agree with the
  * index.  Leaves ix->ck NULL when there are none. */
@@ -1273,41 +1338,12 @@ static int ckpt_find_entries(struct aindex *ix)
             return -ENOMEM;
         }
         uint64_t p = cd;
-        for (uint64_t k = 0; k < count && nbig < ncand; k++) {
-            if (p > len - 46 || le32(m + p) != 0x02014b50u)
-                break;
-            const unsigned char *h = m + p;
-            uint16_t flags = le16(h + 8), method = le16(h + 10);
-            uint32_t crc = le32(h + 16);
-            uint64_t csize = le32(h + 20), usize = le32(h + 24), lho = le32(h + 42);
-            size_t nlen = le16(h + 28), xlen = le16(h + 30), clen = le16(h + 32);
-            if (p + 46 + nlen + xlen + clen > len)
-                break;
-            /* zip64 extra: the fields that are 0xFFFFFFFF, in this order. */
-            const unsigned char *x = h + 46 + nlen, *xe = x + xlen;
-            while (x + 4 <= xe) {
-                uint16_t id = le16(x), sz = le16(x + 2);
-                if (x + 4 + sz > xe)
-                    break;
-                if (id == 1) {
-                    const unsigned char *f = x + 4, *fe = f + sz;
-                    if (usize == 0xFFFFFFFFu && f + 8 <= fe)
-                        usize = le64(f), f += 8;
-                    if (csize == 0xFFFFFFFFu && f + 8 <= fe)
-                        csize = le64(f), f += 8;
-                    if (lho == 0xFFFFFFFFu && f + 8 <= fe)
-                        lho = le64(f);
-                    break;
-                }
-                x += 4 + sz;
-            }
-            p += 46 + nlen + xlen + clen;
-            if (method != 8 || (flags & 1) || usize < AINDEX_CKPT_MIN || lho > len - 30
-                || le32(m + lho) != 0x04034b50u)
-                continue;
-            uint64_t data = lho + 30 + le16(m + lho + 26) + le16(m + lho + 28);
-            if (data > len || csize > len - data
-                || !bsearch(&data, cand, ncand, sizeof *cand, cmp_u64))
+        struct cdrec rec;
+        for (uint64_t k = 0; k < count && nbig < ncand && cd_record(m, len, &p, &rec); k++) {
+            uint64_t data = rec.data, csize = rec.csize, usize = rec.usize;
+            uint32_t crc = rec.crc;
+            if (rec.method != 8 || (rec.flags & 1) || usize < AINDEX_CKPT_MIN
+                || data == UINT64_MAX || !bsearch(&data, cand, ncand, sizeof *cand, cmp_u64))
                 continue;
             struct bigent *e = &big[nbig++];
             e->data = data;
@@ -1507,55 +1543,136 @@ static void release_map(const struct aindex *ix, uintptr_t lo, uintptr_t hi)
         madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
-/* Writes "dest" atomically with every entry that has points.  Caller
- * holds ck->lock.  0 or -errno. */
-static int ckpt_write(const struct aindex *ix, const char *dest)
+static void fsync_parent(const char *path)
+{
+    char *dir = strdup(path);
+    if (!dir)
+        return;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    free(dir);
+}
+
+static uint64_t page_up(uint64_t x) { return (x + SIDE_PAGE - 1) / SIDE_PAGE * SIDE_PAGE; }
+
+/* A sidecar being written: the temporary file and where each entry's
+ * windows go. */
+struct side_plan {
+    int fd;
+    char *tmp;                 /* its name, removed unless renamed */
+    uint64_t *woff;            /* per bigent: start of its window region */
+    uint32_t *slots;           /* per bigent: windows the region holds */
+    const struct zset **placed; /* per bigent: set whose windows are there */
+    uint64_t wend;             /* end of the window regions */
+};
+
+static void plan_free(struct side_plan *pl)
+{
+    if (pl->fd >= 0)
+        close(pl->fd);
+    if (pl->tmp) {
+        unlink(pl->tmp);
+        free(pl->tmp);
+    }
+    free(pl->woff);
+    free(pl->slots);
+    free((void *)pl->placed);
+    memset(pl, 0, sizeof *pl);
+    pl->fd = -1;
+}
+
+/* Creates "<dest>.tmp.XXXXXX" with a region of slots[i] windows per entry
+ * (slots: min_slots[i], or the current set's size if larger).  0 or
+ * -errno. */
+static int plan_open(const struct aindex *ix, const char *dest, const size_t *min_slots,
+                     struct side_plan *pl)
 {
     const struct ckpt_state *ck = ix->ck;
+    memset(pl, 0, sizeof *pl);
+    pl->fd = -1;
+    pl->woff = calloc(ck->nbig, sizeof *pl->woff);
+    pl->slots = calloc(ck->nbig, sizeof *pl->slots);
+    pl->placed = calloc(ck->nbig, sizeof *pl->placed);
+    if (!pl->woff || !pl->slots || !pl->placed || asprintf(&pl->tmp, "%s.tmp.XXXXXX", dest) < 0) {
+        pl->tmp = NULL;
+        plan_free(pl);
+        return -ENOMEM;
+    }
+    uint64_t off = SIDE_PAGE;
+    for (size_t i = 0; i < ck->nbig; i++) {
+        const struct zset *s = atomic_load(&ck->big[i].set);
+        size_t k = min_slots ? min_slots[i] : 0;
+        if (s && s->n > k)
+            k = s->n;
+        pl->slots[i] = (uint32_t)k;
+        pl->woff[i] = off;
+        off += page_up((uint64_t)k * ZRAN_WINDOW);
+    }
+    pl->wend = off;
+    if ((pl->fd = mkstemp(pl->tmp)) < 0) {
+        int e = errno;
+        free(pl->tmp);
+        pl->tmp = NULL;
+        plan_free(pl);
+        return -e;
+    }
+    return 0;
+}
+
+/* Writes the table and header of the plan's file for every entry that has
+ * points now, copies the windows that are not in place, and renames it to
+ * dest (durably).  Caller holds ck->lock.  0 or -errno. */
+static int plan_commit(const struct aindex *ix, struct side_plan *pl, const char *dest)
+{
+    const struct ckpt_state *ck = ix->ck;
+    const struct zset **snap = calloc(ck->nbig ? ck->nbig : 1, sizeof *snap);
+    if (!snap)
+        return -ENOMEM;
     size_t n = 0;
     uint64_t npts = 0;
     for (size_t i = 0; i < ck->nbig; i++) {
         const struct zset *s = atomic_load(&ck->big[i].set);
-        if (s) {
+        if (s && s->n <= pl->slots[i]) { /* one snapshot: sets may change meanwhile */
+            snap[i] = s;
             n++;
             npts += s->n;
         }
     }
-    if (!n)
-        return 0;
+    int rc = 0;
+    unsigned char *table = NULL;
     size_t tlen = n * sizeof(struct side_entry) + (size_t)npts * sizeof(struct ckpt_point);
-    unsigned char *table = calloc(1, tlen);
-    char *tmp = NULL;
-    int fd = -1, rc = 0;
-    if (!table || asprintf(&tmp, "%s.tmp.XXXXXX", dest) < 0) {
-        tmp = NULL;
+    if (!n)
+        goto out;
+    if (!(table = calloc(1, tlen))) {
         rc = -ENOMEM;
         goto out;
     }
-    if ((fd = mkstemp(tmp)) < 0) {
-        rc = -errno;
-        free(tmp);
-        tmp = NULL;
-        goto out;
-    }
-    uint64_t woff = SIDE_PAGE, poff = n * sizeof(struct side_entry);
+    uint64_t poff = n * sizeof(struct side_entry);
     size_t k = 0;
     for (size_t i = 0; i < ck->nbig; i++) {
         const struct bigent *e = &ck->big[i];
-        const struct zset *s = atomic_load(&e->set);
+        const struct zset *s = snap[i];
         if (!s)
             continue;
         struct side_entry se = {
             .data = e->data, .csize = e->csize, .usize = e->usize, .crc = e->crc,
             .npoints = s->n, .stream_len = s->stream_len, .points_off = poff,
-            .wins_off = woff,
+            .wins_off = pl->woff[i],
         };
         memcpy(table + k++ * sizeof se, &se, sizeof se);
         memcpy(table + poff, s->pts, (size_t)s->n * sizeof *s->pts);
         poff += (uint64_t)s->n * sizeof *s->pts;
+        if (pl->placed[i] == s)
+            continue; /* built straight into this file */
         size_t wlen = (size_t)s->n * ZRAN_WINDOW;
         for (size_t done = 0; done < wlen;) {
-            ssize_t w = pwrite(fd, s->wins + done, wlen - done, (off_t)(woff + done));
+            ssize_t w = pwrite(pl->fd, s->wins + done, wlen - done, (off_t)(pl->woff[i] + done));
             if (w < 0) {
                 rc = -errno;
                 goto out;
@@ -1564,7 +1681,6 @@ static int ckpt_write(const struct aindex *ix, const char *dest)
         }
         if (s->wins_shared)
             madvise((void *)(uintptr_t)s->wins, wlen, MADV_DONTNEED);
-        woff += (wlen + SIDE_PAGE - 1) / SIDE_PAGE * SIDE_PAGE;
     }
     struct side_header h;
     memset(&h, 0, sizeof h);
@@ -1575,7 +1691,7 @@ static int ckpt_write(const struct aindex *ix, const char *dest)
     h.mtime_sec = (int64_t)ix->st.st_mtim.tv_sec;
     h.mtime_nsec = (int64_t)ix->st.st_mtim.tv_nsec;
     h.span = AINDEX_CKPT_SPAN;
-    h.table_off = woff;
+    h.table_off = pl->wend;
     h.table_len = tlen;
     h.window = ZRAN_WINDOW;
     h.point_size = sizeof(struct ckpt_point);
@@ -1584,51 +1700,51 @@ static int ckpt_write(const struct aindex *ix, const char *dest)
     unsigned char page[SIDE_PAGE];
     memset(page, 0, sizeof page);
     memcpy(page, &h, sizeof h);
-    if (pwrite(fd, table, tlen, (off_t)woff) != (ssize_t)tlen
-        || pwrite(fd, page, sizeof page, 0) != (ssize_t)sizeof page) {
-        rc = errno ? -errno : -EIO;
+    errno = 0;
+    if (pwrite(pl->fd, table, tlen, (off_t)pl->wend) != (ssize_t)tlen
+        || pwrite(pl->fd, page, sizeof page, 0) != (ssize_t)sizeof page) {
+        rc = errno ? -errno : -ENOSPC;
         goto out;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        rc = -errno;
-        fd = -1;
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, dest) != 0) {
+    if (fsync(pl->fd) != 0) {
         rc = -errno;
         goto out;
     }
-    free(tmp);
-    tmp = NULL;
-    /* The rename itself. */
-    char *dir = strdup(dest);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        if (slash)
-            *(slash == dir ? slash + 1 : slash) = '\0';
-        int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
+    if (rename(pl->tmp, dest) != 0) {
+        rc = -errno;
+        goto out;
     }
+    free(pl->tmp);
+    pl->tmp = NULL;
+    fsync_parent(dest); /* the rename itself */
 out:
-    if (fd >= 0)
-        close(fd);
-    if (tmp) {
-        unlink(tmp);
-        free(tmp);
-    }
     free(table);
+    free((void *)snap);
+    return rc;
+}
+
+/* Writes "dest" atomically with every entry that has points.  Caller
+ * holds ck->lock.  0 or -errno. */
+static int ckpt_write(const struct aindex *ix, const char *dest)
+{
+    bool any = false;
+    for (size_t i = 0; i < ix->ck->nbig && !any; i++)
+        any = atomic_load(&ix->ck->big[i].set) != NULL;
+    if (!any)
+        return 0;
+    struct side_plan pl;
+    int rc = plan_open(ix, dest, NULL, &pl);
+    if (rc == 0)
+        rc = plan_commit(ix, &pl, dest);
+    plan_free(&pl);
     return rc;
 }
 
 struct build_ctx {
     struct ckpt_point *pts;
     size_t n, max;
-    int fd;              /* windows go to this file (untouched by us), or */
+    int fd;              /* windows go to this file at base (not read back), or */
+    off_t base;
     unsigned char *wins; /* to these max slots of anonymous memory */
 };
 
@@ -1643,7 +1759,7 @@ static int on_point(void *c, const struct zran_point *p, const unsigned char *w,
     if (b->fd >= 0) {
         for (size_t done = 0; done < wl;) {
             ssize_t k = pwrite(b->fd, w + done, wl - done,
-                               (off_t)(b->n * ZRAN_WINDOW + done));
+                               b->base + (off_t)(b->n * ZRAN_WINDOW + done));
             if (k <= 0)
                 return -ENOMEM; /* out of space: no points for now */
             done += (size_t)k;
@@ -1679,26 +1795,52 @@ static int windows_file(const struct aindex *ix, size_t len, unsigned char **ano
     return -1;
 }
 
+/* Spacing of the points: HCX_CKPT_SPAN (bytes, >= 64 KiB) overrides it
+ * (benchmarks). */
+static uint64_t ckpt_span(void)
+{
+    const char *env = getenv("HCX_CKPT_SPAN");
+    return env && strtoull(env, NULL, 0) >= 65536 ? strtoull(env, NULL, 0) : AINDEX_CKPT_SPAN;
+}
+
+/* Most points a build of e can make (window slots to reserve). */
+static size_t ckpt_max_points(const struct bigent *e)
+{
+    return (size_t)(e->usize / ckpt_span()) + 2;
+}
+
+/* Where a build puts its windows: a region of a file that is already
+ * mapped (the sidecar being written by aindex_build_checkpoints), with
+ * room for ckpt_max_points(e) slots. */
+struct win_sink {
+    int fd;
+    off_t off;                /* region start in the file */
+    const unsigned char *map; /* the region, mapped read-only */
+};
+
 /* Inflates entry e once and makes its points.  0, -EIO (corrupt: e->why
- * says why) or -ENOMEM.  Caller holds e->lock. */
-static int ckpt_build(const struct aindex *ix, struct bigent *e, struct zset **out)
+ * says why) or -ENOMEM.  Caller holds e->lock.  sink: where the windows go
+ * (NULL: a file of the build's own). */
+static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct win_sink *sink,
+                      struct zset **out)
 {
     struct ckpt_state *ck = ix->ck;
-    /* HCX_CKPT_SPAN (bytes, >= 64 KiB) overrides the spacing: benchmarks. */
-    const char *env = getenv("HCX_CKPT_SPAN");
-    uint64_t span = env && strtoull(env, NULL, 0) >= 65536 ? strtoull(env, NULL, 0)
-                                                            : AINDEX_CKPT_SPAN;
-    struct build_ctx b = {.max = (size_t)(e->usize / span) + 2};
+    uint64_t span = ckpt_span();
+    struct build_ctx b = {.max = ckpt_max_points(e)};
     size_t wlen = b.max * ZRAN_WINDOW;
     struct zset *s = calloc(1, sizeof *s);
-    struct mapping *mp = malloc(sizeof *mp);
+    struct mapping *mp = sink ? NULL : malloc(sizeof *mp);
     b.pts = malloc(b.max * sizeof *b.pts);
-    b.fd = windows_file(ix, wlen, &b.wins);
-    if (!s || !mp || !b.pts || (b.fd < 0 && !b.wins)) {
+    if (sink) {
+        b.fd = sink->fd;
+        b.base = sink->off;
+    } else
+        b.fd = windows_file(ix, wlen, &b.wins);
+    if (!s || (!sink && !mp) || !b.pts || (b.fd < 0 && !b.wins)) {
         free(s);
         free(mp);
         free(b.pts);
-        if (b.fd >= 0)
+        if (b.fd >= 0 && !sink)
             close(b.fd);
         if (b.wins)
             munmap(b.wins, wlen);
@@ -1715,13 +1857,16 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, struct zset **o
         free(s);
         free(mp);
         free(b.pts);
-        if (b.fd >= 0)
+        if (b.fd >= 0 && !sink)
             close(b.fd);
         if (b.wins)
             munmap(b.wins, wlen);
         return rc == -ENOMEM ? -ENOMEM : -EIO;
     }
-    if (b.fd >= 0) {
+    if (sink) {
+        b.wins = (unsigned char *)(uintptr_t)sink->map;
+        s->wins_shared = true;
+    } else if (b.fd >= 0) {
         void *p = mmap(NULL, wlen, PROT_READ, MAP_SHARED, b.fd, 0);
         close(b.fd);
         if (p == MAP_FAILED) {
@@ -1749,10 +1894,12 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, struct zset **o
     s->wins = b.wins;
     s->owner = e;
     pthread_mutex_lock(&ck->lock);
-    mp->addr = b.wins;
-    mp->len = wlen;
-    mp->next = ck->maps;
-    ck->maps = mp;
+    if (mp) { /* a sink's mapping is registered by its owner */
+        mp->addr = b.wins;
+        mp->len = wlen;
+        mp->next = ck->maps;
+        ck->maps = mp;
+    }
     /* The points array is freed with the set: keep it in a mapping-less
      * allocation that ckpt_free releases through the set list. */
     s->next = ck->sets;
@@ -1786,7 +1933,7 @@ static int ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,
     if (!s) {
         if (atomic_load(&e->bad))
             rc = -EIO;
-        else if ((rc = ckpt_build(ix, e, &s)) == 0) {
+        else if ((rc = ckpt_build(ix, e, NULL, &s)) == 0) {
             atomic_store_explicit(&e->set, s, memory_order_release);
             built = true;
         } else if (rc == -EIO)
@@ -1810,33 +1957,209 @@ static int ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,
     return 0;
 }
 
+/* The cleaned path of node idx (for messages), into buf. */
+static void node_path(const struct aindex *ix, uint32_t idx, char *buf, size_t cap)
+{
+    uint32_t chain[MAX_DEPTH + 2];
+    size_t depth = 0;
+    while (idx != ROOT && depth < MAX_DEPTH + 1) {
+        chain[depth++] = idx;
+        uint32_t parent = ROOT;
+        for (uint32_t d = 0; d < idx; d++) { /* only on errors: a scan is fine */
+            const struct anode *n = &ix->nodes[d];
+            if (n->kind == KIND_DIR && idx >= n->first_child
+                && idx - n->first_child < n->nchildren) {
+                parent = d;
+                break;
+            }
+        }
+        idx = parent;
+    }
+    size_t at = 0;
+    buf[0] = '\0';
+    while (depth-- > 0 && at + 1 < cap) {
+        int k = snprintf(buf + at, cap - at, "%s%s", at ? "/" : "",
+                         ix->arena + ix->nodes[chain[depth]].name_off);
+        if (k < 0)
+            break;
+        at += (size_t)k < cap - at ? (size_t)k : cap - at - 1;
+    }
+}
+
+/* The path of the (first) file node whose data starts at data. */
+static void data_path(const struct aindex *ix, uint64_t data, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "data at offset %ju", (uintmax_t)data);
+    for (uint32_t i = 0; i < ix->nnodes; i++)
+        if (ix->nodes[i].kind == KIND_FILE && ix->nodes[i].data == data) {
+            node_path(ix, i, buf, cap);
+            return;
+        }
+}
+
+struct build_job {
+    const struct aindex *ix;
+    const struct win_sink *sinks; /* per bigent */
+    struct side_plan *pl;
+    const size_t *order;          /* bigents, largest first */
+    size_t norder;
+    atomic_size_t next;
+    atomic_int failed;            /* index + 1 of a bigent that failed */
+    atomic_int error;             /* its -errno */
+};
+
+static void *build_worker(void *arg)
+{
+    struct build_job *bj = arg;
+    struct ckpt_state *ck = bj->ix->ck;
+    for (;;) {
+        size_t k = atomic_fetch_add(&bj->next, 1);
+        if (k >= bj->norder || atomic_load(&bj->failed))
+            break;
+        size_t i = bj->order[k];
+        struct bigent *e = &ck->big[i];
+        int rc = 0;
+        pthread_mutex_lock(&e->lock);
+        struct zset *s = atomic_load_explicit(&e->set, memory_order_acquire);
+        if (!s) {
+            if (atomic_load(&e->bad))
+                rc = -EIO;
+            else if ((rc = ckpt_build(bj->ix, e, &bj->sinks[i], &s)) == 0) {
+                atomic_store_explicit(&e->set, s, memory_order_release);
+                bj->pl->placed[i] = s;
+            } else if (rc == -EIO)
+                atomic_store(&e->bad, 1);
+        }
+        pthread_mutex_unlock(&e->lock);
+        if (rc) {
+            int none = 0;
+            if (atomic_compare_exchange_strong(&bj->failed, &none, (int)i + 1))
+                atomic_store(&bj->error, rc);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static int cmp_usize_desc(const void *a, const void *b, void *ctx)
+{
+    const struct ckpt_state *ck = ctx;
+    uint64_t x = ck->big[*(const size_t *)a].usize, y = ck->big[*(const size_t *)b].usize;
+    return x > y ? -1 : x < y;
+}
+
 int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char **why)
 {
     if (why)
         *why = NULL;
-    if (!ix->ck)
+    struct ckpt_state *ck = ix->ck;
+    if (!ck)
         return 0;
-    char err[200];
-    for (size_t i = 0; i < ix->ck->nbig; i++) {
-        const struct zset *s;
-        int rc = ckpt_get(ix, &ix->ck->big[i], false, NULL, &s, err, sizeof err);
-        if (rc) {
-            set_why(why, "%s: entry with data at offset %ju: %s", ix->path,
-                    (uintmax_t)ix->ck->big[i].data, err);
-            return rc;
+    char *dest = sidecar ? strdup(sidecar) : sidecar_path(ix->path);
+    size_t *min_slots = calloc(ck->nbig, sizeof *min_slots);
+    size_t *order = calloc(ck->nbig, sizeof *order);
+    struct win_sink *sinks = calloc(ck->nbig, sizeof *sinks);
+    struct mapping *mp = malloc(sizeof *mp);
+    struct side_plan pl = {.fd = -1};
+    int rc = 0;
+    unsigned char *map = MAP_FAILED;
+    if (!dest || !min_slots || !order || !sinks || !mp) {
+        rc = -ENOMEM;
+        set_why(why, "%s: out of memory", ix->path);
+        goto out;
+    }
+    size_t norder = 0;
+    for (size_t i = 0; i < ck->nbig; i++) {
+        min_slots[i] = atomic_load(&ck->big[i].set) ? 0 : ckpt_max_points(&ck->big[i]);
+        if (min_slots[i])
+            order[norder++] = i;
+    }
+    if (!norder && !sidecar) {
+        /* Nothing to build: if every entry's points came from the sidecar
+         * there already, it stays as it is. */
+        bool all_loaded = true;
+        for (size_t i = 0; i < ck->nbig && all_loaded; i++) {
+            const struct zset *s = atomic_load(&ck->big[i].set);
+            all_loaded = s && !s->own_pts;
+        }
+        if (all_loaded)
+            goto out;
+    }
+    /* The windows of the builds go straight into the new sidecar's
+     * regions (mapped: they are the sets' windows from now on). */
+    if ((rc = plan_open(ix, dest, min_slots, &pl)) != 0
+        || (norder && ftruncate(pl.fd, (off_t)pl.wend) != 0 && (rc = -errno))) {
+        set_why(why, "%s: %s", dest, strerror(-rc));
+        goto out;
+    }
+    if (norder) {
+        map = mmap(NULL, (size_t)pl.wend, PROT_READ, MAP_SHARED, pl.fd, 0);
+        if (map == MAP_FAILED) {
+            rc = -ENOMEM;
+            set_why(why, "%s: mmap: %s", dest, strerror(errno));
+            goto out;
+        }
+        for (size_t i = 0; i < ck->nbig; i++)
+            sinks[i] = (struct win_sink){pl.fd, (off_t)pl.woff[i], map + pl.woff[i]};
+        qsort_r(order, norder, sizeof *order, cmp_usize_desc, ck);
+        struct build_job bj = {.ix = ix, .sinks = sinks, .pl = &pl, .order = order,
+                               .norder = norder};
+        atomic_init(&bj.next, 0);
+        atomic_init(&bj.failed, 0);
+        atomic_init(&bj.error, 0);
+        /* One build per core (each is one single-threaded inflate). */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        size_t nthreads = cpus > 1 ? (size_t)cpus : 1;
+        if (nthreads > 4)
+            nthreads = 4;
+        if (nthreads > norder)
+            nthreads = norder;
+        pthread_t th[4];
+        size_t started = 0;
+        for (size_t t = 1; t < nthreads; t++)
+            if (pthread_create(&th[started], NULL, build_worker, &bj) == 0)
+                started++;
+        build_worker(&bj);
+        for (size_t t = 0; t < started; t++)
+            pthread_join(th[t], NULL);
+        /* Sets built into the map live as long as the index: so does it. */
+        bool used = false;
+        for (size_t i = 0; i < ck->nbig && !used; i++)
+            used = pl.placed[i] != NULL;
+        if (used) {
+            pthread_mutex_lock(&ck->lock);
+            mp->addr = map;
+            mp->len = (size_t)pl.wend;
+            mp->next = ck->maps;
+            ck->maps = mp;
+            pthread_mutex_unlock(&ck->lock);
+            mp = NULL;
+            map = MAP_FAILED;
+        }
+        int failed = atomic_load(&bj.failed);
+        if (failed) {
+            const struct bigent *e = &ck->big[failed - 1];
+            char path[MAX_PATH_BYTES + 64];
+            data_path(ix, e->data, path, sizeof path);
+            rc = atomic_load(&bj.error);
+            set_why(why, "%s: entry '%s': %s", ix->path, path, e->why);
+            goto out;
         }
     }
-    char *path = sidecar ? strdup(sidecar) : sidecar_path(ix->path);
-    if (!path) {
-        set_why(why, "%s: out of memory", ix->path);
-        return -ENOMEM;
-    }
-    pthread_mutex_lock(&ix->ck->lock);
-    int rc = ckpt_write(ix, path);
-    pthread_mutex_unlock(&ix->ck->lock);
+    pthread_mutex_lock(&ck->lock);
+    rc = plan_commit(ix, &pl, dest);
+    pthread_mutex_unlock(&ck->lock);
     if (rc)
-        set_why(why, "%s: %s", path, strerror(-rc));
-    free(path);
+        set_why(why, "%s: %s", dest, strerror(-rc));
+out:
+    if (map != MAP_FAILED)
+        munmap(map, (size_t)pl.wend);
+    plan_free(&pl);
+    free(mp);
+    free(sinks);
+    free(order);
+    free(min_slots);
+    free(dest);
     return rc;
 }
 
@@ -2388,5 +2711,251 @@ int aindex_verify_data(const char *path, char **why)
     }
     archive_read_free(a);
     munmap((void *)map, len);
+    return rc;
+}
+
+/* What aindex_verify_rest knows of one served entry. */
+struct vent {
+    uint64_t data;   /* data start (the index's) */
+    uint64_t csize;  /* central directory's */
+    uint32_t node;
+    uint32_t crc;    /* central directory's */
+    uint16_t method;
+    uint8_t nrec;    /* central directory records whose data starts here (max 2) */
+    bool direct;     /* the one record agrees with the index and its local header */
+};
+
+static int cmp_vent(const void *a, const void *b)
+{
+    const struct vent *x = a, *y = b;
+    if (x->data != y->data)
+        return x->data < y->data ? -1 : 1;
+    return x->node < y->node ? -1 : x->node > y->node;
+}
+
+/* Whether entry v (central directory record r) can be checked straight
+ * from the mapping: it must be served exactly as libarchive would serve
+ * it, so its record, local header and the index must agree on method,
+ * sizes and the CRC libarchive checks (local header's, or the data
+ * descriptor's for entries written with one). */
+static bool direct_ok(const struct aindex *ix, const struct anode *n, const struct cdrec *r)
+{
+    const unsigned char *m = ix->map;
+    size_t len = ix->map_len;
+    if ((r->method != 0 && r->method != 8) || (r->flags & 1) || r->usize != n->size
+        || (r->method == 0 && r->csize != r->usize))
+        return false;
+    const unsigned char *lh = m + r->lho; /* valid: cd_record checked it */
+    uint16_t lflags = le16(lh + 6), lmethod = le16(lh + 8);
+    if (lmethod != r->method || (lflags & 1))
+        return false;
+    if (lflags & 8) {
+        uint64_t d = r->data + r->csize;
+        if (d > len || len - d < 8)
+            return false;
+        if (le32(m + d) == 0x08074b50u)
+            d += 4;
+        return le32(m + d) == r->crc;
+    }
+    uint32_t lcs = le32(lh + 18), lus = le32(lh + 22);
+    return le32(lh + 14) == r->crc && (lcs == 0xFFFFFFFFu || lcs == r->csize)
+           && (lus == 0xFFFFFFFFu || lus == r->usize);
+}
+
+/* Reads entry n whole through the reader that serves it (libarchive):
+ * size and CRC checked at its end.  0 or -errno with err set. */
+static int verify_by_reader(const struct aindex *ix, const struct anode *n,
+                            unsigned char *buf, size_t cap, char *err, size_t errlen)
+{
+    struct areader *r;
+    int rc = areader_open(ix, n, &r);
+    if (rc) {
+        snprintf(err, errlen, "%s", strerror(-rc));
+        return rc;
+    }
+    uint64_t off = 0;
+    ssize_t got;
+    while ((got = areader_pread(r, buf, cap, off)) > 0)
+        off += (uint64_t)got;
+    if (got < 0) {
+        rc = (int)got;
+        snprintf(err, errlen, "%s", areader_error(r) ? areader_error(r) : strerror(-rc));
+    } else if (off != n->size) {
+        rc = -EIO;
+        snprintf(err, errlen, "%ju bytes of data, %ju declared", (uintmax_t)off,
+                 (uintmax_t)n->size);
+    }
+    areader_close(r);
+    return rc;
+}
+
+/* Inflates the raw deflate data of v straight from the mapping: it must
+ * end exactly at size bytes with v's CRC.  0 or -errno with err set. */
+static int verify_deflate(const struct aindex *ix, const struct vent *v, uint64_t size,
+                          struct zran_stream *zs, unsigned char *buf, size_t cap, char *err,
+                          size_t errlen)
+{
+    struct zran_point p0 = {0, 0};
+    if (zran_stream_start(zs, ix->map + v->data, v->csize, &p0, NULL, 0)) {
+        snprintf(err, errlen, "%s", zran_stream_error(zs));
+        return -EIO;
+    }
+    uint64_t got = 0;
+    uint32_t c = 0;
+    for (;;) {
+        ssize_t k = zran_stream_read(zs, buf, cap);
+        if (k < 0) {
+            snprintf(err, errlen, "%s after %ju bytes of output", zran_stream_error(zs),
+                     (uintmax_t)got);
+            return -EIO;
+        }
+        if (k == 0)
+            break;
+        c = zran_crc32(c, buf, (size_t)k);
+        got += (uint64_t)k;
+        if (got > size) {
+            snprintf(err, errlen, "deflate data longer than the declared %ju bytes",
+                     (uintmax_t)size);
+            return -EIO;
+        }
+    }
+    if (got != size) {
+        snprintf(err, errlen, "deflate data ends at %ju bytes, %ju declared", (uintmax_t)got,
+                 (uintmax_t)size);
+        return -EIO;
+    }
+    if (c != v->crc) {
+        snprintf(err, errlen, "CRC mismatch (data %08x, declared %08x)", c, v->crc);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* A large deflate entry: its points, built if need be (checking it), or
+ * if they came from a sidecar, every span's compressed bytes checked
+ * against the CRCs recorded when they were built (rebuilt on mismatch). */
+static int verify_big(const struct aindex *ix, struct bigent *e, char *err, size_t errlen)
+{
+    const struct zset *s = atomic_load_explicit(&e->set, memory_order_acquire);
+    const struct zset *discard = NULL;
+    if (s && !s->own_pts) { /* loaded, not built by this index */
+        const unsigned char *in = ix->map + e->data;
+        for (uint32_t i = 0; i < s->n && !discard; i++) {
+            uint64_t beg = s->pts[i].in_bits >> 3;
+            uint64_t end = i + 1 < s->n ? (s->pts[i + 1].in_bits + 7) >> 3 : s->stream_len;
+            if (zran_crc32(0, in + beg, (size_t)(end - beg)) != s->pts[i].span_crc)
+                discard = s;
+        }
+        release_map(ix, (uintptr_t)in, (uintptr_t)in + s->stream_len);
+        if (!discard)
+            return 0;
+    } else if (s)
+        return 0;
+    return ckpt_get(ix, e, false, discard, &s, err, errlen);
+}
+
+int aindex_verify_rest(const struct aindex *ix, char **why)
+{
+    if (why)
+        *why = NULL;
+    size_t nv = 0;
+    for (uint32_t i = 0; i < ix->nnodes; i++)
+        if (ix->nodes[i].kind == KIND_FILE && !(ix->nodes[i].flags & NODE_ENCRYPTED))
+            nv++;
+    struct vent *v = calloc(nv ? nv : 1, sizeof *v);
+    size_t cap = AINDEX_WINDOW;
+    unsigned char *buf = malloc(cap);
+    struct zran_stream *zs = NULL;
+    char err[400], path[MAX_PATH_BYTES + 64];
+    int rc = 0;
+    if (!v || !buf || zran_stream_new(&zs)) {
+        rc = -ENOMEM;
+        set_why(why, "%s: out of memory", ix->path);
+        goto out;
+    }
+    nv = 0;
+    for (uint32_t i = 0; i < ix->nnodes; i++)
+        if (ix->nodes[i].kind == KIND_FILE && !(ix->nodes[i].flags & NODE_ENCRYPTED))
+            v[nv++] = (struct vent){.data = ix->nodes[i].data, .node = i};
+    qsort(v, nv, sizeof *v, cmp_vent);
+    /* Hard links share their target's data: check it once. */
+    size_t w = 0;
+    for (size_t i = 0; i < nv; i++)
+        if (!w || v[w - 1].data != v[i].data
+            || ix->nodes[v[w - 1].node].size != ix->nodes[v[i].node].size)
+            v[w++] = v[i];
+    nv = w;
+
+    uint64_t cd, count;
+    if (nv && find_cd(ix->map, ix->map_len, &cd, &count) == 0) {
+        uint64_t p = cd;
+        struct cdrec r;
+        for (uint64_t k = 0; k < count && cd_record(ix->map, ix->map_len, &p, &r); k++) {
+            if (r.data == UINT64_MAX)
+                continue;
+            size_t lo = 0, hi = nv; /* first vent with data >= r.data */
+            while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (v[mid].data < r.data)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            for (; lo < nv && v[lo].data == r.data; lo++) {
+                struct vent *x = &v[lo];
+                if (x->nrec++ == 0) {
+                    x->csize = r.csize;
+                    x->crc = r.crc;
+                    x->method = r.method;
+                    x->direct = direct_ok(ix, &ix->nodes[x->node], &r);
+                } else {
+                    x->nrec = 2;
+                    x->direct = false; /* two records, one data start: trust neither */
+                }
+            }
+        }
+    }
+
+    uintptr_t released = (uintptr_t)ix->map;
+    for (size_t i = 0; i < nv && !rc; i++) {
+        const struct vent *x = &v[i];
+        const struct anode *n = &ix->nodes[x->node];
+        err[0] = '\0';
+        struct bigent *e = n->size >= AINDEX_CKPT_MIN ? find_big(ix->ck, n->data) : NULL;
+        if (e && e->usize == n->size)
+            rc = verify_big(ix, e, err, sizeof err);
+        else if (x->direct && x->method == 0) {
+            uint32_t c = zran_crc32(0, ix->map + x->data, (size_t)n->size);
+            if (c != x->crc) {
+                snprintf(err, sizeof err, "CRC mismatch (data %08x, declared %08x)", c, x->crc);
+                rc = -EIO;
+            }
+        } else if (x->direct)
+            rc = verify_deflate(ix, x, n->size, zs, buf, cap, err, sizeof err);
+        else if (n->size > 0)
+            rc = verify_by_reader(ix, n, buf, cap, err, sizeof err);
+        if (rc) {
+            node_path(ix, x->node, path, sizeof path);
+            set_why(why, "%s: entry '%s': %s", ix->path, path, err);
+            break;
+        }
+        /* What was checked leaves this process's RSS (page cache keeps it). */
+        uintptr_t upto = (uintptr_t)ix->map + (uintptr_t)x->data;
+        if (upto - released >= ((uintptr_t)64 << 20)) {
+            release_map(ix, released, upto);
+            released = upto;
+        }
+    }
+    if (!rc)
+        release_map(ix, released, (uintptr_t)ix->map + ix->map_len);
+    if (!rc && ix->bad_entries) {
+        rc = -EIO;
+        set_why(why, "%s: %ju entries cannot be read (not shown)", ix->path,
+                (uintmax_t)ix->bad_entries);
+    }
+out:
+    zran_stream_free(zs);
+    free(buf);
+    free(v);
     return rc;
 }

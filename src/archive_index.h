@@ -77,7 +77,8 @@
  * the end of the entry (that read fails with EIO on mismatch); bytes served
  * before that come straight from the decompressor and are only as good as
  * the deflate stream's own consistency checks.  aindex_verify_data()
- * checks everything up front.
+ * checks everything up front (aindex_verify_rest(): everything the index
+ * serves, in one pass together with aindex_build_checkpoints()).
  *
  * Large deflate entries (method 8, not encrypted, at least AINDEX_CKPT_MIN
  * bytes, found in the central directory at the data start libarchive
@@ -149,6 +150,13 @@ struct aindex_stats {
  * *why set to a malloc'd message (caller frees). */
 int aindex_open(const char *path, const char *const *reserved,
                 struct aindex **out, char **why);
+/* The same, for a file about to be renamed to `name` (e.g. a download's
+ * "<job>.zip.part" that becomes "<job>.zip"): the index maps `path`, and
+ * the mapping stays valid across the rename, but everything it later does
+ * by name (the sidecar "<name>.ckpt", loaded at open and written by lazy
+ * builds; temporary files beside it; messages after open) uses `name`. */
+int aindex_open_as(const char *path, const char *name, const char *const *reserved,
+                   struct aindex **out, char **why);
 void aindex_free(struct aindex *ix);
 
 const struct anode *aindex_root(const struct aindex *ix);
@@ -184,13 +192,17 @@ const char *areader_error(const struct areader *r);
 void areader_close(struct areader *r);
 
 /* Builds the checkpoints of every large deflate entry that has none yet
- * (inflating each once, size and CRC checked) and writes them to the
- * sidecar file `sidecar` (NULL: "<zip path>.ckpt"), atomically.  Meant to
- * run once right after a download, so that no read has to: e.g. on
- * "<job>.zip.part" with sidecar "<job>.zip.ckpt" before the rename (the
- * sidecar records the zip's size and mtime, which a rename keeps).
- * 0, -EIO (an entry is corrupt; *why names it), -ENOMEM or the write's
- * -errno.  Safe to call while readers are open. */
+ * (inflating each once, size and CRC checked; one build per core at a
+ * time) and writes them to the sidecar file `sidecar` (NULL: "<name>.ckpt",
+ * see aindex_open_as), atomically; the windows of these builds are written
+ * straight into the sidecar, which the index then uses (no second copy).
+ * Meant to run once right after a download, so that no read has to: e.g.
+ * on "<job>.zip.part" opened as "<job>.zip", before the rename (the sidecar
+ * records the zip's size and mtime, which a rename keeps).  0, -EIO (an
+ * entry is corrupt: *why names it, aindex_checkpoint_stats() counts it as
+ * corrupt), -ENOMEM, or the sidecar write's -errno (the points built are
+ * kept in memory: the entries are verified all the same).  Safe to call
+ * while readers are open. */
 int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char **why);
 
 struct aindex_ckpt_stats {
@@ -206,5 +218,26 @@ void aindex_checkpoint_stats(const struct aindex *ix, struct aindex_ckpt_stats *
 /* Full verification: reads every entry's data through libarchive (CRC and
  * size checked).  0, or -EIO / -ENOMEM with *why naming the entry. */
 int aindex_verify_data(const char *path, char **why);
+
+/* Verifies every entry the index serves, in one pass over the data, so
+ * that with aindex_build_checkpoints() each byte is inflated once:
+ *   - large deflate entries with checkpoints are known good (built: size
+ *     and CRC checked; loaded from the sidecar: the CRC of every span's
+ *     compressed bytes is checked, a mismatch rebuilds them); those without
+ *     are built here (without writing the sidecar);
+ *   - stored and deflate entries whose central directory record and local
+ *     header agree with the index (method, sizes, and the CRC libarchive
+ *     would check: the local header's, or the data descriptor's) are
+ *     checked straight from the mapping: CRC-32 of stored data; raw
+ *     inflate (ISA-L when available, zlib otherwise) that must end exactly
+ *     at the declared size with the declared CRC;
+ *   - anything else (other methods, records that disagree) is read whole
+ *     through the same libarchive reader that serves it.
+ * Entries not served (encrypted ones, files shadowed by a later duplicate
+ * or a directory, names the rules skip) are not checked; entries whose
+ * header libarchive could not read make it fail (they cannot be shown).
+ * 0, or -EIO / -ENOMEM with *why naming the entry.  Safe to call while
+ * readers are open. */
+int aindex_verify_rest(const struct aindex *ix, char **why);
 
 #endif

@@ -49,21 +49,29 @@ static void on_progress(void *arg, uint64_t done, int64_t total)
     }
 }
 
+/* idx: the verified archive's index (READY only), handed to the job so
+ * that its first use does not build it again; freed here if not taken. */
 static void finish(struct registry *r, struct job *j, enum archive_state state, const char *error,
-                   int64_t size)
+                   int64_t size, int64_t disk_bytes, struct aindex *idx)
 {
     pthread_mutex_lock(&r->lock);
     j->archive = state;
     if (state == ARCHIVE_READY) {
-        j->dl_done = j->dl_total = j->archive_bytes = size;
+        j->dl_done = j->dl_total = size;
+        j->archive_bytes = disk_bytes; /* the zip and its checkpoint sidecar */
         j->fetch_failures = 0;
         j->fetched_at = j->last_used = time(NULL);
+        if (!j->index && !j->index_loading) {
+            j->index = idx;
+            idx = NULL;
+        }
     } else {
         j->fetch_failed_at = time(NULL);
     }
     job_set_error_locked(j, error);
     pthread_cond_broadcast(&r->changed);
     pthread_mutex_unlock(&r->lock);
+    aindex_free(idx);
     registry_save_job(r, j);
     registry_notify(r, j);
     if (state == ARCHIVE_READY)
@@ -86,6 +94,7 @@ static int sleep_unless_stopping(struct registry *r, double secs)
 static void fetch_one(struct registry *r, struct job *j)
 {
     char project[65], file_id[65], dir[PATH_MAX], part[PATH_MAX], final[PATH_MAX];
+    char sidecar[PATH_MAX];
     char msg[PATH_MAX + 600];
     pthread_mutex_lock(&r->lock);
     snprintf(project, sizeof project, "%s", j->project->id);
@@ -96,11 +105,15 @@ static void fetch_one(struct registry *r, struct job *j)
     if (rc) {
         snprintf(msg, sizeof msg, "cannot create %s: %s", dir, strerror(-rc));
         log_error("job %s: %s", j->id, msg);
-        finish(r, j, ARCHIVE_FAILED, msg, 0);
+        finish(r, j, ARCHIVE_FAILED, msg, 0, 0, NULL);
         return;
     }
     journal_partial_path(r->journal, project, j->id, part);
     journal_archive_path(r->journal, project, j->id, final);
+    if (pathf(sidecar, "%s.ckpt", final)) {
+        finish(r, j, ARCHIVE_FAILED, "archive path too long", 0, 0, NULL);
+        return;
+    }
 
     int transfer_failures = 0, bad_archives = 0;
     char damaged[sizeof msg] = "";
@@ -123,6 +136,7 @@ static void fetch_one(struct registry *r, struct job *j)
                             &progress, &total, &e);
         if (rc == 0 && fsync(fd) < 0)
             rc = -errno;
+        double last_byte = monotonic_now();
         off_t size = fstat(fd, &st) == 0 ? st.st_size : -1;
         close(fd);
         if (rc == -ECANCELED)
@@ -137,10 +151,14 @@ static void fetch_one(struct registry *r, struct job *j)
                 return;
             continue;
         }
+        /* The index is built once, on the .part file but under the final
+         * name (the mapping survives the rename; the sidecar goes straight
+         * to <job>.zip.ckpt), and handed to the job: the first access does
+         * not build it again. */
         struct aindex *idx = NULL;
         char *why = NULL;
-        rc = aindex_open(part, control_files, &idx, &why);
-        aindex_free(idx);
+        double verify_start = monotonic_now();
+        rc = aindex_open_as(part, final, control_files, &idx, &why);
         if (rc) {
             snprintf(msg, sizeof msg, "downloaded archive is unreadable: %s",
                      why ? why : strerror(-rc));
@@ -153,10 +171,28 @@ static void fetch_one(struct registry *r, struct job *j)
             continue;
         }
         /* Every entry's data is checked (CRC, sizes) before the archive
-         * counts as local.  A failure is fetched again: transfers can be
-         * corrupted.  The same failure twice is the archive itself: it is
-         * kept, its bad entries read with EIO, and .job.json says so. */
-        rc = aindex_verify_data(part, &why);
+         * counts as local, each inflated once: building the checkpoints of
+         * large deflate entries checks them, aindex_verify_rest() the rest.
+         * A failure is fetched again: transfers can be corrupted.  The same
+         * failure twice is the archive itself: it is kept, its bad entries
+         * read with EIO, and .job.json says so. */
+        rc = aindex_build_checkpoints(idx, sidecar, &why);
+        if (rc) {
+            struct aindex_ckpt_stats cs;
+            aindex_checkpoint_stats(idx, &cs);
+            if (!cs.corrupt) {
+                /* Not the data: the sidecar could not be written.  The
+                 * points are in memory; reads write it again later. */
+                log_warn("job %s: checkpoints not saved: %s", j->id,
+                         why ? why : strerror(-rc));
+                free(why);
+                why = NULL;
+                rc = 0;
+            }
+        }
+        if (rc == 0)
+            rc = aindex_verify_rest(idx, &why);
+        double verify_secs = monotonic_now() - verify_start;
         if (rc) {
             snprintf(msg, sizeof msg, "archive has damaged entries: %s", why ? why : strerror(-rc));
             free(why);
@@ -164,7 +200,9 @@ static void fetch_one(struct registry *r, struct job *j)
                 log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
                          MAX_BAD_ARCHIVES);
                 snprintf(damaged, sizeof damaged, "%s", msg);
+                aindex_free(idx);
                 unlink(part);
+                unlink(sidecar);
                 continue;
             }
             log_error("job %s: %s (the same in every copy fetched); serving the rest", j->id,
@@ -179,7 +217,9 @@ static void fetch_one(struct registry *r, struct job *j)
         pthread_mutex_unlock(&r->lock);
         if (forgotten) {
             unlink(part); /* rmdir while downloading: nothing to keep */
+            unlink(sidecar);
             pthread_mutex_unlock(&r->journal_lock);
+            aindex_free(idx);
             return;
         }
         int renamed = rename(part, final);
@@ -187,18 +227,24 @@ static void fetch_one(struct registry *r, struct job *j)
         pthread_mutex_unlock(&r->journal_lock);
         if (renamed < 0) {
             snprintf(msg, sizeof msg, "cannot rename %s: %s", part, strerror(rename_errno));
+            aindex_free(idx);
+            unlink(sidecar);
             break;
         }
         fsync_dir(dir);
-        double secs = monotonic_now() - started;
-        log_info("job %s: archive fetched (%lld bytes in %.2fs)", j->id, (long long)size, secs);
-        finish(r, j, ARCHIVE_READY, damaged[0] ? damaged : NULL, size);
+        struct stat side;
+        int64_t disk = (int64_t)size + (stat(sidecar, &side) == 0 ? (int64_t)side.st_size : 0);
+        double now = monotonic_now();
+        log_info("job %s: archive fetched (%lld bytes in %.2fs; verified in %.2fs, browsable "
+                 "%.2fs after the last byte)",
+                 j->id, (long long)size, now - started, verify_secs, now - last_byte);
+        finish(r, j, ARCHIVE_READY, damaged[0] ? damaged : NULL, size, disk, idx);
         return;
     }
     if (r->stopping)
         return;
     log_error("job %s: download failed: %s", j->id, msg);
-    finish(r, j, ARCHIVE_FAILED, msg, 0);
+    finish(r, j, ARCHIVE_FAILED, msg, 0, 0, NULL);
 }
 
 static struct job *next_queued_locked(struct registry *r)

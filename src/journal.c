@@ -244,7 +244,80 @@ static void job_loaded(void *p, const char *id, json_t *rec)
     jc->ctx->on_job(jc->ctx->arg, jc->project, id, rec);
 }
 
+static int journal_load_records(struct journal *, journal_project_fn, journal_job_fn, void *);
+
+/* Whether journal/jobs/<project>/<job>.json (or its damaged copy) exists. */
+static int job_is_known(const struct journal *j, const char *project, const char *job)
+{
+    char path[PATH_MAX];
+    if (pathf(path, "%s/journal/jobs/%s/%s.json", j->dir, project, job) == 0
+        && access(path, F_OK) == 0)
+        return 1;
+    return pathf(path, "%s/journal/jobs/%s/%s.json.corrupt", j->dir, project, job) == 0
+           && access(path, F_OK) == 0;
+}
+
+/* Removes what a crash can leave in archives/<project>/: temporary
+ * checkpoint sidecars ("<job>.zip.ckpt.tmp.*"), downloads (".<job>.zip.part")
+ * of jobs the journal no longer knows, and sidecars whose archive and
+ * download are both gone.  Runs at load, before any worker starts. */
+static void clean_archives(const struct journal *j)
+{
+    char top[PATH_MAX];
+    if (pathf(top, "%s/archives", j->dir))
+        return;
+    DIR *d = opendir(top);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *project = de->d_name;
+        char sub[PATH_MAX];
+        if (!cloud_id_is_safe(project, 64) || pathf(sub, "%s/%s", top, project))
+            continue;
+        DIR *pd = opendir(sub);
+        if (!pd)
+            continue;
+        struct dirent *fe;
+        while ((fe = readdir(pd))) {
+            const char *name = fe->d_name;
+            size_t n = strlen(name);
+            char path[PATH_MAX], job[NAME_MAX + 1], other[PATH_MAX];
+            if (pathf(path, "%s/%s", sub, name))
+                continue;
+            if (strstr(name, ".zip.ckpt.tmp.")) {
+                log_info("removing %s (left by an interrupted write)", path);
+                unlink(path);
+            } else if (name[0] == '.' && n > 10 && strcmp(name + n - 9, ".zip.part") == 0) {
+                snprintf(job, sizeof job, "%.*s", (int)(n - 10), name + 1);
+                if (!job_is_known(j, project, job)) {
+                    log_info("removing %s (download of a forgotten job)", path);
+                    unlink(path);
+                }
+            } else if (name[0] != '.' && n > 9 && strcmp(name + n - 9, ".zip.ckpt") == 0) {
+                snprintf(job, sizeof job, "%.*s", (int)(n - 9), name);
+                struct stat st;
+                if (pathf(other, "%s/%s.zip", sub, job) == 0 && stat(other, &st) < 0
+                    && errno == ENOENT && pathf(other, "%s/.%s.zip.part", sub, job) == 0
+                    && stat(other, &st) < 0 && errno == ENOENT) {
+                    log_info("removing %s (its archive is gone)", path);
+                    unlink(path);
+                }
+            }
+        }
+        closedir(pd);
+    }
+    closedir(d);
+}
+
 int journal_load(struct journal *j, journal_project_fn on_project, journal_job_fn on_job, void *arg)
+{
+    clean_archives(j);
+    return journal_load_records(j, on_project, on_job, arg);
+}
+
+static int journal_load_records(struct journal *j, journal_project_fn on_project,
+                                journal_job_fn on_job, void *arg)
 {
     int damaged = 0;
     struct load_ctx ctx = { j, on_project, on_job, arg, &damaged };
@@ -308,6 +381,9 @@ int journal_remove_job(struct journal *j, const char *project, const char *job)
     fsync_dir(dir);
     journal_archive_path(j, project, job, path);
     unlink(path);
+    char side[PATH_MAX];
+    if (pathf(side, "%s.ckpt", path) == 0)
+        unlink(side); /* its checkpoint sidecar */
     journal_partial_path(j, project, job, path);
     unlink(path);
     return 0;

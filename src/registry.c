@@ -346,6 +346,9 @@ static void job_from_journal(void *arg, const char *project, const char *job_id,
             j->archive = ARCHIVE_READY;
             j->archive_bytes = st.st_size;
             j->last_used = j->fetched_at = st.st_mtime;
+            char side[PATH_MAX];
+            if (pathf(side, "%s.ckpt", path) == 0 && stat(side, &st) == 0)
+                j->archive_bytes += st.st_size; /* the checkpoint sidecar */
         } else if (!j->task.file_id[0]) {
             j->archive = ARCHIVE_FAILED;
         } else if (was && strcmp(was, "evicted") == 0) {
@@ -679,6 +682,9 @@ void registry_enforce_cache_max(struct registry *r)
         journal_archive_path(r->journal, project, victim->id, path);
         if (unlink(path) < 0 && errno != ENOENT)
             log_error("cannot evict %s: %s", path, strerror(errno));
+        char side[PATH_MAX];
+        if (pathf(side, "%s.ckpt", path) == 0 && unlink(side) < 0 && errno != ENOENT)
+            log_error("cannot evict %s: %s", side, strerror(errno));
         pthread_mutex_unlock(&r->journal_lock);
         log_info("job %s: archive evicted (%lld bytes) to keep the cache within cache_max",
                  victim->id, bytes);

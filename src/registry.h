@@ -46,10 +46,12 @@ struct job {
     time_t fetch_failed_at;
     int polls, poll_errors;
     double next_poll;               /* CLOCK_MONOTONIC seconds */
-    struct aindex *index;           /* loaded on first use of a READY archive */
+    struct aindex *index;           /* handed over by the fetcher (built and
+                                     * verified on the download), else loaded
+                                     * on first use of a READY archive */
     int index_loading;
     int index_users;                /* lookups and open files using index */
-    int64_t archive_bytes;          /* size of the local archive when READY */
+    int64_t archive_bytes;          /* local archive + checkpoint sidecar, when READY */
     time_t last_used, fetched_at;   /* for cache_max's LRU eviction */
     int refs;
     int forgotten;

@@ -2,6 +2,7 @@
 # filesystem (Mount), submitting through `new`, waiting for jobs, comparing a
 # job directory with its zip archive.  Standard library only.
 import calendar
+import ctypes
 import errno
 import hashlib
 import io
@@ -42,6 +43,15 @@ SUSPICIOUS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "Segmentati
 def filter_bytes(flt=None, newline=True):
     s = json.dumps(FILTER if flt is None else flt)
     return (s + ("\n" if newline else "")).encode()
+
+
+def _die_with_parent():
+    """In the child before exec: SIGTERM when the test process dies (a killed pytest
+    must not leave mounts behind; hcexportfs unmounts on SIGTERM)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
 
 
 def describe_rc(rc):
@@ -132,7 +142,7 @@ class Mount:
         self.logs.append(log)
         with open(log, "wb") as errf:
             self.proc = subprocess.Popen(self.argv(), env=self.env, stdin=subprocess.DEVNULL,
-                                         stdout=errf, stderr=errf)
+                                         stdout=errf, stderr=errf, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while not os.path.ismount(self.mountpoint):
             if self.proc.poll() is not None:

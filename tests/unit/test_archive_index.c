@@ -634,6 +634,22 @@ static void expect_read_fails(const char *zip, const char *entry, const char *wh
     free(buf);
     areader_close(r);
     aindex_free(ix);
+    /* The download path's one-pass check (checkpoints, then the rest). */
+    if (aindex_open(zip, reserved, &ix, &why) == 0) {
+        why = NULL;
+        rc = aindex_build_checkpoints(ix, NULL, &why);
+        if (rc == 0)
+            rc = aindex_verify_rest(ix, &why);
+        CHECK(rc == -EIO, "%s: build+verify_rest rc %d", what, rc);
+        printf("  %s: verify_rest: %s\n", what, why ? why : "(none)");
+        free(why);
+        aindex_free(ix);
+        char *side;
+        if (asprintf(&side, "%s.ckpt", zip) > 0) {
+            unlink(side);
+            free(side);
+        }
+    }
     why = NULL;
     rc = aindex_verify_data(zip, &why);
     CHECK(rc == -EIO, "%s: verify rc %d", what, rc);
@@ -694,6 +710,135 @@ static void test_corrupt(void)
     free(zip);
     free(small);
     free(big);
+}
+
+/* ------------------------------------------------- download-path check */
+
+static bool file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* What the fetcher does: index the .part under its final name, build the
+ * checkpoints (sidecar straight to "<final>.ckpt"), verify the rest,
+ * rename, and keep using the same index. */
+static void test_verify_rest(void)
+{
+    size_t big_len = (size_t)5 << 20, mid_len = (size_t)2 << 20;
+    unsigned char *big = gen_csv(21, big_len), *mid = gen_csv(22, mid_len);
+    unsigned char *small = gen_csv(23, 5000);
+    const struct wentry ents[] = {
+        {"d/small.csv", T_REG, small, 5000, 1700000000, NULL},
+        {"d/mid.csv", T_REG, mid, mid_len, 1700000000, NULL},
+        {"big.csv", T_REG, big, big_len, 1700000000, NULL},
+        {"empty.csv", T_REG, "", 0, 1700000000, NULL},
+        {"ln", T_LNK, NULL, 0, 1700000000, "big.csv"},
+        {"hl.csv", T_HARD, small, 5000, 1700000000, "d/small.csv"},
+    };
+    const size_t nents = sizeof ents / sizeof ents[0];
+    char *part = tpath(".job.zip.part"), *final = tpath("job.zip");
+    char *side = tpath("job.zip.ckpt"), *part_side = tpath(".job.zip.part.ckpt");
+    for (int store = 0; store <= 1; store++) {
+        CHECK(write_zip(part, ents, nents, store) == 0, "write part");
+        struct aindex *ix = NULL;
+        char *why = NULL;
+        int rc = aindex_open_as(part, final, reserved, &ix, &why);
+        CHECK(rc == 0, "open_as: %s", why ? why : "");
+        free(why);
+        if (rc)
+            continue;
+        why = NULL;
+        double t0 = now_s();
+        rc = aindex_build_checkpoints(ix, NULL, &why);
+        CHECK(rc == 0, "build: %s", why ? why : "");
+        free(why);
+        why = NULL;
+        rc = aindex_verify_rest(ix, &why);
+        CHECK(rc == 0, "verify_rest: %s", why ? why : "");
+        free(why);
+        printf("  verify (store=%d): %.1f ms\n", store, (now_s() - t0) * 1e3);
+        struct aindex_ckpt_stats cs;
+        aindex_checkpoint_stats(ix, &cs);
+        CHECK(cs.entries == (store ? 0u : 1u) && cs.ready == cs.entries
+                  && cs.built == cs.entries, "store=%d: ckpt %u/%u built %u", store,
+              cs.ready, cs.entries, cs.built);
+        CHECK(file_exists(side) == !store, "sidecar at the final name");
+        CHECK(!file_exists(part_side), "no sidecar at the .part name");
+        CHECK(rename(part, final) == 0, "rename");
+        /* The same index serves after the rename, reads never rebuild. */
+        const struct expect files[] = {
+            {"d/small.csv", small, 5000}, {"d/mid.csv", mid, mid_len},
+            {"big.csv", big, big_len}, {"empty.csv", (const unsigned char *)"", 0},
+            {"ln", (const unsigned char *)"big.csv", 7}, {"hl.csv", small, 5000},
+        };
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            const struct anode *n = aindex_lookup(ix, files[i].path);
+            CHECK(n && read_all_matches(ix, n, files[i].data, files[i].len, i + 5),
+                  "after rename: %s", files[i].path);
+        }
+        aindex_checkpoint_stats(ix, &cs);
+        CHECK(cs.built == cs.entries, "no rebuild after the rename (%u)", cs.built);
+        aindex_free(ix);
+        /* A remount loads the sidecar; verify_rest checks its spans. */
+        why = NULL;
+        rc = aindex_open(final, reserved, &ix, &why);
+        CHECK(rc == 0, "reopen: %s", why ? why : "");
+        free(why);
+        if (rc == 0) {
+            aindex_checkpoint_stats(ix, &cs);
+            CHECK(cs.loaded == cs.entries, "loaded %u of %u", cs.loaded, cs.entries);
+            why = NULL;
+            CHECK(aindex_build_checkpoints(ix, NULL, &why) == 0, "build (nothing to do)");
+            free(why);
+            why = NULL;
+            CHECK(aindex_verify_rest(ix, &why) == 0, "verify_rest (loaded): %s",
+                  why ? why : "");
+            free(why);
+            aindex_checkpoint_stats(ix, &cs);
+            CHECK(cs.built == 0, "loaded points rebuilt (%u)", cs.built);
+            const struct anode *n = aindex_lookup(ix, "big.csv");
+            CHECK(n && read_all_matches(ix, n, big, big_len, 3), "big after reopen");
+            aindex_free(ix);
+        }
+        if (!store) {
+            /* The archive changed in place (size and mtime kept): the
+             * loaded points do not check out, the rebuild finds the damage. */
+            struct stat st;
+            stat(final, &st);
+            size_t len;
+            unsigned char *b = slurp(final, &len);
+            const struct anode *n = NULL;
+            (void)n;
+            b[len / 2] ^= 0x20; /* inside big.csv's data (most of the zip) */
+            spit(final, b, len);
+            free(b);
+            struct timespec ts[2] = {st.st_atim, st.st_mtim};
+            utimensat(AT_FDCWD, final, ts, 0);
+            why = NULL;
+            rc = aindex_open(final, reserved, &ix, &why);
+            free(why);
+            if (rc == 0) {
+                aindex_checkpoint_stats(ix, &cs);
+                CHECK(cs.loaded == 1, "changed zip: sidecar loaded (%u)", cs.loaded);
+                why = NULL;
+                rc = aindex_verify_rest(ix, &why);
+                CHECK(rc == -EIO, "changed zip: verify_rest rc %d", rc);
+                printf("  changed zip: %s\n", why ? why : "(none)");
+                free(why);
+                aindex_free(ix);
+            }
+        }
+        unlink(final);
+        unlink(side);
+    }
+    free(part);
+    free(final);
+    free(side);
+    free(part_side);
+    free(big);
+    free(mid);
+    free(small);
 }
 
 /* ------------------------------------------------------------- timing */
@@ -860,6 +1005,7 @@ int main(void)
     test_tree_and_reads();
     test_threads();
     test_corrupt();
+    test_verify_rest();
     test_timing();
     free(big_main);
     /* Checkpoint sidecars the readers of large entries left. */
