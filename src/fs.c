@@ -340,13 +340,29 @@ static int hcx_getattr(const char *path, struct stat *st, struct fuse_file_info 
 
 /* ---- directories ---- */
 
-static int add(void *buf, fuse_fill_dir_t filler, const char *name, const struct stat *st)
+/* Directory listings use offsets: only then does libfuse pass our stat
+ * data to the kernel with READDIRPLUS (saving one LOOKUP per entry), and a
+ * large directory is produced a buffer at a time. */
+struct dirfill {
+    void *buf;
+    fuse_fill_dir_t filler;
+    off_t offset;   /* entries before this one were sent already */
+    off_t next;     /* index of the next entry emitted */
+    int full;
+};
+
+/* Returns 1 when the kernel's buffer is full (stop listing). */
+static int emit(struct dirfill *d, const char *name, const struct stat *st)
 {
-    return filler(buf, name, st, 0, st ? FUSE_FILL_DIR_PLUS : 0);
+    off_t idx = d->next++;
+    if (d->full || idx < d->offset)
+        return d->full;
+    if (d->filler(d->buf, name, st, idx + 1, st ? FUSE_FILL_DIR_PLUS : 0))
+        d->full = 1;
+    return d->full;
 }
 
-static int list_job(struct registry *r, struct job *j, void *buf, fuse_fill_dir_t filler,
-                    const char *entry)
+static int list_job(struct registry *r, struct job *j, struct dirfill *d, const char *entry)
 {
     struct stat st;
     if (!entry) {
@@ -354,7 +370,7 @@ static int list_job(struct registry *r, struct job *j, void *buf, fuse_fill_dir_
         int has_archive = j->archive != ARCHIVE_NONE;
         for (int i = 0; control_files[i]; i++) {
             stat_control_locked(j, i == 0 ? N_STATUS : i == 1 ? N_JOB_JSON : N_WAIT, &st);
-            add(buf, filler, control_files[i], &st);
+            emit(d, control_files[i], &st);
         }
         pthread_mutex_unlock(&r->lock);
         if (!has_archive)
@@ -372,11 +388,14 @@ static int list_job(struct registry *r, struct job *j, void *buf, fuse_fill_dir_
         return -ENOTDIR;
     }
     size_t count = anode_child_count(dir);
-    for (size_t i = 0; i < count; i++) {
+    size_t skip = d->offset > d->next ? (size_t)(d->offset - d->next) : 0;
+    if (skip > count)
+        skip = count;
+    d->next += (off_t)skip;
+    for (size_t i = skip; i < count && !d->full; i++) {
         const struct anode *c = anode_child(idx, dir, i);
         fill_anode(&st, c);
-        if (add(buf, filler, anode_name(idx, c), &st))
-            break;
+        emit(d, anode_name(idx, c), &st);
     }
     registry_index_done(r, j);
     return 0;
@@ -385,7 +404,6 @@ static int list_job(struct registry *r, struct job *j, void *buf, fuse_fill_dir_
 static int hcx_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_t offset,
                        struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
-    (void)offset;
     (void)fi;
     (void)flags;
     struct registry *r = reg();
@@ -393,17 +411,18 @@ static int hcx_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_
     int rc = parse_path(path, &n);
     if (rc)
         return rc;
-    add(buf, filler, ".", NULL);
-    add(buf, filler, "..", NULL);
+    struct dirfill d = { buf, filler, offset, 0, 0 };
+    emit(&d, ".", NULL);
+    emit(&d, "..", NULL);
     if (n.kind == N_ROOT) {
-        add(buf, filler, ".stats", NULL);
-        add(buf, filler, "projects", NULL);
+        emit(&d, ".stats", NULL);
+        emit(&d, "projects", NULL);
         return 0;
     }
     pthread_mutex_lock(&r->lock);
     if (n.kind == N_PROJECTS) {
         for (size_t i = 0; i < r->nprojects; i++)
-            add(buf, filler, r->projects[i]->id, NULL);
+            emit(&d, r->projects[i]->id, NULL);
         pthread_mutex_unlock(&r->lock);
         return 0;
     }
@@ -415,16 +434,16 @@ static int hcx_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_
     struct stat st;
     switch (n.kind) {
     case N_PROJECT:
-        add(buf, filler, "archives", NULL);
-        add(buf, filler, "exports", NULL);
+        emit(&d, "archives", NULL);
+        emit(&d, "exports", NULL);
         pthread_mutex_unlock(&r->lock);
         return 0;
     case N_EXPORTS:
         fill_file(&st, 0644, 0, p->added_at);
-        add(buf, filler, "new", &st);
+        emit(&d, "new", &st);
         for (size_t i = 0; i < p->njobs; i++) {
             fill_dir(&st, 0555, job_time_locked(p->jobs[i]));
-            add(buf, filler, p->jobs[i]->id, &st);
+            emit(&d, p->jobs[i]->id, &st);
         }
         pthread_mutex_unlock(&r->lock);
         return 0;
@@ -434,7 +453,7 @@ static int hcx_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_
                 continue;
             char name[80];
             snprintf(name, sizeof name, "%s.zip", p->jobs[i]->id);
-            add(buf, filler, name, NULL);
+            emit(&d, name, NULL);
         }
         pthread_mutex_unlock(&r->lock);
         return 0;
@@ -451,7 +470,7 @@ static int hcx_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_
     pthread_mutex_unlock(&r->lock);
     if (!j)
         return -ENOENT;
-    rc = list_job(r, j, buf, filler, n.kind == N_ENTRY ? n.entry : NULL);
+    rc = list_job(r, j, &d, n.kind == N_ENTRY ? n.entry : NULL);
     registry_put_job(r, j);
     return rc;
 }
@@ -716,6 +735,7 @@ static int hcx_open(const char *path, struct fuse_file_info *fi)
         handle_free(r, h);
         return rc;
     }
+    fi->noflush = 1; /* read-only: nothing to report at close, save a round trip */
     fi->fh = (uintptr_t)h;
     return 0;
 }
