@@ -100,6 +100,19 @@
  * read waits, as do concurrent readers of the entry):
  * aindex_build_checkpoints() does it right after a download instead.
  *
+ * Read-ahead: a reader reading such an entry sequentially (each read
+ * continuing the previous one, give or take 2 MiB of reordering) has the
+ * next spans, 4 ahead (twice the spans a read covers for large reads),
+ * inflated from their checkpoints on a process-wide pool of 2 worker
+ * threads (started on first use, joined by aindex_shutdown()), into at
+ * most 12 span buffers per reader (6, ~1.5 MiB, for 128 KiB reads); reads
+ * they cover are a copy.  Only while no other reader streams (within the
+ * last 50 ms): concurrent streams already share the cores.  Each job has
+ * its own decoder and makes the synchronous path's checks (window and span
+ * CRCs, exact length, end of stream) before its bytes can be served; a job
+ * that fails leaves the read that needs its span to the synchronous path,
+ * which checks again and fails with EIO.
+
  * Children of a directory are sorted by name (bytewise), so readdir order
  * is stable and lookup is a binary search per path component.
  */
@@ -189,7 +202,20 @@ int areader_open(const struct aindex *ix, const struct anode *file,
 ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset);
 /* The last error's text (NULL if none); valid until the next call. */
 const char *areader_error(const struct areader *r);
+/* Waits for any read-ahead job of r still running (see "Read-ahead"). */
 void areader_close(struct areader *r);
+
+/* Stops the read-ahead worker pool (joins its threads; a later read-ahead
+ * starts it again).  Call at unmount, after every reader is closed. */
+void aindex_shutdown(void);
+
+/* Process-wide read-ahead counters (for tests and statistics). */
+struct aindex_ra_stats {
+    uint64_t reads_served;   /* reads served from read-ahead spans */
+    uint64_t spans_inflated; /* spans the read-ahead jobs inflated */
+    uint64_t spans_failed;   /* jobs whose checks failed (or no memory) */
+};
+void aindex_readahead_stats(struct aindex_ra_stats *st);
 
 /* Builds the checkpoints of every large deflate entry that has none yet
  * (inflating each once, size and CRC checked; one build per core at a

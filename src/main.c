@@ -258,6 +258,7 @@ static int run_fuse(struct fuse_args *args, struct registry *r)
     /* The workers call into libfuse (invalidation); stop them before
      * fuse_destroy() frees its node table. */
     workers_stop(r);
+    aindex_shutdown(); /* joins the read-ahead pool */
     r->on_change = NULL;
     fuse_remove_signal_handlers(se);
     fuse_unmount(f);

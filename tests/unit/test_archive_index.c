@@ -843,6 +843,213 @@ static void test_verify_rest(void)
 
 /* ------------------------------------------------------------- timing */
 
+/* ------------------------------------------------------------ read-ahead */
+
+/* Reads [0, len) sequentially in chunks of `chunk`; true if every byte
+ * equals want.  *err: first error (0 none), *at: where. */
+static bool seq_read(struct areader *r, const unsigned char *want, size_t len, size_t chunk,
+                     ssize_t *err, size_t *at)
+{
+    unsigned char *buf = malloc(chunk);
+    bool ok = true;
+    *err = 0;
+    *at = 0;
+    while (*at < len) {
+        ssize_t got = areader_pread(r, buf, chunk, *at);
+        if (got <= 0) {
+            *err = got < 0 ? got : -1;
+            ok = false;
+            break;
+        }
+        if (memcmp(buf, want + *at, (size_t)got) != 0) {
+            ok = false;
+            break;
+        }
+        *at += (size_t)got;
+    }
+    free(buf);
+    return ok;
+}
+
+struct ra_arg {
+    const struct aindex *ix;
+    const struct anode *n;
+    const unsigned char *want;
+    size_t len, chunk;
+    int bad;
+};
+
+static void *ra_thread(void *p)
+{
+    struct ra_arg *a = p;
+    for (int pass = 0; pass < 2; pass++) {
+        struct areader *r;
+        if (areader_open(a->ix, a->n, &r) != 0) {
+            a->bad++;
+            continue;
+        }
+        ssize_t err;
+        size_t at;
+        if (!seq_read(r, a->want, a->len, a->chunk, &err, &at) || at != a->len)
+            a->bad++;
+        areader_close(r);
+    }
+    return NULL;
+}
+
+static void test_readahead(void)
+{
+    size_t len = (size_t)12 << 20;
+    unsigned char *data = gen_csv(21, len);
+    char *zip = tpath("ra.zip");
+    char *side = tpath("ra.zip.ckpt");
+    struct wentry one = {"big.csv", T_REG, data, len, 1700000000, NULL};
+    CHECK(write_zip(zip, &one, 1, false) == 0, "write ra.zip");
+    struct aindex *ix;
+    char *why = NULL;
+    int rc = aindex_open(zip, reserved, &ix, &why);
+    CHECK(rc == 0, "open ra.zip: %s", why ? why : "");
+    free(why);
+    if (rc)
+        goto out;
+    why = NULL;
+    CHECK(aindex_build_checkpoints(ix, NULL, &why) == 0, "ra build: %s", why ? why : "");
+    free(why);
+    const struct anode *n = aindex_lookup(ix, "big.csv");
+    CHECK(n && anode_size(n) == len, "ra lookup");
+    if (!n) {
+        aindex_free(ix);
+        goto out;
+    }
+
+    /* Sequential reads of several sizes: exact bytes, read-ahead used. */
+    static const size_t chunks[] = {131072, 4096, 100003, (size_t)1 << 20, 700001};
+    for (size_t c = 0; c < sizeof chunks / sizeof *chunks; c++) {
+        struct aindex_ra_stats before, after;
+        aindex_readahead_stats(&before);
+        struct areader *r;
+        areader_open(ix, n, &r);
+        ssize_t err;
+        size_t at;
+        bool ok = seq_read(r, data, len, chunks[c], &err, &at);
+        CHECK(ok && at == len, "ra chunk %zu: bad bytes or error %zd at %zu (%s)", chunks[c],
+              err, at, areader_error(r) ? areader_error(r) : "");
+        /* Again from the start, then past the end. */
+        unsigned char b[64];
+        CHECK(areader_pread(r, b, sizeof b, 0) == (ssize_t)sizeof b
+              && memcmp(b, data, sizeof b) == 0, "ra chunk %zu: reread start", chunks[c]);
+        CHECK(areader_pread(r, b, sizeof b, len) == 0, "ra chunk %zu: EOF", chunks[c]);
+        areader_close(r);
+        aindex_readahead_stats(&after);
+        CHECK(after.reads_served > before.reads_served
+              && after.spans_inflated > before.spans_inflated
+              && after.spans_failed == before.spans_failed,
+              "ra chunk %zu: read-ahead not used (served %ju, spans %ju, failed %ju)", chunks[c],
+              (uintmax_t)(after.reads_served - before.reads_served),
+              (uintmax_t)(after.spans_inflated - before.spans_inflated),
+              (uintmax_t)(after.spans_failed - before.spans_failed));
+    }
+
+    /* Sequential, then a jump back and forward: still exact. */
+    {
+        struct areader *r;
+        areader_open(ix, n, &r);
+        unsigned char *buf = malloc(131072);
+        uint64_t offs[] = {0, 131072, 262144, 393216, 524288, 100, 5000000, 5131072, 5262144,
+                           5393216, 5524288, 5655360, 262144, len - 1000, len - 131072};
+        for (size_t i = 0; i < sizeof offs / sizeof *offs; i++) {
+            size_t want = len - offs[i] < 131072 ? (size_t)(len - offs[i]) : 131072;
+            ssize_t got = areader_pread(r, buf, 131072, offs[i]);
+            CHECK(got == (ssize_t)want && memcmp(buf, data + offs[i], want) == 0,
+                  "ra jump read %zu at %ju", i, (uintmax_t)offs[i]);
+        }
+        free(buf);
+        areader_close(r);
+    }
+
+    /* Readers closed while their jobs are queued or running (ASan: no
+     * use after free), the index freed right after the last close. */
+    for (int i = 0; i < 40; i++) {
+        struct areader *r;
+        areader_open(ix, n, &r);
+        unsigned char *buf = malloc(131072);
+        for (int j = 0; j < 2 + i % 5; j++)
+            areader_pread(r, buf, 131072, (uint64_t)j * 131072);
+        areader_close(r);
+        free(buf);
+    }
+
+    /* Concurrent sequential readers of the same entry. */
+    {
+        pthread_t th[4];
+        struct ra_arg a[4];
+        for (int i = 0; i < 4; i++) {
+            a[i] = (struct ra_arg){ix, n, data, len, chunks[i], 0};
+            pthread_create(&th[i], NULL, ra_thread, &a[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            CHECK(a[i].bad == 0, "ra thread %d: %d bad passes", i, a[i].bad);
+        }
+    }
+    aindex_free(ix);
+    /* The pool stops and starts again. */
+    aindex_shutdown();
+
+    /* Archive bytes changed since the sidecar was built (same size and
+     * mtime, so the sidecar loads): the read that reaches the damaged span
+     * fails with EIO, every byte served before it is right. */
+    {
+        size_t zlen;
+        unsigned char *b = slurp(zip, &zlen);
+        struct stat st;
+        stat(zip, &st);
+        size_t data_at = 30 + strlen("big.csv");
+        size_t flip = data_at + (zlen - data_at) * 3 / 4;
+        b[flip] ^= 0x20;
+        spit(zip, b, zlen);
+        free(b);
+        struct timespec ts[2] = {st.st_atim, st.st_mtim};
+        utimensat(AT_FDCWD, zip, ts, 0);
+        why = NULL;
+        rc = aindex_open(zip, reserved, &ix, &why);
+        CHECK(rc == 0, "open damaged ra.zip: %s", why ? why : "");
+        free(why);
+        if (rc == 0) {
+            struct aindex_ckpt_stats cs;
+            aindex_checkpoint_stats(ix, &cs);
+            CHECK(cs.loaded == 1, "damaged ra.zip: sidecar loaded (%u)", cs.loaded);
+            n = aindex_lookup(ix, "big.csv");
+            for (int pass = 0; pass < 2 && n; pass++) {
+                struct areader *r;
+                areader_open(ix, n, &r);
+                ssize_t err;
+                size_t at;
+                struct aindex_ra_stats before, after;
+                aindex_readahead_stats(&before);
+                bool ok = seq_read(r, data, len, 131072, &err, &at);
+                aindex_readahead_stats(&after);
+                CHECK(!ok && err == -EIO, "damaged span pass %d: err %zd at %zu", pass, err, at);
+                CHECK(at < len, "damaged span pass %d: whole entry served", pass);
+                if (pass == 0)
+                    CHECK(at > len / 4 && after.spans_failed > before.spans_failed,
+                          "damaged span: failed at %zu, %ju failed jobs", at,
+                          (uintmax_t)(after.spans_failed - before.spans_failed));
+                printf("  damaged span pass %d: EIO at %zu: %s\n", pass, at,
+                       areader_error(r) ? areader_error(r) : "");
+                areader_close(r);
+            }
+            aindex_free(ix);
+        }
+    }
+out:
+    unlink(side);
+    unlink(zip);
+    free(side);
+    free(zip);
+    free(data);
+}
+
 static void test_timing(void)
 {
     enum { N = 10000 };
@@ -1006,6 +1213,7 @@ int main(void)
     test_threads();
     test_corrupt();
     test_verify_rest();
+    test_readahead();
     test_timing();
     free(big_main);
     /* Checkpoint sidecars the readers of large entries left. */
