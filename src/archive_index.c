@@ -54,14 +54,27 @@
 #define NO_NODE UINT32_MAX
 #define ROOT 0u
 /* libarchive sees the mapping in blocks of at most this size: it keeps
- * zlib's 32-bit avail_in safe while copying nothing. */
-#define VIEW_BLOCK ((size_t)16 << 20)
+ * zlib's 32-bit avail_in safe while copying nothing; a block leaves the
+ * process's RSS when libarchive asks for the next one. */
+#define VIEW_BLOCK ((size_t)4 << 20)
+/* Passes that stream through mapped input drop what they consumed from
+ * the process's RSS every this many bytes (the page cache keeps it). */
+#define RELEASE_STEP ((uint64_t)8 << 20)
+/* Releases of input behind a streaming decoder reach this far below what
+ * was touched last: the kernel's fault-around maps up to 64 KiB around a
+ * faulting page, so pages below a released range come back mapped. */
+#define FAULT_MARGIN ((uintptr_t)128 << 10)
 /* A local header is at most 30 + 65535 + 65535 bytes before its data. */
 #define LOCAL_HEADER_MAX (30 + 2 * 65535)
 #define MAX_HEADER_CANDIDATES 16
 
 enum node_kind { KIND_DIR = 1, KIND_FILE = 2, KIND_INLINE = 3 };
-enum { NODE_ENCRYPTED = 1 };
+/* NODE_DIRECT_*: a small file (at most AINDEX_WINDOW bytes) stored or
+ * deflated, whose central directory record, local header and index agree
+ * (direct_ok): read straight from the mapping, without libarchive.  Such a
+ * node keeps its CRC-32 in first_child and its compressed size in
+ * nchildren (unused for files). */
+enum { NODE_ENCRYPTED = 1, NODE_DIRECT_STORED = 2, NODE_DIRECT_DEFLATE = 4 };
 
 struct anode {
     uint64_t size;
@@ -92,6 +105,7 @@ struct aindex {
 };
 
 static int ckpt_find_entries(struct aindex *ix);
+static int mark_direct(struct aindex *ix);
 static void ckpt_load(struct aindex *ix);
 static void ckpt_free(struct ckpt_state *ck);
 
@@ -156,24 +170,50 @@ static int map_file(const char *path, const unsigned char **map, size_t *len,
     return 0;
 }
 
+/* Drops [lo, hi) of the mapping [map, map + map_len) from this process's
+ * page tables (not from the page cache: the mapping is shared and
+ * read-only, the next access faults the same bytes back in).  Clamped to
+ * whole pages inside the mapping: never touches any other memory. */
+static void release_range(const unsigned char *map, size_t map_len, uintptr_t lo, uintptr_t hi)
+{
+    uintptr_t base = (uintptr_t)map, top = base + map_len;
+    if (lo < base)
+        lo = base;
+    if (hi > top)
+        hi = top;
+    lo = (lo + 4095) & ~(uintptr_t)4095;
+    hi &= ~(uintptr_t)4095;
+    if (hi > lo)
+        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
 /* ------------------------------------------- libarchive over a mapping */
 
 struct view {
     const unsigned char *base;
     int64_t len;
     int64_t pos;
+    int64_t prev, prev_len; /* the block handed out last */
 };
 
 static la_ssize_t view_read(struct archive *a, void *cd, const void **buf)
 {
     (void)a;
     struct view *v = cd;
+    /* libarchive is done with the previous block (its pointer is valid
+     * only until this call): out of our RSS. */
+    if (v->prev_len)
+        release_range(v->base, (size_t)v->len, (uintptr_t)(v->base + v->prev),
+                      (uintptr_t)(v->base + v->prev + v->prev_len));
+    v->prev_len = 0;
     if (v->pos >= v->len)
         return 0;
     int64_t n = v->len - v->pos;
     if (n > (int64_t)VIEW_BLOCK)
         n = (int64_t)VIEW_BLOCK;
     *buf = v->base + v->pos;
+    v->prev = v->pos;
+    v->prev_len = n;
     v->pos += n;
     return (la_ssize_t)n;
 }
@@ -985,7 +1025,7 @@ int aindex_open_as(const char *path, const char *name, const char *const *reserv
     }
     ix->stats = b->stats;
     ix->bad_entries = b->bad_entries;
-    if ((rc = ckpt_find_entries(ix))) {
+    if ((rc = ckpt_find_entries(ix)) || (rc = mark_direct(ix))) {
         set_why(why, "%s: %s", path, strerror(-rc));
         goto fail;
     }
@@ -1533,15 +1573,21 @@ static void ckpt_load(struct aindex *ix)
  * mapping: never touches any other memory. */
 static void release_map(const struct aindex *ix, uintptr_t lo, uintptr_t hi)
 {
-    uintptr_t base = (uintptr_t)ix->map, top = base + ix->map_len;
-    if (lo < base)
-        lo = base;
-    if (hi > top)
-        hi = top;
-    lo = (lo + 4095) & ~(uintptr_t)4095;
-    hi &= ~(uintptr_t)4095;
-    if (hi > lo)
-        madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    release_range(ix->map, ix->map_len, lo, hi);
+}
+
+/* CRC-32 of mapped bytes [p, p + n), released from our RSS as it goes. */
+static uint32_t crc_release(const struct aindex *ix, uint32_t crc, const unsigned char *p,
+                            uint64_t n)
+{
+    while (n > 0) {
+        uint64_t k = n > RELEASE_STEP ? RELEASE_STEP : n;
+        crc = zran_crc32(crc, p, (size_t)k);
+        release_map(ix, (uintptr_t)p, (uintptr_t)(p + k));
+        p += k;
+        n -= k;
+    }
+    return crc;
 }
 
 static void fsync_parent(const char *path)
@@ -1673,10 +1719,19 @@ static int plan_commit(const struct aindex *ix, struct side_plan *pl, const char
             continue; /* built straight into this file */
         size_t wlen = (size_t)s->n * ZRAN_WINDOW;
         for (size_t done = 0; done < wlen;) {
-            ssize_t w = pwrite(pl->fd, s->wins + done, wlen - done, (off_t)(pl->woff[i] + done));
+            size_t step = wlen - done > RELEASE_STEP ? (size_t)RELEASE_STEP : wlen - done;
+            ssize_t w = pwrite(pl->fd, s->wins + done, step, (off_t)(pl->woff[i] + done));
             if (w < 0) {
                 rc = -errno;
                 goto out;
+            }
+            /* Copied windows leave our RSS as we go (shared file mapping:
+             * the page cache keeps them). */
+            if (s->wins_shared && w > 0) {
+                uintptr_t lo = (uintptr_t)(s->wins + done) & ~(uintptr_t)4095;
+                uintptr_t hi = ((uintptr_t)(s->wins + done + (size_t)w)) & ~(uintptr_t)4095;
+                if (hi > lo)
+                    madvise((void *)lo, hi - lo, MADV_DONTNEED);
             }
             done += (size_t)w;
         }
@@ -1742,6 +1797,9 @@ static int ckpt_write(const struct aindex *ix, const char *dest)
 }
 
 struct build_ctx {
+    const struct aindex *ix;
+    const unsigned char *in; /* the entry's data (mapped) */
+    uint64_t released;       /* input below this left our RSS */
     struct ckpt_point *pts;
     size_t n, max;
     int fd;              /* windows go to this file at base (not read back), or */
@@ -1757,6 +1815,10 @@ static int on_point(void *c, const struct zran_point *p, const unsigned char *w,
     b->pts[b->n] = (struct ckpt_point){
         .out = p->out, .in_bits = p->in_bits, .win_crc = zran_crc32(0, w, wl),
     };
+    if (b->n) { /* the previous span is complete: its compressed bytes' CRC */
+        uint64_t beg = b->pts[b->n - 1].in_bits >> 3, end = (p->in_bits + 7) >> 3;
+        b->pts[b->n - 1].span_crc = zran_crc32(0, b->in + beg, (size_t)(end - beg));
+    }
     if (b->fd >= 0) {
         for (size_t done = 0; done < wl;) {
             ssize_t k = pwrite(b->fd, w + done, wl - done,
@@ -1810,6 +1872,15 @@ static size_t ckpt_max_points(const struct bigent *e)
     return (size_t)(e->usize / ckpt_span()) + 2;
 }
 
+/* The build consumed its input up to k (called every few MiB): out of
+ * our RSS. */
+static void on_consumed(void *c, uint64_t k)
+{
+    struct build_ctx *b = c;
+    release_map(b->ix, (uintptr_t)(b->in + b->released) - FAULT_MARGIN, (uintptr_t)(b->in + k));
+    b->released = k;
+}
+
 /* Where a build puts its windows: a region of a file that is already
  * mapped (the sidecar being written by aindex_build_checkpoints), with
  * room for ckpt_max_points(e) slots. */
@@ -1851,9 +1922,12 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
     uint64_t stream_len = 0;
     char err[160];
     const unsigned char *in = ix->map + e->data;
-    int rc = zran_build(in, e->csize, e->usize, e->crc, span, on_point, &b,
-                        &stream_len, err, sizeof err);
+    b.ix = ix;
+    b.in = in;
+    int rc = zran_build_consumed(in, e->csize, e->usize, e->crc, span, on_point, on_consumed,
+                                 &b, &stream_len, err, sizeof err);
     if (rc) {
+        release_map(ix, (uintptr_t)in, (uintptr_t)in + e->csize);
         snprintf(e->why, sizeof e->why, "%s", err);
         free(s);
         free(mp);
@@ -1881,14 +1955,15 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
         s->wins_shared = true;
     } else
         mprotect(b.wins, wlen, PROT_READ);
-    for (size_t i = 0; i < b.n; i++) {
-        uint64_t beg = b.pts[i].in_bits >> 3;
-        uint64_t end = i + 1 < b.n ? (b.pts[i + 1].in_bits + 7) >> 3 : stream_len;
-        b.pts[i].span_crc = zran_crc32(0, in + beg, (size_t)(end - beg));
+    /* on_point took the CRCs of every span but the last. */
+    if (b.n) {
+        uint64_t beg = b.pts[b.n - 1].in_bits >> 3;
+        b.pts[b.n - 1].span_crc = crc_release(ix, 0, in + beg, stream_len - beg);
     }
-    /* The build touched all of the entry's mapped input: out of our RSS
-     * with it (the zip is a shared file mapping; the page cache keeps it). */
-    release_map(ix, (uintptr_t)in, (uintptr_t)in + stream_len);
+    /* The rest of the entry's mapped input the build touched: out of our
+     * RSS too (the zip is a shared file mapping; the page cache keeps it). */
+    release_map(ix, (uintptr_t)in + b.released,
+                (uintptr_t)in + stream_len);
     s->n = (uint32_t)b.n;
     s->stream_len = stream_len;
     s->pts = s->own_pts = b.pts;
@@ -2192,6 +2267,11 @@ struct areader {
     struct view v;
     uint64_t produced;     /* entry bytes decompressed so far by a */
     bool end_checked;      /* a reached the entry's end, CRC good */
+    /* Small direct entries (NODE_DIRECT_*): the whole entry, checked
+     * (size and CRC), in the mapping (stored) or fbuf (deflate); NULL
+     * until the first read. */
+    const unsigned char *fdata;
+    unsigned char *fbuf;
     /* Ring of the last bytes produced: offset x lives at win[x % win_cap];
      * valid for [produced - win_len, produced). */
     unsigned char *win;
@@ -2355,8 +2435,9 @@ static int ra_inflate(const struct aindex *ix, const struct bigent *e, const str
             rc = -EIO;
         }
     }
-    /* The span's mapped input leaves our RSS (it stays in the page cache). */
-    release_map(ix, (uintptr_t)(in + beg), (uintptr_t)(in + end));
+    /* The span's mapped input leaves our RSS (it stays in the page cache),
+     * with what fault-around mapped below it. */
+    release_map(ix, (uintptr_t)(in + beg) - FAULT_MARGIN, (uintptr_t)(in + end));
     return rc;
 }
 
@@ -2708,10 +2789,18 @@ void areader_close(struct areader *r)
     if (!r)
         return;
     ra_free(r->ra); /* first: no job of r runs after this */
+    if (r->big && r->zset && r->zrelease) {
+        /* The input around the last position leaves our RSS. */
+        const struct zset *s = r->zset;
+        uint64_t hi = r->zspan + 1 < s->n ? s->pts[r->zspan + 1].in_bits >> 3 : s->stream_len;
+        release_map(r->ix, r->zrelease - FAULT_MARGIN,
+                    (uintptr_t)(r->ix->map + r->big->data + hi) + FAULT_MARGIN);
+    }
     if (r->a)
         archive_read_free(r->a);
     zran_stream_free(r->zs);
     free(r->win);
+    free(r->fbuf);
     free(r);
 }
 
@@ -2853,7 +2942,7 @@ static int span_verify(struct areader *r, uint32_t i, bool sequential)
      * the page cache). */
     uintptr_t lo = (uintptr_t)in + (uintptr_t)(beg > 65536 ? beg - 65536 : 0);
     if (sequential && r->zrelease && lo > r->zrelease)
-        release_map(r->ix, r->zrelease, lo);
+        release_map(r->ix, r->zrelease - FAULT_MARGIN, lo);
     r->zrelease = lo;
     return 0;
 }
@@ -2944,7 +3033,7 @@ static int zstart(struct areader *r, uint32_t k)
                                                : 0;
         uintptr_t end = (uintptr_t)(r->ix->map + r->big->data) + (uintptr_t)hi;
         if (end > r->zrelease)
-            release_map(r->ix, r->zrelease, end);
+            release_map(r->ix, r->zrelease - FAULT_MARGIN, end);
     }
     r->zactive = false;
     r->end_checked = false;
@@ -3060,6 +3149,87 @@ static ssize_t zpread_sync(struct areader *r, unsigned char *out, uint64_t offse
     return (ssize_t)done;
 }
 
+/* Thread-cached decoder for direct_load (one per thread that read a small
+ * deflate entry, freed with the thread). */
+static pthread_key_t direct_key;
+static pthread_once_t direct_once = PTHREAD_ONCE_INIT;
+static bool direct_key_ok;
+
+static void direct_key_free(void *p) { zran_stream_free(p); }
+static void direct_key_init(void)
+{
+    direct_key_ok = pthread_key_create(&direct_key, direct_key_free) == 0;
+}
+
+/* A small direct entry, whole: stored bytes are checked in place, deflate
+ * ones inflated (straight from the mapping) into r->fbuf; either way
+ * exactly the declared size with the central directory's CRC-32 before a
+ * byte is served.  0 or -errno. */
+static int direct_load(struct areader *r)
+{
+    const struct anode *n = r->node;
+    const unsigned char *in = r->ix->map + n->data;
+    uint32_t crc = n->first_child;
+    uint64_t csize = n->nchildren;
+    if (n->flags & NODE_DIRECT_STORED) {
+        /* direct_ok: csize == size, inside the mapping (cd_record). */
+        uint32_t c = zran_crc32(0, in, (size_t)n->size);
+        if (c != crc)
+            return (int)reader_fail(r, EIO, "CRC mismatch (data %08x, declared %08x)", c, crc);
+        r->fdata = in;
+        return 0;
+    }
+    pthread_once(&direct_once, direct_key_init);
+    struct zran_stream *zs = direct_key_ok ? pthread_getspecific(direct_key) : NULL;
+    bool cached = zs != NULL;
+    if (!zs) {
+        if (zran_stream_new(&zs))
+            return (int)reader_fail(r, ENOMEM, "out of memory");
+        cached = direct_key_ok && pthread_setspecific(direct_key, zs) == 0;
+    }
+    unsigned char *buf = r->fbuf ? r->fbuf : malloc((size_t)n->size);
+    int rc = 0;
+    if (!buf) {
+        rc = (int)reader_fail(r, ENOMEM, "out of memory");
+        goto out;
+    }
+    r->fbuf = buf;
+    struct zran_point p0 = {0, 0};
+    if (zran_stream_start(zs, in, csize, &p0, NULL, 0)) {
+        rc = (int)reader_fail(r, EIO, "%s", zran_stream_error(zs));
+        goto out;
+    }
+    uint64_t got = 0;
+    while (got < n->size) {
+        ssize_t k = zran_stream_read(zs, buf + got, (size_t)(n->size - got));
+        if (k <= 0) {
+            rc = k < 0 ? (int)reader_fail(r, EIO, "%s", zran_stream_error(zs))
+                       : (int)reader_fail(r, EIO, "entry data ends at %ju bytes, %ju declared",
+                                          (uintmax_t)got, (uintmax_t)n->size);
+            goto out;
+        }
+        got += (uint64_t)k;
+    }
+    unsigned char extra;
+    ssize_t k = zran_stream_read(zs, &extra, 1);
+    if (k != 0) {
+        rc = k < 0 ? (int)reader_fail(r, EIO, "%s", zran_stream_error(zs))
+                   : (int)reader_fail(r, EIO, "entry data longer than the declared %ju bytes",
+                                      (uintmax_t)n->size);
+        goto out;
+    }
+    uint32_t c = zran_crc32(0, buf, (size_t)n->size);
+    if (c != crc) {
+        rc = (int)reader_fail(r, EIO, "CRC mismatch (data %08x, declared %08x)", c, crc);
+        goto out;
+    }
+    r->fdata = buf;
+out:
+    if (!cached)
+        zran_stream_free(zs);
+    return rc;
+}
+
 ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset)
 {
     const struct anode *node = r->node;
@@ -3080,6 +3250,15 @@ ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset
         return reader_fail(r, EIO, "entry is encrypted");
     if (r->big)
         return zpread(r, out, offset, end);
+    if (node->kind == KIND_FILE && (node->flags & (NODE_DIRECT_STORED | NODE_DIRECT_DEFLATE))) {
+        if (!r->fdata) {
+            int rc = direct_load(r);
+            if (rc)
+                return rc;
+        }
+        memcpy(out, r->fdata + offset, total);
+        return (ssize_t)total;
+    }
 
     bool have_window = r->a || r->end_checked;
     if (!have_window || offset < r->produced - r->win_len) {
@@ -3241,6 +3420,88 @@ static bool direct_ok(const struct aindex *ix, const struct anode *n, const stru
            && (lus == 0xFFFFFFFFu || lus == r->usize);
 }
 
+/* One small file node of mark_direct. */
+struct dcand {
+    uint64_t data;
+    uint32_t node;
+    uint32_t crc, csize;
+    uint8_t nrec, method;
+    bool direct;
+};
+
+static int cmp_dcand(const void *a, const void *b)
+{
+    const struct dcand *x = a, *y = b;
+    if (x->data != y->data)
+        return x->data < y->data ? -1 : 1;
+    return x->node < y->node ? -1 : x->node > y->node;
+}
+
+/* Flags the small stored/deflate files that can be read straight from the
+ * mapping (NODE_DIRECT_*): exactly one central directory record starts
+ * its data there, and it agrees with the index and the local header
+ * (direct_ok, as aindex_verify_rest decides).  0 or -ENOMEM. */
+static int mark_direct(struct aindex *ix)
+{
+    size_t nc = 0;
+    for (uint32_t i = 0; i < ix->nnodes; i++) {
+        const struct anode *n = &ix->nodes[i];
+        if (n->kind == KIND_FILE && !(n->flags & NODE_ENCRYPTED) && n->size > 0
+            && n->size <= AINDEX_WINDOW)
+            nc++;
+    }
+    uint64_t cd, count;
+    if (!nc || find_cd(ix->map, ix->map_len, &cd, &count) != 0)
+        return 0;
+    struct dcand *c = calloc(nc, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    nc = 0;
+    for (uint32_t i = 0; i < ix->nnodes; i++) {
+        const struct anode *n = &ix->nodes[i];
+        if (n->kind == KIND_FILE && !(n->flags & NODE_ENCRYPTED) && n->size > 0
+            && n->size <= AINDEX_WINDOW)
+            c[nc++] = (struct dcand){.data = n->data, .node = i};
+    }
+    qsort(c, nc, sizeof *c, cmp_dcand);
+    uint64_t p = cd;
+    struct cdrec r;
+    for (uint64_t k = 0; k < count && cd_record(ix->map, ix->map_len, &p, &r); k++) {
+        if (r.data == UINT64_MAX)
+            continue;
+        size_t lo = 0, hi = nc; /* first candidate with data >= r.data */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (c[mid].data < r.data)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (; lo < nc && c[lo].data == r.data; lo++) {
+            struct dcand *x = &c[lo];
+            if (x->nrec++ == 0) {
+                x->direct = r.csize <= UINT32_MAX && direct_ok(ix, &ix->nodes[x->node], &r);
+                x->crc = r.crc;
+                x->csize = (uint32_t)r.csize;
+                x->method = (uint8_t)r.method;
+            } else {
+                x->nrec = 2;
+                x->direct = false; /* two records, one data start: trust neither */
+            }
+        }
+    }
+    for (size_t i = 0; i < nc; i++) {
+        if (!c[i].direct)
+            continue;
+        struct anode *n = &ix->nodes[c[i].node];
+        n->flags |= c[i].method == 0 ? NODE_DIRECT_STORED : NODE_DIRECT_DEFLATE;
+        n->first_child = c[i].crc;
+        n->nchildren = c[i].csize;
+    }
+    free(c);
+    return 0;
+}
+
 /* Reads entry n whole through the reader that serves it (libarchive):
  * size and CRC checked at its end.  0 or -errno with err set. */
 static int verify_by_reader(const struct aindex *ix, const struct anode *n,
@@ -3275,13 +3536,19 @@ static int verify_deflate(const struct aindex *ix, const struct vent *v, uint64_
                           size_t errlen)
 {
     struct zran_point p0 = {0, 0};
-    if (zran_stream_start(zs, ix->map + v->data, v->csize, &p0, NULL, 0)) {
+    const unsigned char *in = ix->map + v->data;
+    if (zran_stream_start(zs, in, v->csize, &p0, NULL, 0)) {
         snprintf(err, errlen, "%s", zran_stream_error(zs));
         return -EIO;
     }
-    uint64_t got = 0;
+    uint64_t got = 0, released = 0;
     uint32_t c = 0;
     for (;;) {
+        uint64_t used = zran_stream_consumed(zs);
+        if (used >= released + RELEASE_STEP) { /* consumed input: out of our RSS */
+            release_map(ix, (uintptr_t)(in + released), (uintptr_t)(in + used));
+            released = used;
+        }
         ssize_t k = zran_stream_read(zs, buf, cap);
         if (k < 0) {
             snprintf(err, errlen, "%s after %ju bytes of output", zran_stream_error(zs),
@@ -3322,7 +3589,7 @@ static int verify_big(const struct aindex *ix, struct bigent *e, char *err, size
         for (uint32_t i = 0; i < s->n && !discard; i++) {
             uint64_t beg = s->pts[i].in_bits >> 3;
             uint64_t end = i + 1 < s->n ? (s->pts[i + 1].in_bits + 7) >> 3 : s->stream_len;
-            if (zran_crc32(0, in + beg, (size_t)(end - beg)) != s->pts[i].span_crc)
+            if (crc_release(ix, 0, in + beg, end - beg) != s->pts[i].span_crc)
                 discard = s;
         }
         release_map(ix, (uintptr_t)in, (uintptr_t)in + s->stream_len);
@@ -3404,7 +3671,7 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
         if (e && e->usize == n->size)
             rc = verify_big(ix, e, err, sizeof err);
         else if (x->direct && x->method == 0) {
-            uint32_t c = zran_crc32(0, ix->map + x->data, (size_t)n->size);
+            uint32_t c = crc_release(ix, 0, ix->map + x->data, n->size);
             if (c != x->crc) {
                 snprintf(err, sizeof err, "CRC mismatch (data %08x, declared %08x)", c, x->crc);
                 rc = -EIO;
@@ -3420,7 +3687,7 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
         }
         /* What was checked leaves this process's RSS (page cache keeps it). */
         uintptr_t upto = (uintptr_t)ix->map + (uintptr_t)x->data;
-        if (upto - released >= ((uintptr_t)64 << 20)) {
+        if (upto - released >= (uintptr_t)RELEASE_STEP) {
             release_map(ix, released, upto);
             released = upto;
         }

@@ -19,6 +19,8 @@
 
 /* Input is handed to the decoders in pieces their 32-bit counters hold. */
 #define IN_CHUNK ((uint64_t)1 << 30)
+/* Input step of a build that reports its progress. */
+#define BUILD_IN_STEP ((uint64_t)2 << 20)
 /* Output buffer of the build: history (32 KiB) plus room to inflate into. */
 #define BUILD_OUT ((size_t)1 << 20)
 
@@ -73,6 +75,16 @@ int zran_build(const unsigned char *in, uint64_t in_len, uint64_t out_size,
                uint32_t crc, uint64_t span, zran_point_fn fn, void *ctx,
                uint64_t *stream_len, char *err, size_t errlen)
 {
+    return zran_build_consumed(in, in_len, out_size, crc, span, fn, NULL, ctx, stream_len,
+                               err, errlen);
+}
+
+int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_size,
+                        uint32_t crc, uint64_t span, zran_point_fn fn,
+                        zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
+                        char *err, size_t errlen)
+{
+    uint64_t step = consumed ? BUILD_IN_STEP : IN_CHUNK;
     z_stream s;
     memset(&s, 0, sizeof s);
     unsigned char *buf = malloc(BUILD_OUT);
@@ -92,7 +104,9 @@ int zran_build(const unsigned char *in, uint64_t in_len, uint64_t out_size,
         goto out;
     for (;;) {
         if (s.avail_in == 0 && fed < in_len) {
-            uint64_t k = in_len - fed > IN_CHUNK ? IN_CHUNK : in_len - fed;
+            if (consumed && fed)
+                consumed(ctx, fed); /* zlib keeps no pointer into its input */
+            uint64_t k = in_len - fed > step ? step : in_len - fed;
             s.next_in = (unsigned char *)(uintptr_t)(in + fed);
             s.avail_in = (uInt)k;
             fed += k;
@@ -210,6 +224,15 @@ void zran_stream_free(struct zran_stream *zs)
 const char *zran_stream_error(const struct zran_stream *zs)
 {
     return zs->err[0] ? zs->err : "inflate error";
+}
+
+uint64_t zran_stream_consumed(const struct zran_stream *zs)
+{
+#ifdef HAVE_ISAL
+    if (zs->be == ZRAN_ISAL)
+        return zs->fed - zs->isal->avail_in;
+#endif
+    return zs->fed - zs->z.avail_in;
 }
 
 static int stream_fail(struct zran_stream *zs, const char *fmt, const char *what)

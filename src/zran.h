@@ -49,6 +49,15 @@ int zran_build(const unsigned char *in, uint64_t in_len, uint64_t out_size,
                uint32_t crc, uint64_t span, zran_point_fn fn, void *ctx,
                uint64_t *stream_len, char *err, size_t errlen);
 
+/* zran_build() with a progress callback: consumed(ctx, k) is called each
+ * time the build has consumed another few MiB of its input (k: bytes of
+ * in[] it will not read again), e.g. to drop them from a mapping's RSS. */
+typedef void (*zran_consumed_fn)(void *ctx, uint64_t consumed);
+int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_size,
+                        uint32_t crc, uint64_t span, zran_point_fn fn,
+                        zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
+                        char *err, size_t errlen);
+
 enum zran_backend { ZRAN_ZLIB = 0, ZRAN_ISAL = 1 };
 /* Backend new streams use (ISA-L if compiled in and not disabled). */
 enum zran_backend zran_default_backend(void);
@@ -71,5 +80,8 @@ int zran_stream_start(struct zran_stream *zs, const unsigned char *in,
  * corrupt data (zran_stream_error() says why). */
 ssize_t zran_stream_read(struct zran_stream *zs, unsigned char *out, size_t n);
 const char *zran_stream_error(const struct zran_stream *zs);
+/* Bytes of the stream's input (from in[0], as given to zran_stream_start)
+ * the decoder has consumed so far: it will not read below this again. */
+uint64_t zran_stream_consumed(const struct zran_stream *zs);
 
 #endif

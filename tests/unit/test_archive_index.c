@@ -712,6 +712,140 @@ static void test_corrupt(void)
     free(big);
 }
 
+/* ---------------------------------------------- small direct entries */
+
+/* Small stored and deflate entries are served straight from the mapping
+ * (no libarchive): bytes exact at any offset, sizes 1 byte to the 1 MiB
+ * limit and just past it (the libarchive path), and corruption of any of
+ * them reads EIO, never different bytes. */
+static void test_small_direct(void)
+{
+    static const size_t sizes[] = {1, 2, 100, 1024, 4096, 8191, 65536, 300000,
+                                   (size_t)1 << 20, ((size_t)1 << 20) + 1};
+    enum { NS = sizeof sizes / sizeof sizes[0], NFILES = 200 };
+    char *zip = tpath("small.zip");
+    struct wentry ents[NS + NFILES];
+    unsigned char *data[NS + NFILES];
+    char names[NS + NFILES][32];
+    for (size_t i = 0; i < NS + NFILES; i++) {
+        size_t len = i < NS ? sizes[i] : 1024 + (i * 7919) % 7168;
+        data[i] = gen_csv(100 + i, len);
+        if (i % 3 == 1) /* some incompressible data too */
+            for (size_t k = 0; k < len; k++)
+                data[i][k] = (unsigned char)(k * 2654435761u >> 13 ^ i);
+        snprintf(names[i], sizeof names[i], "d%zu/f%zu.bin", i % 5, i);
+        ents[i] = (struct wentry){names[i], T_REG, data[i], len, 1700000000, NULL};
+    }
+    for (int store = 0; store <= 1; store++) {
+        CHECK(write_zip(zip, ents, NS + NFILES, store) == 0, "write");
+        struct aindex *ix;
+        char *why = NULL;
+        int rc = aindex_open(zip, reserved, &ix, &why);
+        CHECK(rc == 0, "open: %s", why ? why : "");
+        free(why);
+        if (rc)
+            continue;
+        for (size_t i = 0; i < NS + NFILES; i++) {
+            const struct anode *n = aindex_lookup(ix, names[i]);
+            CHECK(n && anode_size(n) == ents[i].len, "%s size", names[i]);
+            if (!n)
+                continue;
+            CHECK(read_all_matches(ix, n, data[i], ents[i].len, 7 + i), "%s %s bytes",
+                  store ? "stored" : "deflate", names[i]);
+            /* Random reads, backwards, past the end, on one reader. */
+            struct areader *r;
+            CHECK(areader_open(ix, n, &r) == 0, "areader_open");
+            unsigned char buf[600];
+            uint64_t seed = 99 + i;
+            for (int k = 0; k < 20; k++) {
+                size_t off = (size_t)(rng_next(&seed) % (ents[i].len + 10));
+                size_t ask = (size_t)(rng_next(&seed) % sizeof buf) + 1;
+                ssize_t got = areader_pread(r, buf, ask, off);
+                size_t want = off >= ents[i].len ? 0
+                              : ents[i].len - off < ask ? ents[i].len - off : ask;
+                CHECK(got == (ssize_t)want && memcmp(buf, data[i] + (want ? off : 0), want) == 0,
+                      "%s random read %zu+%zu: %zd", names[i], off, ask, got);
+            }
+            areader_close(r);
+        }
+        why = NULL;
+        CHECK(aindex_verify_rest(ix, &why) == 0, "verify_rest: %s", why ? why : "");
+        free(why);
+        aindex_free(ix);
+
+        /* Corrupt each of a few small entries in turn: a byte of its data
+         * flipped (stored: CRC mismatch; deflate: bad stream, size or CRC). */
+        size_t len;
+        unsigned char *orig = slurp(zip, &len);
+        static const size_t victims[] = {2, 4, 5, 7, NS + 3, NS + 4};
+        for (size_t v = 0; v < sizeof victims / sizeof *victims; v++) {
+            size_t i = victims[v];
+            /* the entry's data: find its local header by name */
+            size_t nl = strlen(names[i]);
+            long lh = -1;
+            for (size_t p = 0; p + 30 + nl < len; p++)
+                if (memcmp(orig + p, "PK\003\004", 4) == 0
+                    && (size_t)(orig[p + 26] | orig[p + 27] << 8) == nl
+                    && memcmp(orig + p + 30, names[i], nl) == 0) {
+                    lh = (long)p;
+                    break;
+                }
+            CHECK(lh >= 0, "local header of %s", names[i]);
+            if (lh < 0)
+                continue;
+            size_t dstart = (size_t)lh + 30 + nl + (size_t)(orig[lh + 28] | orig[lh + 29] << 8);
+            size_t csize = 0; /* the central directory record's */
+            for (size_t p = len - 46 - nl; p > 0; p--)
+                if (memcmp(orig + p, "PK\001\002", 4) == 0
+                    && (size_t)(orig[p + 28] | orig[p + 29] << 8) == nl
+                    && memcmp(orig + p + 46, names[i], nl) == 0) {
+                    csize = (size_t)(orig[p + 20] | orig[p + 21] << 8 | orig[p + 22] << 16
+                                     | (size_t)orig[p + 23] << 24);
+                    break;
+                }
+            CHECK(csize > 0, "central record of %s", names[i]);
+            unsigned char *b = malloc(len);
+            memcpy(b, orig, len);
+            b[dstart + csize / 2] ^= 0x20;
+            spit(zip, b, len);
+            free(b);
+            if ((rc = aindex_open(zip, reserved, &ix, &why)) != 0) {
+                free(why);
+                why = NULL;
+                continue;
+            }
+            const struct anode *n = aindex_lookup(ix, names[i]);
+            CHECK(n != NULL, "lookup %s", names[i]);
+            if (n) {
+                struct areader *r;
+                areader_open(ix, n, &r);
+                unsigned char *buf = malloc(ents[i].len);
+                ssize_t got = areader_pread(r, buf, ents[i].len, 0);
+                bool same = got == (ssize_t)ents[i].len && memcmp(buf, data[i], ents[i].len) == 0;
+                CHECK(got == -EIO || same, "corrupt %s %s: read %zd, wrong bytes",
+                      store ? "stored" : "deflate", names[i], got);
+                CHECK(got == -EIO, "corrupt %s %s: not detected (%zd)",
+                      store ? "stored" : "deflate", names[i], got);
+                got = areader_pread(r, buf, 1, ents[i].len - 1);
+                CHECK(got == -EIO, "corrupt %s %s: second read %zd", store ? "stored" : "deflate",
+                      names[i], got);
+                free(buf);
+                areader_close(r);
+                /* Neighbours are unaffected. */
+                const struct anode *o = aindex_lookup(ix, names[NS + 10]);
+                CHECK(o && read_all_matches(ix, o, data[NS + 10], ents[NS + 10].len, 3),
+                      "neighbour of corrupt %s", names[i]);
+            }
+            aindex_free(ix);
+        }
+        free(orig);
+    }
+    unlink(zip);
+    free(zip);
+    for (size_t i = 0; i < NS + NFILES; i++)
+        free(data[i]);
+}
+
 /* ------------------------------------------------- download-path check */
 
 static bool file_exists(const char *p)
@@ -1212,6 +1346,7 @@ int main(void)
     test_tree_and_reads();
     test_threads();
     test_corrupt();
+    test_small_direct();
     test_verify_rest();
     test_readahead();
     test_timing();
