@@ -277,6 +277,32 @@ static int advance_to(struct areader *r, uint64_t target)
     return 0;
 }
 
+/* Serves [offset, end) of total bytes: what the window still holds, then
+ * fresh output of the decoder (skipping forward first if need be).  Bytes
+ * or -errno. */
+static ssize_t serve_range(struct areader *r, uint64_t offset, uint64_t end, unsigned char *out,
+                           size_t total)
+{
+    size_t done = 0;
+    if (offset < r->produced) {
+        uint64_t upto = end < r->produced ? end : r->produced;
+        done = (size_t)(upto - offset);
+        win_load(r, offset, out, done);
+    } else if (offset > r->produced) {
+        int rc = advance_to(r, offset);
+        if (rc)
+            return rc;
+    }
+    while (done < total) {
+        ssize_t n = produce(r, out + done, total - done, false);
+        if (n < 0)
+            return n;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
+}
+
+
 /* At the declared end: the stream must end here, with a good CRC. */
 static int check_end(struct areader *r)
 {
@@ -379,22 +405,10 @@ ssize_t aix_zpread_sync(struct areader *r, unsigned char *out, uint64_t offset,
         if (rc)
             return rc;
     }
-    size_t done = 0;
-    if (offset < r->produced) {
-        uint64_t upto = end < r->produced ? end : r->produced;
-        done = (size_t)(upto - offset);
-        win_load(r, offset, out, done);
-    } else if (offset > r->produced) {
-        int rc = advance_to(r, offset);
-        if (rc)
-            return rc;
-    }
-    while (done < total) {
-        ssize_t n = produce(r, out + done, total - done, false);
-        if (n < 0)
-            return n;
-        done += (size_t)n;
-    }
+    ssize_t served = serve_range(r, offset, end, out, total);
+    if (served < 0)
+        return served;
+    size_t done = (size_t)served;
     if (end == r->node->size) {
         int rc = check_end(r);
         if (rc)
@@ -527,22 +541,10 @@ ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset
                 return rc;
         }
     }
-    size_t done = 0;
-    if (offset < r->produced) {
-        uint64_t upto = end < r->produced ? end : r->produced;
-        done = (size_t)(upto - offset);
-        win_load(r, offset, out, done);
-    } else if (offset > r->produced) {
-        int rc = advance_to(r, offset);
-        if (rc)
-            return rc;
-    }
-    while (done < total) {
-        ssize_t n = produce(r, out + done, total - done, false);
-        if (n < 0)
-            return n;
-        done += (size_t)n;
-    }
+    ssize_t served = serve_range(r, offset, end, out, total);
+    if (served < 0)
+        return served;
+    size_t done = (size_t)served;
     if (end == node->size) {
         int rc = check_end(r);
         if (rc)

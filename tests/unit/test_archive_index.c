@@ -41,43 +41,7 @@ static const char *const reserved[] = {"status", ".job.json", ".wait", NULL};
 
 /* ------------------------------------------------------------ helpers */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
-/* Deterministic CSV-like text of exactly len bytes (compresses ~4-6:1). */
-static unsigned char *gen_csv(uint64_t seed, size_t len)
-{
-    static const char *attacks[] = {"sqli", "xss", "cmdi", "lfi", "rfi", "webshell",
-                                    "crawler", "cc", "robot", "scanner"};
-    unsigned char *buf = malloc(len + 256);
-    uint64_t s = seed * 2654435761u + 88172645463325252ull;
-    size_t at = 0;
-    while (at < len) {
-        uint64_t r = rng_next(&s);
-        at += (size_t)sprintf((char *)buf + at,
-                              "%llu,2024-%02u-%02uT%02u:%02u:%02uZ,10.%u.%u.%u,%s,/api/v1/item?id=%u,%u\n",
-                              (unsigned long long)(r % 100000000), (unsigned)(r >> 8) % 12 + 1,
-                              (unsigned)(r >> 12) % 28 + 1, (unsigned)(r >> 17) % 24,
-                              (unsigned)(r >> 22) % 60, (unsigned)(r >> 28) % 60,
-                              (unsigned)(r >> 34) % 256, (unsigned)(r >> 42) % 256,
-                              (unsigned)(r >> 50) % 256, attacks[(r >> 58) % 10],
-                              (unsigned)(r >> 20) % 5000, (unsigned)(r >> 40) % 1000);
-    }
-    return buf;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#include "testdata.h"
 
 enum { T_REG, T_DIR, T_LNK, T_HARD };
 
