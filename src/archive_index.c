@@ -709,6 +709,7 @@ static int finalize(struct builder *b, struct aindex *ix)
     /* The arena is handed over; shrink it to what is used. */
     char *arena = realloc(b->arena, b->arena_len ? b->arena_len : 1);
     ix->arena = arena ? arena : b->arena;
+    ix->arena_len = b->arena_len;
     b->arena = NULL;
     return 0;
 }
@@ -853,6 +854,15 @@ int aindex_open_as(const char *path, const char *name, const char *const *reserv
     }
     if ((rc = aix_map_file(path, &ix->map, &ix->map_len, &ix->st, why)))
         goto fail;
+    rc = aix_index_load(ix, reserved);
+    if (rc == -ENOMEM) {
+        aix_set_why(why, "%s: out of memory", path);
+        goto fail;
+    }
+    if (rc == 0) {
+        ix->from_sidecar = true;
+        goto built;
+    }
 
     /* Root node. */
     b->cap = 1024;
@@ -912,12 +922,18 @@ int aindex_open_as(const char *path, const char *name, const char *const *reserv
     }
     ix->stats = b->stats;
     ix->bad_entries = b->bad_entries;
-    if ((rc = aix_ckpt_find_entries(ix)) || (rc = aix_mark_direct(ix))) {
+    if ((rc = aix_mark_direct(ix))) {
+        aix_set_why(why, "%s: %s", path, strerror(-rc));
+        goto fail;
+    }
+built:
+    if ((rc = aix_ckpt_find_entries(ix))) {
         aix_set_why(why, "%s: %s", path, strerror(-rc));
         goto fail;
     }
     if (ix->ck)
         aix_ckpt_load(ix);
+    archive_entry_free(e); /* NULL after a build; unused after a load */
     builder_free(b);
     free(b);
     *out = ix;

@@ -171,6 +171,12 @@ int aindex_open(const char *path, const char *const *reserved,
 int aindex_open_as(const char *path, const char *name, const char *const *reserved,
                    struct aindex **out, char **why);
 void aindex_free(struct aindex *ix);
+/* Saves the index to "<name>.idx" (the sidecar aindex_open_as loads instead
+ * of walking the archive, when it matches the archive and the reserved
+ * names).  Call it once the archive is verified.  0, or -errno with *why. */
+int aindex_save(const struct aindex *ix, const char *const *reserved, char **why);
+/* Whether ix was loaded from that sidecar (nothing to save). */
+int aindex_from_sidecar(const struct aindex *ix);
 
 const struct anode *aindex_root(const struct aindex *ix);
 /* relpath: "a/b.csv" (cleaned names as listed), "" or "/" = root; empty

@@ -84,6 +84,8 @@ struct aindex {
     struct anode *nodes;
     uint32_t nnodes;
     char *arena;
+    uint64_t arena_len;
+    bool from_sidecar;    /* nodes and arena came from "<zip>.idx" */
     uint64_t total_size;
     struct aindex_stats stats;
     uint64_t bad_entries; /* entries skipped as unreadable, not for encryption */
@@ -118,6 +120,13 @@ void aix_release_range(const unsigned char *map, size_t map_len, uintptr_t lo, u
 int aix_open_view(struct view *v, bool seekable, struct archive **out);
 enum clean_status aix_clean_name(const char *raw, const char *const *reserved,
                                  struct clean_path *cp);
+
+/* -------------------------------------------------------- archive_persist.c */
+
+/* Fills ix->nodes, arena, counts and stats from "<ix->path>.idx" when that
+ * sidecar matches the mapped archive (ix->map, ix->st) and the reserved
+ * names; -ENOENT (none), -EINVAL (stale or damaged: rebuild), -ENOMEM. */
+int aix_index_load(struct aindex *ix, const char *const *reserved);
 
 /* ----------------------------------------------------------- archive_ckpt.c */
 

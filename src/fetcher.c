@@ -58,7 +58,7 @@ static void finish(struct registry *r, struct job *j, enum archive_state state, 
     j->archive = state;
     if (state == ARCHIVE_READY) {
         j->dl_done = j->dl_total = size;
-        j->archive_bytes = disk_bytes; /* the zip and its checkpoint sidecar */
+        j->archive_bytes = disk_bytes; /* the zip and its sidecars */
         j->fetch_failures = 0;
         j->fetched_at = j->last_used = time(NULL);
         if (!j->index && !j->index_loading) {
@@ -196,13 +196,14 @@ static void fetch_one(struct registry *r, struct job *j)
         if (rc) {
             snprintf(msg, sizeof msg, "archive has damaged entries: %s", why ? why : strerror(-rc));
             free(why);
+            why = NULL;
             if (strcmp(msg, damaged) != 0 && ++bad_archives < MAX_BAD_ARCHIVES) {
                 log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
                          MAX_BAD_ARCHIVES);
                 snprintf(damaged, sizeof damaged, "%s", msg);
                 aindex_free(idx);
                 unlink(part);
-                unlink(sidecar);
+                journal_unlink_sidecars(final);
                 continue;
             }
             log_error("job %s: %s (the same in every copy fetched); serving the rest", j->id,
@@ -211,13 +212,20 @@ static void fetch_one(struct registry *r, struct job *j)
         } else {
             damaged[0] = '\0';
         }
+        /* The next mount reads the tree from "<job>.zip.idx" instead of
+         * walking the archive again; without it, it walks. */
+        if (aindex_save(idx, control_files, &why) != 0) {
+            log_warn("job %s: %s", j->id, why ? why : "index not saved");
+            free(why);
+            why = NULL;
+        }
         pthread_mutex_lock(&r->journal_lock);
         pthread_mutex_lock(&r->lock);
         int forgotten = j->forgotten;
         pthread_mutex_unlock(&r->lock);
         if (forgotten) {
             unlink(part); /* rmdir while downloading: nothing to keep */
-            unlink(sidecar);
+            journal_unlink_sidecars(final);
             pthread_mutex_unlock(&r->journal_lock);
             aindex_free(idx);
             return;
@@ -228,12 +236,11 @@ static void fetch_one(struct registry *r, struct job *j)
         if (renamed < 0) {
             snprintf(msg, sizeof msg, "cannot rename %s: %s", part, strerror(rename_errno));
             aindex_free(idx);
-            unlink(sidecar);
+            journal_unlink_sidecars(final);
             break;
         }
         fsync_dir(dir);
-        struct stat side;
-        int64_t disk = (int64_t)size + (stat(sidecar, &side) == 0 ? (int64_t)side.st_size : 0);
+        int64_t disk = (int64_t)size + journal_sidecar_bytes(final);
         double now = monotonic_now();
         log_info("job %s: archive fetched (%lld bytes in %.2fs; verified in %.2fs, browsable "
                  "%.2fs after the last byte)",

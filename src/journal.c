@@ -258,7 +258,7 @@ static int job_is_known(const struct journal *j, const char *project, const char
 }
 
 /* Removes what a crash can leave in archives/<project>/: temporary
- * checkpoint sidecars ("<job>.zip.ckpt.tmp.*"), downloads (".<job>.zip.part")
+ * sidecars ("<job>.zip.ckpt.tmp.*", "<job>.zip.idx.tmp.*"), downloads (".<job>.zip.part")
  * of jobs the journal no longer knows, and sidecars whose archive and
  * download are both gone.  Runs at load, before any worker starts. */
 static void clean_archives(const struct journal *j)
@@ -285,7 +285,7 @@ static void clean_archives(const struct journal *j)
             char path[PATH_MAX], job[NAME_MAX + 1], other[PATH_MAX];
             if (pathf(path, "%s/%s", sub, name))
                 continue;
-            if (strstr(name, ".zip.ckpt.tmp.")) {
+            if (strstr(name, ".zip.ckpt.tmp.") || strstr(name, ".zip.idx.tmp.")) {
                 log_info("removing %s (left by an interrupted write)", path);
                 unlink(path);
             } else if (name[0] == '.' && n > 10 && strcmp(name + n - 9, ".zip.part") == 0) {
@@ -294,8 +294,10 @@ static void clean_archives(const struct journal *j)
                     log_info("removing %s (download of a forgotten job)", path);
                     unlink(path);
                 }
-            } else if (name[0] != '.' && n > 9 && strcmp(name + n - 9, ".zip.ckpt") == 0) {
-                snprintf(job, sizeof job, "%.*s", (int)(n - 9), name);
+            } else if (name[0] != '.' && ((n > 9 && strcmp(name + n - 9, ".zip.ckpt") == 0)
+                                          || (n > 8 && strcmp(name + n - 8, ".zip.idx") == 0))) {
+                size_t suffix = name[n - 1] == 't' ? 9 : 8;
+                snprintf(job, sizeof job, "%.*s", (int)(n - suffix), name);
                 struct stat st;
                 if (pathf(other, "%s/%s.zip", sub, job) == 0 && stat(other, &st) < 0
                     && errno == ENOENT && pathf(other, "%s/.%s.zip.part", sub, job) == 0
@@ -381,9 +383,7 @@ int journal_remove_job(struct journal *j, const char *project, const char *job)
     fsync_dir(dir);
     journal_archive_path(j, project, job, path);
     unlink(path);
-    char side[PATH_MAX];
-    if (pathf(side, "%s.ckpt", path) == 0)
-        unlink(side); /* its checkpoint sidecar */
+    journal_unlink_sidecars(path);
     journal_partial_path(j, project, job, path);
     unlink(path);
     return 0;
@@ -397,6 +397,28 @@ void journal_archive_path(const struct journal *j, const char *project, const ch
 void journal_partial_path(const struct journal *j, const char *project, const char *job, char *out)
 {
     pathf(out, "%s/archives/%s/.%s.zip.part", j->dir, project, job);
+}
+
+static const char *const sidecar_suffixes[] = {".ckpt", ".idx", NULL};
+
+void journal_unlink_sidecars(const char *zip_path)
+{
+    char side[PATH_MAX];
+    for (size_t i = 0; sidecar_suffixes[i]; i++)
+        if (pathf(side, "%s%s", zip_path, sidecar_suffixes[i]) == 0 && unlink(side) < 0
+            && errno != ENOENT)
+            log_error("cannot remove %s: %s", side, strerror(errno));
+}
+
+int64_t journal_sidecar_bytes(const char *zip_path)
+{
+    char side[PATH_MAX];
+    struct stat st;
+    int64_t total = 0;
+    for (size_t i = 0; sidecar_suffixes[i]; i++)
+        if (pathf(side, "%s%s", zip_path, sidecar_suffixes[i]) == 0 && stat(side, &st) == 0)
+            total += st.st_size;
+    return total;
 }
 
 int journal_archive_dir(const struct journal *j, const char *project, char *out)

@@ -34,6 +34,11 @@ int journal_remove_job(struct journal *, const char *project, const char *job);
 /* Paths of a job's archive; out must hold PATH_MAX bytes. */
 void journal_archive_path(const struct journal *, const char *project, const char *job, char *out);
 void journal_partial_path(const struct journal *, const char *project, const char *job, char *out);
+/* The sidecars kept beside an archive "<job>.zip" (its checkpoints and its
+ * saved index, rebuilt from the archive when missing): removed with it and
+ * counted in its size. */
+void journal_unlink_sidecars(const char *zip_path);
+int64_t journal_sidecar_bytes(const char *zip_path);
 /* Creates archives/<project>/ if needed. */
 int journal_archive_dir(const struct journal *, const char *project, char *out);
 

@@ -346,9 +346,7 @@ static void job_from_journal(void *arg, const char *project, const char *job_id,
             j->archive = ARCHIVE_READY;
             j->archive_bytes = st.st_size;
             j->last_used = j->fetched_at = st.st_mtime;
-            char side[PATH_MAX];
-            if (pathf(side, "%s.ckpt", path) == 0 && stat(side, &st) == 0)
-                j->archive_bytes += st.st_size; /* the checkpoint sidecar */
+            j->archive_bytes += journal_sidecar_bytes(path);
         } else if (!j->task.file_id[0]) {
             j->archive = ARCHIVE_FAILED;
         } else if (was && strcmp(was, "evicted") == 0) {
@@ -589,6 +587,12 @@ int registry_job_index(struct registry *r, struct job *j, int (*interrupted)(voi
             struct aindex *idx = NULL;
             char *why = NULL;
             int orc = aindex_open(path, control_files, &idx, &why);
+            if (orc == 0 && !aindex_from_sidecar(idx)) {
+                char *save_why = NULL; /* archives fetched by older versions */
+                if (aindex_save(idx, control_files, &save_why) != 0)
+                    log_warn("job %s: %s", j->id, save_why ? save_why : "index not saved");
+                free(save_why);
+            }
             pthread_mutex_lock(&r->lock);
             j->index_loading = 0;
             if (orc == 0) {
@@ -682,9 +686,7 @@ void registry_enforce_cache_max(struct registry *r)
         journal_archive_path(r->journal, project, victim->id, path);
         if (unlink(path) < 0 && errno != ENOENT)
             log_error("cannot evict %s: %s", path, strerror(errno));
-        char side[PATH_MAX];
-        if (pathf(side, "%s.ckpt", path) == 0 && unlink(side) < 0 && errno != ENOENT)
-            log_error("cannot evict %s: %s", side, strerror(errno));
+        journal_unlink_sidecars(path);
         pthread_mutex_unlock(&r->journal_lock);
         log_info("job %s: archive evicted (%lld bytes) to keep the cache within cache_max",
                  victim->id, bytes);

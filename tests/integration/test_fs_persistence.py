@@ -60,6 +60,37 @@ def test_remount_does_not_download_again(mount_factory, emu):
     assert emu.calls("query") == [], "an ended job was polled again after the remount"
 
 
+def test_saved_index_serves_remounts_and_is_rebuilt_when_damaged(mount_factory, emu):
+    """The tree of a fetched archive is saved beside it (<job>.zip.idx) and a remount
+    serves it; a damaged or foreign index is ignored (the archive is walked again and
+    the index rewritten); removing the job removes it."""
+    emu.config(files=30, folders=3)
+    m = mount_factory()
+    job = run_job(m)
+    expected = md5s({k: v[0] for k, v in zip_entries(emu_archive(emu, job)).items()})
+    assert md5s(walk_files(m.job(job))) == expected
+    zips = [os.path.join(d, f) for d, _, fs in os.walk(m.cache_dir) for f in fs
+            if f == job + ".zip"]
+    assert len(zips) == 1, zips
+    idx = zips[0] + ".idx"
+    wait_for(lambda: os.path.exists(idx), what="the saved index")
+    good = read(idx, "rb")
+    assert good.startswith(b"HCXIDX\0\1")
+    for damage in (good[:len(good) // 2], b"garbage" * 100,
+                   good[:200] + bytes([good[200] ^ 1]) + good[201:]):
+        m.stop()
+        with open(idx, "wb") as f:
+            f.write(damage)
+        m.start()
+        assert md5s(walk_files(m.job(job))) == expected
+        wait_for(lambda: read(idx, "rb") == good, what="the index rewritten")
+    m.stop()
+    m.start()
+    assert md5s(walk_files(m.job(job))) == expected
+    os.rmdir(m.job(job))
+    assert not os.path.exists(idx) and not os.path.exists(zips[0])
+
+
 @pytest.mark.slow
 def test_jobs_survive_kill_9(mount_factory, emu):
     m = mount_factory()

@@ -1295,6 +1295,186 @@ static void test_timing(void)
     free(big);
 }
 
+/* ------------------------------------------------- the saved index (.idx) */
+
+/* Everything a listing shows, as text: names, kinds, sizes, times. */
+static void describe_tree(const struct aindex *ix, const struct anode *n, const char *prefix,
+                          FILE *out)
+{
+    fprintf(out, "%s|%d|%ju|%jd|%zu\n", prefix, anode_is_dir(n), (uintmax_t)anode_size(n),
+            (intmax_t)anode_mtime(n), anode_child_count(n));
+    for (size_t i = 0; i < anode_child_count(n); i++) {
+        const struct anode *c = anode_child(ix, n, i);
+        char *p;
+        if (asprintf(&p, "%s/%s", prefix, anode_name(ix, c)) < 0)
+            abort();
+        describe_tree(ix, c, p, out);
+        free(p);
+    }
+}
+
+static char *tree_text(const struct aindex *ix)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    describe_tree(ix, aindex_root(ix), "", f);
+    fprintf(f, "entries %ju total %ju\n", (uintmax_t)aindex_entry_count(ix),
+            (uintmax_t)aindex_total_size(ix));
+    fclose(f);
+    return buf;
+}
+
+/* Opens zip, expects the given source of the tree, compares the tree with
+ * want and reads every expected file byte for byte. */
+static void check_open(const char *zip, const char *const *res, int want_sidecar,
+                       const char *want, const struct expect *files, size_t nfiles,
+                       const char *what)
+{
+    struct aindex *ix;
+    char *why = NULL;
+    int rc = aindex_open(zip, res, &ix, &why);
+    CHECK(rc == 0, "%s: open: %s", what, why ? why : "?");
+    free(why);
+    if (rc)
+        return;
+    CHECK(aindex_from_sidecar(ix) == want_sidecar, "%s: from sidecar %d, want %d", what,
+          aindex_from_sidecar(ix), want_sidecar);
+    char *got = tree_text(ix);
+    CHECK(strcmp(got, want) == 0, "%s: tree differs:\n%s\nwant:\n%s", what, got, want);
+    free(got);
+    for (size_t i = 0; i < nfiles; i++) {
+        const struct anode *n = aindex_lookup(ix, files[i].path);
+        CHECK(n && read_all_matches(ix, n, files[i].data, files[i].len, 7 + i),
+              "%s: %s reads wrong", what, files[i].path);
+    }
+    if (!aindex_from_sidecar(ix)) {
+        why = NULL;
+        CHECK(aindex_save(ix, res, &why) == 0, "%s: save: %s", what, why ? why : "?");
+        free(why);
+    }
+    aindex_free(ix);
+}
+
+static uint32_t crc32_of(const unsigned char *p, size_t n)
+{
+    /* CRC-32 (zip/gzip), bitwise: the test must not share the code under test. */
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ 0xedb88320u : c >> 1;
+    }
+    return ~c;
+}
+
+static void test_saved_index(void)
+{
+    size_t big_len = (size_t)5 << 20;
+    unsigned char *big = gen_csv(31, big_len), *mid = gen_csv(32, 300000);
+    const time_t T = 1700000000;
+    const struct wentry ents[] = {
+        {"dir/", T_DIR, NULL, 0, T, NULL},
+        {"dir/big.csv", T_REG, big, big_len, T + 1, NULL},
+        {"dir/mid.csv", T_REG, mid, 300000, T + 2, NULL},
+        {"small.txt", T_REG, "hello\n", 6, T + 3, NULL},
+        {"status", T_REG, "not the control file\n", 21, T + 4, NULL},
+        {"link", T_LNK, NULL, 0, T + 5, "dir/mid.csv"},
+        {"deep/a/b/c/d.txt", T_REG, "d\n", 2, T + 6, NULL},
+        {"../escape.txt", T_REG, "x\n", 2, T + 7, NULL},
+    };
+    const struct expect files[] = {
+        {"dir/big.csv", big, big_len}, {"dir/mid.csv", mid, 300000},
+        {"small.txt", (const unsigned char *)"hello\n", 6},
+        {"_status", (const unsigned char *)"not the control file\n", 21},
+        {"link", (const unsigned char *)"dir/mid.csv", 11},
+        {"deep/a/b/c/d.txt", (const unsigned char *)"d\n", 2},
+    };
+    size_t nfiles = sizeof files / sizeof files[0];
+    char *zip = tpath("saved.zip"), *idx = tpath("saved.zip.idx");
+    CHECK(write_zip(zip, ents, sizeof ents / sizeof ents[0], false) == 0, "write saved.zip");
+
+    struct aindex *ix;
+    char *why = NULL;
+    CHECK(aindex_open(zip, reserved, &ix, &why) == 0, "open: %s", why ? why : "?");
+    free(why);
+    char *want = tree_text(ix);
+    aindex_free(ix);
+    CHECK(strstr(want, "/_status|0|21|") != NULL, "reserved name not renamed:\n%s", want);
+
+    /* First open walks the archive (and saves), the next ones load. */
+    check_open(zip, reserved, 0, want, files, nfiles, "first");
+    check_open(zip, reserved, 1, want, files, nfiles, "loaded");
+    check_open(zip, reserved, 1, want, files, nfiles, "loaded again");
+
+    size_t len;
+    unsigned char *good = slurp(idx, &len);
+    CHECK(good && len > 176, "idx file missing or short (%zu)", len);
+    if (!good || len <= 176)
+        goto out;
+
+    /* A flipped byte anywhere: refused, rebuilt, saved again. */
+    static const size_t flips[] = {0, 9, 30, 100, 200, 500};
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+        size_t at = flips[i] < len ? flips[i] : len - 1;
+        unsigned char *bad = malloc(len);
+        memcpy(bad, good, len);
+        bad[at] ^= 0x40;
+        spit(idx, bad, len);
+        free(bad);
+        check_open(zip, reserved, 0, want, files, nfiles, "flipped byte");
+    }
+    spit(idx, good, len / 2);
+    check_open(zip, reserved, 0, want, files, nfiles, "truncated");
+    spit(idx, "", 0);
+    check_open(zip, reserved, 0, want, files, nfiles, "empty");
+
+    /* CRCs right but a node pointing outside the table: refused. */
+    {
+        unsigned char *bad = malloc(len);
+        memcpy(bad, good, len);
+        uint64_t nnodes, arena_len;
+        memcpy(&nnodes, bad + 48, 8);
+        memcpy(&arena_len, bad + 56, 8);
+        /* struct idx_node: size, data, name_off, mtime, first_child @32 */
+        uint32_t far = (uint32_t)nnodes + 5;
+        memcpy(bad + 176 + 32, &far, 4);
+        uint32_t pc = crc32_of(bad + 176, len - 176);
+        memcpy(bad + 168, &pc, 4);
+        memset(bad + 172, 0, 4);
+        uint32_t hc = crc32_of(bad, 176);
+        memcpy(bad + 172, &hc, 4);
+        spit(idx, bad, len);
+        free(bad);
+        CHECK(176 + nnodes * 48 + arena_len == len, "idx layout changed: update this test");
+        check_open(zip, reserved, 0, want, files, nfiles, "node out of range");
+    }
+
+    /* Other reserved names: the tree differs, so the sidecar must not serve. */
+    static const char *const other[] = {"status", NULL};
+    struct aindex *ox;
+    CHECK(aindex_open(zip, other, &ox, &why) == 0 && !aindex_from_sidecar(ox),
+          "sidecar served for other reserved names");
+    if (ox)
+        aindex_free(ox);
+    check_open(zip, reserved, 1, want, files, nfiles, "reserved unchanged");
+
+    /* The archive changed (new mtime): refused. */
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {T, 0}};
+    CHECK(utimensat(AT_FDCWD, zip, ts, 0) == 0, "utimensat");
+    check_open(zip, reserved, 0, want, files, nfiles, "archive touched");
+    check_open(zip, reserved, 1, want, files, nfiles, "after touch");
+out:
+    free(good);
+    free(want);
+    unlink(zip);
+    unlink(idx);
+    free(zip);
+    free(idx);
+    free(big);
+    free(mid);
+}
+
 int main(void)
 {
     /* With TZ unset glibc re-stats /etc/localtime on every mktime(), which
@@ -1314,12 +1494,14 @@ int main(void)
     test_verify_rest();
     test_readahead();
     test_timing();
+    test_saved_index();
     free(big_main);
     /* Checkpoint sidecars the readers of large entries left. */
     DIR *d = opendir(tmpdir);
     for (struct dirent *de; d && (de = readdir(d));) {
         size_t l = strlen(de->d_name);
-        if (l > 5 && strcmp(de->d_name + l - 5, ".ckpt") == 0) {
+        if ((l > 5 && strcmp(de->d_name + l - 5, ".ckpt") == 0)
+            || (l > 4 && strcmp(de->d_name + l - 4, ".idx") == 0)) {
             char *p = tpath(de->d_name);
             unlink(p);
             free(p);
