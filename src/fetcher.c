@@ -61,7 +61,11 @@ static void finish(struct registry *r, struct job *j, enum archive_state state, 
         j->archive_bytes = disk_bytes; /* the zip and its sidecars */
         j->fetch_failures = 0;
         j->fetched_at = j->last_used = time(NULL);
-        if (!j->index && !j->index_loading) {
+        if (j->pending == idx) {
+            j->pending = NULL; /* the same index, now verified: users carry over */
+            j->index = idx;
+            idx = NULL;
+        } else if (!j->index && !j->index_loading) {
             j->index = idx;
             idx = NULL;
         }
@@ -170,6 +174,9 @@ static void fetch_one(struct registry *r, struct job *j)
                      MAX_BAD_ARCHIVES);
             continue;
         }
+        /* Listings and stat may show the tree now (the last byte is
+         * here); opens wait until the data is verified. */
+        registry_publish_pending(r, j, idx, size);
         /* Every entry's data is checked (CRC, sizes) before the archive
          * counts as local, each inflated once: building the checkpoints of
          * large deflate entries checks them, aindex_verify_rest() the rest.
@@ -201,6 +208,7 @@ static void fetch_one(struct registry *r, struct job *j)
                 log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
                          MAX_BAD_ARCHIVES);
                 snprintf(damaged, sizeof damaged, "%s", msg);
+                registry_withdraw_pending(r, j);
                 aindex_free(idx);
                 unlink(part);
                 journal_unlink_sidecars(final);
@@ -227,6 +235,7 @@ static void fetch_one(struct registry *r, struct job *j)
             unlink(part); /* rmdir while downloading: nothing to keep */
             journal_unlink_sidecars(final);
             pthread_mutex_unlock(&r->journal_lock);
+            registry_withdraw_pending(r, j);
             aindex_free(idx);
             return;
         }
@@ -235,6 +244,7 @@ static void fetch_one(struct registry *r, struct job *j)
         pthread_mutex_unlock(&r->journal_lock);
         if (renamed < 0) {
             snprintf(msg, sizeof msg, "cannot rename %s: %s", part, strerror(rename_errno));
+            registry_withdraw_pending(r, j);
             aindex_free(idx);
             journal_unlink_sidecars(final);
             break;

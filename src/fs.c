@@ -9,6 +9,7 @@
 #include "registry.h"
 #include "strbuf.h"
 
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -235,11 +236,12 @@ static int stat_control_locked(const struct job *j, enum node_kind kind, struct 
 
 /* Resolves an entry of a job's archive (waiting for the archive).  On
  * success the index is in use until registry_index_done(). */
-static int lookup_entry(struct registry *r, struct job *j, const char *entry,
+static int lookup_entry(struct registry *r, struct job *j, const char *entry, bool listing,
                         const struct anode **out, struct aindex **idx_out)
 {
     struct aindex *idx;
-    int rc = registry_job_index(r, j, request_cancelled, &idx);
+    int rc = listing ? registry_job_listing(r, j, request_cancelled, &idx)
+                     : registry_job_index(r, j, request_cancelled, &idx);
     if (rc)
         return rc;
     const struct anode *a = aindex_lookup(idx, entry ? entry : "");
@@ -330,7 +332,7 @@ static int hcx_getattr(const char *path, struct stat *st, struct fuse_file_info 
                 fill_file(st, 0444, real.st_size, real.st_mtime);
             registry_index_done(r, j);
         }
-    } else if (!(rc = lookup_entry(r, j, n.entry, &a, NULL))) {
+    } else if (!(rc = lookup_entry(r, j, n.entry, true, &a, NULL))) {
         fill_anode(st, a);
         registry_index_done(r, j);
     }
@@ -378,7 +380,7 @@ static int list_job(struct registry *r, struct job *j, struct dirfill *d, const 
     }
     struct aindex *idx;
     const struct anode *dir;
-    int rc = lookup_entry(r, j, entry, &dir, &idx);
+    int rc = lookup_entry(r, j, entry, true, &dir, &idx);
     if (rc == -EIO && !entry)
         return 0; /* the error shows in .job.json; the control files stay usable */
     if (rc)
@@ -719,7 +721,7 @@ static int hcx_open(const char *path, struct fuse_file_info *fi)
     case N_ENTRY: {
         const struct anode *a;
         struct aindex *idx;
-        rc = lookup_entry(r, j, n.entry, &a, &idx);
+        rc = lookup_entry(r, j, n.entry, false, &a, &idx);
         h->holds_index = rc == 0;
         if (!rc && anode_is_dir(a))
             rc = -EISDIR;

@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -246,7 +247,8 @@ json_t *job_to_json_locked(const struct job *j)
                         json_pack("{s:I, s:o}", "done", (json_int_t)j->dl_done, "total",
                                   j->dl_total >= 0 ? json_integer(j->dl_total) : json_null()));
     json_object_set_new(o, "error", string_or_null(j->error));
-    json_object_set_new(o, "archive", json_string(archive_state_names[j->archive]));
+    json_object_set_new(o, "archive", json_string(j->pending ? "verifying"
+                                                  : archive_state_names[j->archive]));
     return o;
 }
 
@@ -543,8 +545,8 @@ int registry_wait_ended(struct registry *r, struct job *j, int (*interrupted)(vo
     return rc;
 }
 
-int registry_job_index(struct registry *r, struct job *j, int (*interrupted)(void),
-                       struct aindex **out)
+static int job_index(struct registry *r, struct job *j, int (*interrupted)(void),
+                     bool listing, struct aindex **out)
 {
     int rc = 0;
     pthread_mutex_lock(&r->lock);
@@ -553,8 +555,8 @@ int registry_job_index(struct registry *r, struct job *j, int (*interrupted)(voi
             rc = -ENOENT;
             break;
         }
-        if (j->index) {
-            *out = j->index;
+        if (j->index || (listing && j->pending)) {
+            *out = j->index ? j->index : j->pending;
             j->index_users++;
             j->last_used = time(NULL);
             break;
@@ -624,11 +626,51 @@ int registry_job_index(struct registry *r, struct job *j, int (*interrupted)(voi
     return rc;
 }
 
+int registry_job_index(struct registry *r, struct job *j, int (*interrupted)(void),
+                       struct aindex **out)
+{
+    return job_index(r, j, interrupted, false, out);
+}
+
+int registry_job_listing(struct registry *r, struct job *j, int (*interrupted)(void),
+                         struct aindex **out)
+{
+    return job_index(r, j, interrupted, true, out);
+}
+
 void registry_index_done(struct registry *r, struct job *j)
 {
     pthread_mutex_lock(&r->lock);
-    j->index_users--;
+    if (--j->index_users == 0 && j->withdrawing)
+        pthread_cond_broadcast(&r->changed);
     pthread_mutex_unlock(&r->lock);
+}
+
+void registry_publish_pending(struct registry *r, struct job *j, struct aindex *idx,
+                              int64_t size)
+{
+    pthread_mutex_lock(&r->lock);
+    j->pending = idx;
+    j->dl_done = j->dl_total = size; /* every byte is here */
+    pthread_cond_broadcast(&r->changed); /* listings waiting for the archive */
+    pthread_mutex_unlock(&r->lock);
+    registry_notify(r, j);
+}
+
+void registry_withdraw_pending(struct registry *r, struct job *j)
+{
+    pthread_mutex_lock(&r->lock);
+    if (j->pending) {
+        j->pending = NULL;
+        j->withdrawing = 1;
+        /* Listings hold it for one callback: short waits.  (Opens never
+         * get a pending index; j->index is NULL while the fetcher runs.) */
+        while (j->index_users > 0 && !j->index)
+            pthread_cond_wait(&r->changed, &r->lock);
+        j->withdrawing = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    registry_notify(r, j);
 }
 
 /* Picks the least recently used archive that may go; lock held. */

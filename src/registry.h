@@ -49,8 +49,13 @@ struct job {
     struct aindex *index;           /* handed over by the fetcher (built and
                                      * verified on the download), else loaded
                                      * on first use of a READY archive */
+    struct aindex *pending;         /* the index of a downloaded archive
+                                     * still being verified: listings and
+                                     * stat use it, opens wait for index */
     int index_loading;
-    int index_users;                /* lookups and open files using index */
+    int withdrawing;                /* registry_withdraw_pending waits */
+    int index_users;                /* lookups and open files using index
+                                     * (or pending, while it is set) */
     int64_t archive_bytes;          /* local archive + checkpoint sidecar, when READY */
     time_t last_used, fetched_at;   /* for cache_max's LRU eviction */
     int refs;
@@ -138,7 +143,18 @@ int registry_job_index(struct registry *, struct job *, int (*interrupted)(void)
 int job_apply_task_locked(struct registry *, struct job *, const struct task_info *);
 extern const char *const control_files[];
 
-/* Ends a use of the index returned by registry_job_index. */
+/* The same for listings and stat: also returns the index of an archive
+ * still being verified, so that a job's tree shows as soon as its last
+ * byte arrived; its content is only read through registry_job_index. */
+int registry_job_listing(struct registry *, struct job *, int (*interrupted)(void),
+                         struct aindex **out);
+/* The fetcher's side: shows idx (built on the download, not yet verified)
+ * to listings; withdraws it again (waiting until no listing uses it) when
+ * verification fails.  The fetcher passes idx to its final state after. */
+void registry_publish_pending(struct registry *, struct job *, struct aindex *idx,
+                              int64_t size);
+void registry_withdraw_pending(struct registry *, struct job *);
+/* Ends a use of the index returned by registry_job_index or _listing. */
 void registry_index_done(struct registry *, struct job *);
 /* Evicts least recently used archives not in use until the cache fits
  * cache_max (the most recently fetched archive is kept). */

@@ -234,3 +234,36 @@ def test_cache_max_evicts_and_fetches_again(mount_factory, emu):
         assert read(os.path.join(m.job(j), "events.csv"), "rb") == \
             zip_entries(served[j])["events.csv"][0]
     assert emu.calls("download"), "nothing was fetched again"
+
+
+@pytest.mark.slow
+def test_tree_listed_before_verification_content_never_wrong(mnt, emu):
+    """Once the last byte is here the job's tree may be listed while the archive is still
+    being verified ("archive": "verifying" in .job.json); reading waits for verification.
+    With the first download damaged (verification fails, the tree is withdrawn and the
+    archive fetched again), every read made at any moment returns the cloud's bytes."""
+    emu.config(rows=150000)
+    emu.set_faults(corrupt_downloads=1)
+    job = submit(mnt)
+    d = mnt.job(job)
+    states, reads = set(), 0
+    want = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        info = json.loads(read(os.path.join(d, ".job.json")))
+        states.add(info["archive"])
+        if info["archive"] in ("verifying", "ready"):
+            names = os.listdir(d)
+            assert "events.csv" in names, (info["archive"], names)
+            if want is None:
+                want = zip_entries(emu_archive(emu, job))["events.csv"][0]
+            got = read(os.path.join(d, "events.csv"), "rb")  # waits for verification
+            reads += 1
+            assert got == want, "events.csv read wrong bytes (archive was %s)" % info["archive"]
+            if info["archive"] == "ready":
+                break
+        time.sleep(0.005)
+    else:
+        raise AssertionError("never ready: saw %s" % sorted(states))
+    assert len(emu.calls("download")) >= 3, "the damaged download was not fetched again"
+    print("archive states seen: %s; %d full reads" % (sorted(states), reads))
