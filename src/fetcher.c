@@ -95,6 +95,16 @@ static int sleep_unless_stopping(struct registry *r, double secs)
     return stopping ? -ECANCELED : 0;
 }
 
+static int fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
 static void fetch_one(struct registry *r, struct job *j)
 {
     char project[65], file_id[65], dir[PATH_MAX], part[PATH_MAX], final[PATH_MAX];
@@ -138,8 +148,6 @@ static void fetch_one(struct registry *r, struct job *j)
         int64_t total = -1;
         rc = cloud_download(r->cloud, project, file_id, fd, (uint64_t)st.st_size, on_progress,
                             &progress, &total, &e);
-        if (rc == 0 && fsync(fd) < 0)
-            rc = -errno;
         double last_byte = monotonic_now();
         off_t size = fstat(fd, &st) == 0 ? st.st_size : -1;
         close(fd);
@@ -226,6 +234,21 @@ static void fetch_one(struct registry *r, struct job *j)
             log_warn("job %s: %s", j->id, why ? why : "index not saved");
             free(why);
             why = NULL;
+        }
+        /* Durable before it takes its final name (the rename is what a
+         * restart trusts); synced only now so that listings need not wait
+         * for the disk. */
+        if ((rc = fsync_path(part)) != 0) {
+            snprintf(msg, sizeof msg, "cannot write %s to disk: %s", part, strerror(-rc));
+            registry_withdraw_pending(r, j);
+            aindex_free(idx);
+            unlink(part);
+            journal_unlink_sidecars(final);
+            if (++transfer_failures >= MAX_TRANSFER_ATTEMPTS)
+                break;
+            log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, transfer_failures,
+                     MAX_TRANSFER_ATTEMPTS);
+            continue;
         }
         pthread_mutex_lock(&r->journal_lock);
         pthread_mutex_lock(&r->lock);

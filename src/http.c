@@ -3,6 +3,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -112,7 +113,12 @@ struct transfer {
     CURL *easy;
     int write_failed;
     int started;
+    uint64_t unflushed; /* download bytes written since writeback was started */
 };
+
+/* Downloads start the disk's writeback every this many bytes, so that the
+ * fsync before the archive is committed finds little left to write. */
+#define WRITEBACK_STEP ((uint64_t)16 << 20)
 
 static int is_download_status(long status) { return status == 200 || status == 206; }
 
@@ -144,6 +150,12 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
             off += (size_t)w;
         }
         t->resp->written += len;
+        t->unflushed += len;
+        if (t->unflushed >= WRITEBACK_STEP) {
+            t->unflushed = 0;
+            /* Asynchronous; a failure here only means a longer fsync later. */
+            (void)sync_file_range(t->req->out_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        }
         return len;
     }
     /* API answers are small; refuse absurd ones rather than grow forever. */
