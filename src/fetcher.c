@@ -28,10 +28,18 @@ static int fetchers_running;
 
 extern void poller_join(void);
 
+/* Large downloads log their progress at info: a line each time another
+ * tenth of the archive has arrived, so a stalled or slow transfer shows in
+ * the log without flooding it for the usual small archives. */
+enum { PROGRESS_LOG_MIN_BYTES = 8 << 20, PROGRESS_LOG_STEPS = 10 };
+
 struct progress_ctx {
     struct registry *r;
     struct job *j;
     double last_notify;
+    int logged_step; /* last tenth logged; 0 before the first */
+    double started;
+    uint64_t start_bytes; /* where this transfer started (resumed downloads) */
 };
 
 static void on_progress(void *arg, uint64_t done, int64_t total)
@@ -46,6 +54,21 @@ static void on_progress(void *arg, uint64_t done, int64_t total)
     if (now - p->last_notify >= 0.5) { /* .job.json shows progress */
         p->last_notify = now;
         registry_notify(p->r, p->j);
+    }
+    if (total >= PROGRESS_LOG_MIN_BYTES && done <= (uint64_t)total) {
+        int step = (int)(done * PROGRESS_LOG_STEPS / (uint64_t)total);
+        if (step > p->logged_step) {
+            /* A resumed download starts at its current tenth, not at 0. */
+            int first = p->logged_step < 0;
+            p->logged_step = step;
+            if (!first) {
+                double secs = now - p->started;
+                log_info("job %s: downloaded %llu of %lld bytes (%d%%, %.1f MiB/s)", p->j->id,
+                         (unsigned long long)done, (long long)total,
+                         step * 100 / PROGRESS_LOG_STEPS,
+                         secs > 0 ? (double)(done - p->start_bytes) / secs / (1 << 20) : 0.0);
+            }
+        }
     }
 }
 
@@ -117,7 +140,7 @@ static void fetch_one(struct registry *r, struct job *j)
 
     int transfer_failures = 0, bad_archives = 0;
     char damaged[sizeof msg] = "";
-    struct progress_ctx progress = { r, j, 0 };
+    struct progress_ctx progress = { r, j, 0, 0, 0, 0 };
     double started = monotonic_now();
     while (!r->stopping) {
         int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -130,6 +153,11 @@ static void fetch_one(struct registry *r, struct job *j)
         }
         if (st.st_size > 0)
             log_info("job %s: resuming download at byte %lld", j->id, (long long)st.st_size);
+        log_debug("job %s: GET download of file %s for project %s from byte %lld", j->id, file_id,
+                  project, (long long)st.st_size);
+        progress.logged_step = st.st_size > 0 ? -1 : 0;
+        progress.started = monotonic_now();
+        progress.start_bytes = (uint64_t)st.st_size;
         struct cloud_error e;
         int64_t total = -1;
         rc = cloud_download(r->cloud, project, file_id, fd, (uint64_t)st.st_size, on_progress,
