@@ -6,11 +6,12 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
 
-from fshelpers import (AK, PROJECT, SK, Mount, emu_archive, emuharness, run_job,
+from fshelpers import (AK, PROJECT, REPO, SK, Mount, emu_archive, emuharness, run_job,
                        walk_files, zip_entries)
 
 PLAIN_BIN = os.environ.get("HCEXPORTFS_PLAIN_BIN") or os.environ.get("HCEXPORTFS_BIN") or ""
@@ -182,3 +183,31 @@ def test_installed_binary_mounts_against_installed_emulator(installed, tmp_path)
             problems += m.check_logs()
         emu.stop()
         assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("which", ["installed", "contrib"])
+def test_systemd_unit_verifies(installed, tmp_path, which):
+    """`systemd-analyze verify` (offline) reports nothing for an instance of the
+    unit.  The binary it names is not on this system, so ExecStart points at the
+    DESTDIR copy; Documentation= is checked against the installed man pages."""
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed")
+    if which == "installed":
+        src = installed.path(installed.prefix, "lib", "systemd", "system", "hcexportfs@.service")
+        named = os.path.join(installed.bindir, "hcexportfs")
+    else:
+        src = os.path.join(REPO, "contrib", "systemd", "hcexportfs@.service")
+        named = "/usr/local/bin/hcexportfs"
+    with open(src) as f:
+        text = f.read()
+    assert text.count(named) == 1, "ExecStart must name %s" % named
+    unit = tmp_path / "hcexportfs@mnt-hc.service"  # the instance for /mnt/hc
+    unit.write_text(text.replace(named, installed.hcexportfs))
+    env = dict(clean_env(), MANPATH=installed.path(installed.mandir))
+    r = subprocess.run(["systemd-analyze", "verify", str(unit)], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, env=env, timeout=120, cwd=str(tmp_path))
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0 and out == "", out
+    esc = subprocess.run(["systemd-escape", "--path", "/mnt/hc"], stdout=subprocess.PIPE,
+                         check=True).stdout.decode().strip()
+    assert esc == "mnt-hc"  # the instance name the unit's comments tell people to use
