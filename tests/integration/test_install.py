@@ -211,3 +211,49 @@ def test_systemd_unit_verifies(installed, tmp_path, which):
     esc = subprocess.run(["systemd-escape", "--path", "/mnt/hc"], stdout=subprocess.PIPE,
                          check=True).stdout.decode().strip()
     assert esc == "mnt-hc"  # the instance name the unit's comments tell people to use
+
+
+def test_systemd_unit_command_line_mounts_and_stops_on_sigterm(tmp_path, emu_shared):
+    """The unit's ExecStart=, with systemd's substitutions done by hand (%f, %C, %i,
+    $HCEXPORTFS_OPTIONS from the instance's EnvironmentFile, $CREDENTIALS_DIRECTORY
+    holding the LoadCredential= copy, mode 0400): it mounts, serves a job, and a
+    SIGTERM (systemctl stop) unmounts with exit status 0."""
+    emu = emu_shared
+    with open(os.path.join(REPO, "contrib", "systemd", "hcexportfs@.service")) as f:
+        unit = f.read()
+    execstart = re.search(r"^ExecStart=(.*)$", unit, re.M).group(1)
+    assert re.search(r"^LoadCredential=credentials:", unit, re.M)
+    assert re.search(r"^EnvironmentFile=/etc/hcexportfs/%i\.conf$", unit, re.M)
+    mnt = Mount(tmp_path, "unit", emu.url, None)  # paths and environment only
+    creds_dir = tmp_path / "credentials.d"
+    creds_dir.mkdir()
+    (creds_dir / "credentials").write_text("[basic]\nak = %s\nsk = %s\n" % (AK, SK))
+    os.chmod(creds_dir / "credentials", 0o400)
+    options = "endpoint=%s,projects=%s,poll_interval=0.2" % (emu.url, PROJECT)
+    words = [w.replace("%f", mnt.mountpoint).replace("%C", str(tmp_path / "var-cache"))
+             .replace("%i", "unit-mnt").replace("${HCEXPORTFS_OPTIONS}", options)
+             .replace("${CREDENTIALS_DIRECTORY}", str(creds_dir))
+             for w in execstart.split()]
+    assert words[0] == "/usr/local/bin/hcexportfs"
+    words[0] = os.path.abspath(os.environ.get("HCEXPORTFS_BIN") or PLAIN_BIN)
+    mnt.argv = lambda: words
+    # systemd gives no SDK variables; credentials come from the option.
+    mnt.env = {k: v for k, v in mnt.env.items() if not k.startswith("CLOUD_SDK_")}
+    mnt.start()
+    try:
+        run_job(mnt)
+        assert os.path.isdir(str(tmp_path / "var-cache" / "hcexportfs" / "unit-mnt" / "journal"))
+        mnt.proc.send_signal(15)
+        assert mnt.proc.wait(10) == 0
+        mnt.proc = None
+        assert not os.path.ismount(mnt.mountpoint)
+        assert "credentials: AK/SK (credentials file %s/credentials)" % creds_dir \
+            in mnt.read_log()
+    finally:
+        problems = []
+        try:
+            mnt.stop()
+        except AssertionError as e:
+            problems.append(str(e))
+        problems += mnt.check_logs()
+        assert not problems, "\n".join(problems)
