@@ -1,13 +1,18 @@
 # Logging: -o log_level=error|warn|info|debug decides which lines reach the
 # log (stderr with -f); every line names its level, and lines about a job name
 # the job.  Large downloads report their progress at info.
+import json
 import os
 import re
+import shutil
 import subprocess
+import sys
+import time
 
 import pytest
 
-from fshelpers import HCX_BIN, PROJECT, expect_errno, run_job
+from fshelpers import (AK, FILTER, HCX_BIN, PROJECT, SK, _die_with_parent, expect_errno,
+                       run_job)
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} hcexportfs (error|warn|info|debug): (.*)$")
 LEVELS = ("error", "warn", "info", "debug")
@@ -141,3 +146,104 @@ def test_warn_level_hides_progress_and_calls_shows_retries(mount_factory, emu):
     assert any(lvl == "warn" and msg.startswith("job %s: " % job) and "retrying" in msg
                for lvl, msg in lines), lines
     assert len(emu.calls("download")) == 2
+
+
+LISTENER = r'''
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+os.chmod("/dev/log", 0o666)
+with open(sys.argv[1], "ab", buffering=0) as out:
+    print("ready", flush=True)
+    while True:
+        out.write(s.recv(65536).rstrip(b"\0\n") + b"\n")
+'''
+
+
+def serving(mnt):
+    """Is an hcexportfs process for mnt still running?"""
+    for p in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if os.path.basename(argv[0]) == b"hcexportfs" and mnt.encode() in argv:
+            return True
+    return False
+
+
+def test_daemonized_logs_go_to_syslog(tmp_path, emu):
+    """Without -f: lines go to syslog (identity hcexportfs with its pid, facility
+    daemon, the level as priority).  Run in a private mount namespace whose /dev
+    is a tmpfs holding the needed devices and a /dev/log socket of the test's own."""
+    for tool in ("unshare", "nsenter", "fusermount3"):
+        if not shutil.which(tool):
+            pytest.skip("%s is not installed" % tool)
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mount namespace)")
+    received = tmp_path / "syslog"
+    olddev = tmp_path / "olddev"
+    olddev.mkdir()
+    listener = tmp_path / "listener.py"
+    listener.write_text(LISTENER)
+    setup = ('set -e; mount --bind /dev "$0"; mount -t tmpfs -o mode=755 hcxdev /dev; '
+             'for f in null zero full random urandom fuse; do touch /dev/$f; '
+             'mount --bind "$0/$f" /dev/$f; done; exec "$1" "$2" "$3"')
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", setup,
+                               str(olddev), sys.executable, str(listener), str(received)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    mnt = str(tmp_path / "mnt")
+    os.mkdir(mnt)
+    ns = ["nsenter", "-t", str(holder.pid), "-m", "--"]
+    try:
+        if holder.stdout.readline() != b"ready\n":
+            holder.kill()
+            holder.wait()
+            pytest.skip("no private /dev: %s" % holder.stderr.read().decode(errors="replace"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUAWEICLOUD_SDK_")}
+        env.update(CLOUD_SDK_AK=AK, CLOUD_SDK_SK=SK, HOME=str(tmp_path), TZ="UTC")
+        r = subprocess.run(ns + [HCX_BIN, "-o", "endpoint=%s,projects=%s,cache_dir=%s,"
+                                 "poll_interval=0.2,log_level=debug"
+                                 % (emu.url, PROJECT, tmp_path / "cache"), mnt],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        assert r.returncode == 0, r.stderr
+        exports = os.path.join(mnt, "projects", PROJECT, "exports")
+        r = subprocess.run(ns + ["sh", "-c", 'echo "$1" > "$0/new" && cat "$0"/*/.wait && '
+                                 'ls "$0"/*/ >/dev/null && '
+                                 '{ echo "{\\"recent\\":1}" > "$0/new"; true; }', exports,
+                                 json.dumps(FILTER)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        assert r.stdout == b"success\n", r
+        job = [e["job_id"] for e in emu.jobs()][-1]
+    finally:
+        subprocess.run(ns + ["fusermount3", "-u", "-z", mnt], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while serving(mnt):
+            assert time.monotonic() < deadline, "hcexportfs did not exit after the unmount"
+            time.sleep(0.05)
+        # The last lines may still be in the socket: let the listener drain it.
+        deadline = time.monotonic() + 5
+        while b"unmounted " not in received.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+        holder.stderr.close()
+    lines = received.read_text().splitlines()
+    # RFC 3164 as glibc sends it: <PRI>Mmm dd hh:mm:ss hcexportfs[PID]: message
+    parsed = []
+    for line in lines:
+        m = re.match(r"^<(\d+)>\w{3} [ \d]\d \d\d:\d\d:\d\d hcexportfs\[(\d+)\]: (.*)$", line)
+        assert m, "not a syslog line from hcexportfs: %r" % line
+        parsed.append((int(m.group(1)), m.group(3)))
+    daemon = 3 << 3
+    prio = {"error": daemon | 3, "warn": daemon | 4, "info": daemon | 6, "debug": daemon | 7}
+    assert (prio["info"], "mounted on %s" % mnt) in parsed, parsed
+    assert (prio["info"], "project %s: submitted job %s" % (PROJECT, job)) in parsed, parsed
+    assert any(p == prio["debug"] and msg.startswith("job %s: GET download" % job)
+               for p, msg in parsed), parsed
+    assert any(p == prio["error"] and "filter refused" in msg for p, msg in parsed), parsed
+    assert (prio["info"], "unmounted %s" % mnt) in parsed, parsed
