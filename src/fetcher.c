@@ -28,11 +28,54 @@ static int fetchers_running;
 
 extern void poller_join(void);
 
+/* Large downloads log their progress at info, so that a slow or stalled
+ * transfer shows in the log without flooding it for the usual small
+ * archives: a line each time another tenth of an archive of at least
+ * PROGRESS_LOG_MIN_BYTES has arrived.  When the size is not known during
+ * the transfer (a plain 200 reply: only a resumed 206 announces it through
+ * Content-Range), a line every PROGRESS_LOG_MIN_BYTES instead. */
+enum { PROGRESS_LOG_MIN_BYTES = 8 << 20, PROGRESS_LOG_STEPS = 10 };
+
 struct progress_ctx {
     struct registry *r;
     struct job *j;
     double last_notify;
+    double started;       /* this transfer's start */
+    uint64_t start_bytes; /* where it started (resumed downloads) */
+    int logged_step;      /* last tenth logged; -1: not set yet */
+    uint64_t logged_mark; /* last multiple of PROGRESS_LOG_MIN_BYTES logged (size unknown) */
 };
+
+static void progress_start(struct progress_ctx *p, uint64_t from)
+{
+    p->started = monotonic_now();
+    p->start_bytes = from;
+    p->logged_step = -1;
+    p->logged_mark = from / PROGRESS_LOG_MIN_BYTES;
+}
+
+static void log_progress(struct progress_ctx *p, uint64_t done, int64_t total, double now)
+{
+    double secs = now - p->started;
+    double rate = secs > 0 && done > p->start_bytes
+                      ? (double)(done - p->start_bytes) / secs / (1 << 20) : 0.0;
+    if (total >= PROGRESS_LOG_MIN_BYTES && done <= (uint64_t)total) {
+        /* Tenths already there when a resumed transfer started are not logged. */
+        if (p->logged_step < 0)
+            p->logged_step = (int)(p->start_bytes * PROGRESS_LOG_STEPS / (uint64_t)total);
+        int step = (int)(done * PROGRESS_LOG_STEPS / (uint64_t)total);
+        if (step > p->logged_step) {
+            p->logged_step = step;
+            log_info("job %s: downloaded %llu of %lld bytes (%d%%, %.1f MiB/s)", p->j->id,
+                     (unsigned long long)done, (long long)total,
+                     step * 100 / PROGRESS_LOG_STEPS, rate);
+        }
+    } else if (total < 0 && done / PROGRESS_LOG_MIN_BYTES > p->logged_mark) {
+        p->logged_mark = done / PROGRESS_LOG_MIN_BYTES;
+        log_info("job %s: downloaded %llu bytes, size not announced yet (%.1f MiB/s)", p->j->id,
+                 (unsigned long long)done, rate);
+    }
+}
 
 static void on_progress(void *arg, uint64_t done, int64_t total)
 {
@@ -47,6 +90,7 @@ static void on_progress(void *arg, uint64_t done, int64_t total)
         p->last_notify = now;
         registry_notify(p->r, p->j);
     }
+    log_progress(p, done, total, now);
 }
 
 /* idx: the verified archive's index (READY only), handed to the job so
@@ -131,7 +175,7 @@ static void fetch_one(struct registry *r, struct job *j)
 
     int transfer_failures = 0, bad_archives = 0;
     char damaged[sizeof msg] = "";
-    struct progress_ctx progress = { r, j, 0 };
+    struct progress_ctx progress = { .r = r, .j = j };
     double started = monotonic_now();
     while (!r->stopping) {
         int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -144,6 +188,9 @@ static void fetch_one(struct registry *r, struct job *j)
         }
         if (st.st_size > 0)
             log_info("job %s: resuming download at byte %lld", j->id, (long long)st.st_size);
+        log_debug("job %s: GET download of file %s for project %s from byte %lld", j->id, file_id,
+                  project, (long long)st.st_size);
+        progress_start(&progress, (uint64_t)st.st_size);
         struct cloud_error e;
         int64_t total = -1;
         rc = cloud_download(r->cloud, project, file_id, fd, (uint64_t)st.st_size, on_progress,

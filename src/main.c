@@ -17,6 +17,11 @@
 #include <errno.h>
 #include <fuse_lowlevel.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <zlib.h>
+#ifdef HAVE_ISAL
+#include <isa-l.h>
+#endif
 #include <limits.h>
 #include <signal.h>
 #include <stddef.h>
@@ -64,20 +69,27 @@ static const struct fuse_opt option_spec[] = {
 
 static void usage(const char *prog)
 {
-    printf("usage: %s [-f] [-d] [-o OPTION[,OPTION...]] MOUNTPOINT\n\n"
+    /* One line per option: scripts and the man page test grep this list. */
+    printf("usage: %s [-f] [-d] [-o OPTION[,OPTION...]] [SOURCE] MOUNTPOINT\n"
+           "       mount -t fuse.hcexportfs hcexportfs MOUNTPOINT -o OPTION[,OPTION...]\n\n"
+           "SOURCE (as passed by mount.fuse3) is accepted and ignored.\n\n"
            "hcexportfs options:\n"
-           "    -o endpoint=URL          one base URL for all services (emulator, proxy)\n"
-           "    -o region=NAME           use https://{waf,hss,iam}.NAME.myhuaweicloud.com\n"
-           "    -o waf_endpoint=URL, hss_endpoint=URL, iam_endpoint=URL  per service\n"
-           "    -o projects=ID[:ID...]   projects to expose\n"
-           "    -o enterprise_project_id=ID  passed on every call\n"
-           "    -o cache_dir=DIR         journal and archives (default ~/.cache/hcexportfs)\n"
-           "    -o poll_interval=SECONDS how often running jobs are polled at most (default 10)\n"
-           "    -o credentials=FILE      credentials file (mode 0600)\n"
-           "    -o token_file=FILE       a file holding an IAM token, re-read when it changes\n"
-           "    -o cafile=FILE           extra CA certificates for TLS\n"
-           "    -o cache_max=SIZE        bound on cached archives (K, M, G suffixes)\n"
-           "    -o log_level=LEVEL       error, warn, info (default) or debug\n"
+           "    -o endpoint=URL             one base URL for all services (emulator, proxy)\n"
+           "    -o region=NAME              use https://{waf,hss,iam}.NAME.myhuaweicloud.com\n"
+           "    -o waf_endpoint=URL         WAF service URL (overrides endpoint/region)\n"
+           "    -o hss_endpoint=URL         HSS service URL (overrides endpoint/region)\n"
+           "    -o iam_endpoint=URL         IAM service URL (overrides endpoint/region)\n"
+           "    -o projects=ID[:ID...]      projects to expose (default: those remembered)\n"
+           "    -o enterprise_project_id=ID passed on every call (default: none)\n"
+           "    -o cache_dir=DIR            journal and archives (default "
+           "$XDG_CACHE_HOME/hcexportfs, else ~/.cache/hcexportfs)\n"
+           "    -o poll_interval=SECONDS    how often running jobs are polled at most (default 10)\n"
+           "    -o credentials=FILE         credentials file, mode 0600 (default: SDK lookup)\n"
+           "    -o token_file=FILE          a file holding an IAM token, re-read when it changes\n"
+           "    -o cafile=FILE              extra CA certificates for TLS (default: system CAs)\n"
+           "    -o cache_max=SIZE           bound on cached archives, K/M/G/T suffixes "
+           "(default: no bound)\n"
+           "    -o log_level=LEVEL          error, warn, info or debug (default info)\n"
            "    -o request_timeout=SECONDS  give up on an unanswered call (default 30)\n\n",
            prog);
 }
@@ -297,9 +309,19 @@ int main(int argc, char **argv)
         goto out;
     }
     if (o.version) {
-        printf("hcexportfs version %s\nlibfuse %s\nlibcurl %s\nlibarchive %d.%d.%d\njansson %s\n",
+        int av = archive_version_number();
+        printf("hcexportfs version %s\nlibfuse %s\nlibcurl %s\nlibarchive %d.%d.%d\njansson %s\n"
+               "zlib %s\n%s\n",
                HCX_VERSION, fuse_pkgversion(), curl_version_info(CURLVERSION_NOW)->version,
-               archive_version_number() / 1000000, archive_version_number() / 1000 % 1000, archive_version_number() % 1000, jansson_version_str());
+               av / 1000000, av / 1000 % 1000, av % 1000, jansson_version_str(), zlibVersion(),
+               OpenSSL_version(OPENSSL_VERSION));
+#ifdef HAVE_ISAL
+        /* ISA-L has no run-time version call: this is the one built against. */
+        printf("ISA-L %d.%d.%d (igzip inflate)\n", ISAL_MAJOR_VERSION, ISAL_MINOR_VERSION,
+               ISAL_PATCH_VERSION);
+#else
+        printf("ISA-L not used (zlib inflate)\n");
+#endif
         rc = 0;
         goto out;
     }
