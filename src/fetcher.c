@@ -32,8 +32,8 @@ extern void poller_join(void);
  * transfer shows in the log without flooding it for the usual small
  * archives: a line each time another tenth of an archive of at least
  * PROGRESS_LOG_MIN_BYTES has arrived.  When the size is not known during
- * the transfer (a plain 200 reply: only a resumed 206 announces it through
- * Content-Range), a line every PROGRESS_LOG_MIN_BYTES instead. */
+ * the transfer (a 200 reply without Content-Length, e.g. chunked), a line
+ * every PROGRESS_LOG_MIN_BYTES instead. */
 enum { PROGRESS_LOG_MIN_BYTES = 8 << 20, PROGRESS_LOG_STEPS = 10 };
 
 struct progress_ctx {

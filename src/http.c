@@ -114,6 +114,7 @@ struct transfer {
     int write_failed;
     int started;
     uint64_t unflushed; /* download bytes written since writeback was started */
+    int status;         /* of the response whose headers arrive */
 };
 
 /* Downloads start the disk's writeback every this many bytes, so that the
@@ -194,6 +195,14 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
         /* A new response (e.g. after 100-continue): forget earlier headers. */
         t->resp->retry_after = -1;
         t->resp->total = -1;
+        const char *sp = memchr(line, ' ', len);
+        t->status = sp && (size_t)(sp - line) + 4 <= len ? atoi(sp + 1) : 0;
+    } else if (t->status == 200 && header_is(line, len, "Content-Length", &v, &vlen)
+               && vlen > 0 && vlen < 20 && strspn(v, "0123456789") >= vlen) {
+        /* A whole-file answer announces the size here (a 206 in Content-Range). */
+        memcpy(tmp, v, vlen);
+        tmp[vlen] = '\0';
+        t->resp->total = strtoll(tmp, NULL, 10);
     } else if (header_is(line, len, "Retry-After", &v, &vlen) && vlen < sizeof tmp) {
         memcpy(tmp, v, vlen);
         tmp[vlen] = '\0';
@@ -227,7 +236,8 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
     if (t->req->cancel && *t->req->cancel)
         return 1;
     if (t->req->progress && t->resp->written)
-        t->req->progress(t->req->progress_arg, t->req->resume_from + t->resp->written,
+        t->req->progress(t->req->progress_arg,
+                         (t->resp->restarted ? 0 : t->req->resume_from) + t->resp->written,
                          t->resp->total);
     return 0;
 }

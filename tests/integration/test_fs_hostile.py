@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from fshelpers import CONTROL, read, run_job
+from fshelpers import CONTROL, read, run_job, wait_for
 
 
 @pytest.fixture
@@ -18,6 +18,10 @@ def hostile(mnt, emu):
     emu.set_faults()
     d = mnt.job(job)
     os.listdir(d)
+    # The tree lists while the archive is verified; walk it once it is final
+    # (.job.json changes when verification ends).
+    wait_for(lambda: json.loads(read(os.path.join(d, ".job.json")))["archive"] == "ready",
+             timeout=30, what="the archive verified")
     return mnt, job, d
 
 

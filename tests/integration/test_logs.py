@@ -94,9 +94,9 @@ COLUMNS = ["id", "time", "sip", "attack", "url", "host", "payload", "request_lin
 
 @pytest.mark.slow
 def test_large_download_logs_progress_at_info(mount_factory, emu):
-    """~19 MiB stored (level 0), the first transfer cut at half: the plain 200
-    reply does not announce the size during the transfer (a line per 8 MiB),
-    the resumed 206 does (a line per tenth, from where it resumed)."""
+    """~19 MiB stored (level 0), the first transfer cut at half: both the plain 200
+    reply (Content-Length) and the resumed 206 (Content-Range) announce the size, so
+    progress is a line per tenth, in order across the cut, never repeated."""
     emu.config(rows=80000, compresslevel=0)
     # Throttled to a WAN-like rate: libcurl reports progress on its own
     # schedule, which on a fast loopback transfer can be once at the end.
@@ -113,23 +113,21 @@ def test_large_download_logs_progress_at_info(mount_factory, emu):
     m.stop()
     lines = parse(m.read_log())
     assert len(emu.calls("download")) == 3  # big twice (cut, resumed), small once
-    unknown = [(lvl, UNKNOWN.match(msg)) for lvl, msg in lines if UNKNOWN.match(msg)]
+    unknown = [msg for lvl, msg in lines if UNKNOWN.match(msg)]
     tenths = [(lvl, PROGRESS.match(msg)) for lvl, msg in lines if PROGRESS.match(msg)]
-    assert unknown and tenths, "progress lines missing:\n" + m.read_log()
-    assert all(lvl == "info" for lvl, _ in unknown + tenths)
-    assert {p.group(1) for _, p in unknown + tenths} == {big}, "only the large archive reports"
-    # Before the cut: one line per 8 MiB boundary crossed, all within the first half.
-    marks = [int(p.group(2)) for _, p in unknown]
-    assert [d >> 23 for d in marks] == list(range(1, len(marks) + 1)), marks
-    assert all(d <= size // 2 + 1 for d in marks), (marks, size)
-    # After resuming: one line per tenth, in order, from about half to 100%.
+    assert not unknown, "the size was announced, yet: %s" % unknown
+    assert tenths, "progress lines missing:\n" + m.read_log()
+    assert all(lvl == "info" for lvl, _ in tenths)
+    assert {p.group(1) for _, p in tenths} == {big}, "only the large archive reports"
     pcts = [int(p.group(4)) for _, p in tenths]
     done = [int(p.group(2)) for _, p in tenths]
     assert pcts == sorted(set(pcts)), pcts
-    assert all(pct % 10 == 0 for pct in pcts) and 50 <= pcts[0] <= 60, pcts
+    assert all(pct % 10 == 0 for pct in pcts), pcts
     assert pcts[-1] == 100 and done[-1] == size, (pcts, done)
     assert all(int(p.group(3)) == size for _, p in tenths)
     assert all(d * 10 // size * 10 == pct for d, pct in zip(done, pcts)), list(zip(done, pcts))
+    assert any(d <= size // 2 + 1 for d in done), "nothing logged before the cut: %s" % done
+    assert any(d > size // 2 + 1 for d in done), "nothing logged after resuming: %s" % done
 
 
 def test_warn_level_hides_progress_and_calls_shows_retries(mount_factory, emu):
