@@ -177,6 +177,8 @@ void aindex_free(struct aindex *ix);
 int aindex_save(const struct aindex *ix, const char *const *reserved, char **why);
 /* Whether ix was loaded from that sidecar (nothing to save). */
 int aindex_from_sidecar(const struct aindex *ix);
+/* The size of that sidecar for ix. */
+int64_t aindex_saved_bytes(const struct aindex *ix);
 
 const struct anode *aindex_root(const struct aindex *ix);
 /* relpath: "a/b.csv" (cleaned names as listed), "" or "/" = root; empty

@@ -166,6 +166,12 @@ out:
 
 int aindex_from_sidecar(const struct aindex *ix) { return ix->from_sidecar; }
 
+int64_t aindex_saved_bytes(const struct aindex *ix)
+{
+    return (int64_t)(sizeof(struct idx_header) + (uint64_t)ix->nnodes * sizeof(struct idx_node)
+                     + ix->arena_len);
+}
+
 static int read_all(int fd, void *buf, size_t n, off_t off)
 {
     char *p = buf;

@@ -159,7 +159,7 @@ static char *stats_text(struct registry *r)
             failure += strcmp(s, "failure") == 0;
             if (j->archive == ARCHIVE_READY) {
                 archives++;
-                cache_bytes += j->dl_total > 0 ? j->dl_total : 0;
+                cache_bytes += j->archive_bytes; /* with its sidecars, as cache_max counts */
             }
         }
     json_int_t projects = (json_int_t)r->nprojects;

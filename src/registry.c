@@ -589,13 +589,17 @@ static int job_index(struct registry *r, struct job *j, int (*interrupted)(void)
             struct aindex *idx = NULL;
             char *why = NULL;
             int orc = aindex_open(path, control_files, &idx, &why);
+            int64_t saved_bytes = 0;
             if (orc == 0 && !aindex_from_sidecar(idx)) {
                 char *save_why = NULL; /* archives fetched by older versions */
                 if (aindex_save(idx, control_files, &save_why) != 0)
                     log_warn("job %s: %s", j->id, save_why ? save_why : "index not saved");
+                else
+                    saved_bytes = aindex_saved_bytes(idx);
                 free(save_why);
             }
             pthread_mutex_lock(&r->lock);
+            j->archive_bytes += saved_bytes;
             j->index_loading = 0;
             if (orc == 0) {
                 j->index = idx;
