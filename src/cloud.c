@@ -289,6 +289,12 @@ static int perform_call(struct cloud *c, const struct call_spec *s, struct http_
         http_response_init(resp);
         rc = http_perform(c->http, &req, resp);
         curl_slist_free_all(headers);
+        /* The path names the project and the job or file: one line per call. */
+        if (rc < 0)
+            log_debug("%s %s: %s (attempt %d)", s->method, full_path, resp->error, attempt);
+        else
+            log_debug("%s %s: HTTP %ld (attempt %d)", s->method, full_path, resp->status,
+                      attempt);
 
         int is_post = strcmp(s->method, "POST") == 0;
         int retryable;
