@@ -143,6 +143,19 @@ static void fetch_one(struct registry *r, struct job *j)
             return; /* unmounting: the .part file is resumed next time */
         if (rc) {
             snprintf(msg, sizeof msg, "%s", e.msg[0] ? e.msg : strerror(-rc));
+            if (rc == -ENOSPC || rc == -EDQUOT) {
+                /* Cache disk full: the partial file would hold the space the
+                 * journal and other jobs need; drop it, show the error now,
+                 * and try again (bounded) from byte 0. */
+                unlink(part);
+                snprintf(msg, sizeof msg, "cannot store the archive in %s: %s", dir,
+                         strerror(-rc));
+                pthread_mutex_lock(&r->lock);
+                job_set_error_locked(j, msg);
+                pthread_mutex_unlock(&r->lock);
+                registry_save_job(r, j);
+                registry_notify(r, j);
+            }
             if (rc == -ENOENT || rc == -EACCES || ++transfer_failures >= MAX_TRANSFER_ATTEMPTS)
                 break;
             log_warn("job %s: %s; retrying (%d/%d)", j->id, msg, transfer_failures,
