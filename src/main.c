@@ -440,8 +440,8 @@ int main(int argc, char **argv)
     r->cache_max = cache_max;
     int damaged = registry_load(r);
     if (damaged)
-        log_error("%d damaged journal record(s) were moved aside (*.corrupt); the others are "
-                  "loaded", damaged);
+        log_error("%d damaged journal record(s) were moved aside (*.corrupt); their jobs are "
+                  "queried from the cloud again, the other records are loaded", damaged);
     for (char *save = NULL, *id = projects ? strtok_r(projects, ":", &save) : NULL; id;
          id = strtok_r(NULL, ":", &save)) {
         int prc = registry_add_project(r, id);
