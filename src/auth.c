@@ -162,8 +162,11 @@ static int iam_login(struct auth *a, const char *project, struct iam_token **out
     curl_slist_free_all(headers);
     if (rc < 0) {
         snprintf(why, whylen, "IAM login at %s: %s", a->iam_base, resp.error);
-        if (rc != -ECANCELED)
-            *retry_in = 0.5; /* connection failure/reset: a login has no side effect */
+        /* A refused or reset connection: a login has no side effect.  Not
+         * after a timeout: that already took request_timeout, with the
+         * token lock held. */
+        if (rc != -ECANCELED && rc != -ETIMEDOUT)
+            *retry_in = 0.5;
     } else if (resp.status != 201 && resp.status != 200) {
         json_t *err = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
         const char *msg = json_string_value(json_object_get(err, "error_msg"));

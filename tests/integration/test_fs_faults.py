@@ -184,6 +184,44 @@ def test_token_call_faults_are_retried(mount_factory, emu, tmp_path, fault):
     assert_archive_matches(m, emu, job)
 
 
+@pytest.mark.slow
+def test_hanging_token_call_fails_the_submit_in_bounded_time(mount_factory, emu, tmp_path):
+    """An IAM login that is never answered: the submit fails with ETIMEDOUT after about
+    request_timeout (not retried: it already took that long), the mount answers
+    meanwhile, and the next submit works once IAM answers again."""
+    cred = tmp_path / "cred.ini"
+    cred.write_text("[basic]\nuser = %s\npassword = %s\ndomain = %s\n" % (USER, PASSWORD, DOMAIN))
+    os.chmod(cred, 0o600)
+    m = mount_factory(ak=None, sk=None, opts={"credentials": str(cred), "request_timeout": 1})
+    emu.set_faults(hang_calls=["token"])
+    out = {}
+
+    def writer():
+        t0 = time.monotonic()
+        try:
+            out["job"] = submit(m)
+        except OSError as e:
+            out["err"] = e.errno
+        out["took"] = time.monotonic() - t0
+    t = threading.Thread(target=writer)
+    t.start()
+    wait_for(lambda: emu.calls("token"), what="a hanging login")
+    for _ in range(3):
+        took, _ = timed(os.listdir, m.exports())
+        assert took < RESPONSIVE_S, took
+        took, _ = timed(read, m.path(".stats"))
+        assert took < RESPONSIVE_S, took
+    t.join(20)
+    assert not t.is_alive()
+    assert out.get("err") == 110, out  # ETIMEDOUT
+    assert out["took"] < 5, out
+    assert len(emu.calls("token")) == 1, emu.calls("token")
+    assert posts(emu) == []
+    emu.set_faults()
+    job = run_job(m)
+    assert_one_job_per_accepted_submit(m, emu, [job])
+
+
 # ---- connection resets, latency ----------------------------------------------------
 
 def test_resets_on_query_and_download_recover(mnt, emu):
