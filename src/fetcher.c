@@ -186,9 +186,9 @@ static void fetch_one(struct registry *r, struct job *j)
         /* Every entry's data is checked (CRC, sizes) before the archive
          * counts as local, each inflated once: building the checkpoints of
          * large deflate entries checks them, aindex_verify_rest() the rest.
-         * A failure is fetched again: transfers can be corrupted.  The same
-         * failure twice is the archive itself: it is kept, its bad entries
-         * read with EIO, and .job.json says so. */
+         * A failure is fetched again: transfers can be corrupted.  Damage
+         * in every one of MAX_BAD_ARCHIVES copies is the archive itself: it
+         * is kept, its bad entries read with EIO, and .job.json says so. */
         rc = aindex_build_checkpoints(idx, sidecar, &why);
         if (rc) {
             struct aindex_ckpt_stats cs;
@@ -209,7 +209,10 @@ static void fetch_one(struct registry *r, struct job *j)
         if (rc) {
             snprintf(msg, sizeof msg, "archive has damaged entries: %s", why ? why : strerror(-rc));
             free(why);
-            if (strcmp(msg, damaged) != 0 && ++bad_archives < MAX_BAD_ARCHIVES) {
+            /* Kept only when every one of MAX_BAD_ARCHIVES copies is
+             * damaged: two bad transfers in a row must not make a transit
+             * fault permanent (a kept copy is never fetched again). */
+            if (++bad_archives < MAX_BAD_ARCHIVES) {
                 log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
                          MAX_BAD_ARCHIVES);
                 snprintf(damaged, sizeof damaged, "%s", msg);
@@ -218,7 +221,7 @@ static void fetch_one(struct registry *r, struct job *j)
                 unlink(sidecar);
                 continue;
             }
-            log_error("job %s: %s (the same in every copy fetched); serving the rest", j->id,
+            log_error("job %s: %s (in every copy fetched); serving the rest", j->id,
                       msg);
             snprintf(damaged, sizeof damaged, "%s", msg);
         } else {

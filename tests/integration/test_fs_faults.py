@@ -360,6 +360,17 @@ def test_repeated_corrupt_downloads_never_serve_bad_bytes(mnt, emu):
             assert e.errno == 5, e
             continue
         assert got == good[n], "%s reads wrong bytes" % n
-    assert len(emu.calls("download")) <= 3 + 2, "bad copies are fetched a bounded number of times"
+    assert len(emu.calls("download")) <= 3 + 1, "bad copies are fetched a bounded number of times"
     info = job_info(mnt, job)
     assert info["error"], info
+
+
+def test_two_corrupt_transfers_in_a_row_do_not_stick(mnt, emu):
+    """Two damaged copies in a row, then good ones: the job ends up with the good archive
+    (a transit fault must not become a permanently damaged cache entry)."""
+    emu.config(rows=3000)
+    emu.set_faults(corrupt_downloads=2)
+    job = run_job(mnt)
+    assert_archive_matches(mnt, emu, job)
+    assert job_info(mnt, job)["error"] is None
+    assert [e.get("fault") for e in emu.calls("download")][:3] == ["corrupt", "corrupt", None]
