@@ -133,8 +133,9 @@ static time_t parse_rfc3339(const char *s)
 
 /* Logs in to IAM with the password method; the token is scoped to project. */
 static int iam_login(struct auth *a, const char *project, struct iam_token **out, char *why,
-                     size_t whylen)
+                     size_t whylen, double *retry_in)
 {
+    *retry_in = -1; /* >= 0: a transient failure, worth another attempt */
     if (!a->iam_base) {
         snprintf(why, whylen, "no IAM endpoint configured for password login");
         return -EACCES;
@@ -161,6 +162,11 @@ static int iam_login(struct auth *a, const char *project, struct iam_token **out
     curl_slist_free_all(headers);
     if (rc < 0) {
         snprintf(why, whylen, "IAM login at %s: %s", a->iam_base, resp.error);
+        /* A refused or reset connection: a login has no side effect.  Not
+         * after a timeout: that already took request_timeout, with the
+         * token lock held. */
+        if (rc != -ECANCELED && rc != -ETIMEDOUT)
+            *retry_in = 0.5;
     } else if (resp.status != 201 && resp.status != 200) {
         json_t *err = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
         const char *msg = json_string_value(json_object_get(err, "error_msg"));
@@ -168,6 +174,10 @@ static int iam_login(struct auth *a, const char *project, struct iam_token **out
                  msg ? ": " : "", msg ? msg : "");
         json_decref(err);
         rc = resp.status == 401 || resp.status == 403 ? -EACCES : -EIO;
+        if (resp.status == 429 || resp.status >= 500) {
+            rc = resp.status == 429 ? -EAGAIN : -EIO;
+            *retry_in = resp.retry_after >= 0 ? resp.retry_after : 0.5;
+        }
     } else if (!resp.subject_token || !*resp.subject_token) {
         snprintf(why, whylen, "IAM login answered without X-Subject-Token");
         rc = -EIO;
@@ -197,6 +207,28 @@ static int iam_login(struct auth *a, const char *project, struct iam_token **out
     return rc;
 }
 
+enum { IAM_ATTEMPTS = 4 };
+
+/* A login is idempotent, so throttling, 5xx and connection failures are
+ * retried a few times; each wait is capped so that the whole stays short
+ * (the caller holds the token lock). */
+static int iam_login_retrying(struct auth *a, const char *project, struct iam_token **out,
+                              char *why, size_t whylen)
+{
+    for (int attempt = 1;; attempt++) {
+        double wait;
+        int rc = iam_login(a, project, out, why, whylen, &wait);
+        if (rc == 0 || wait < 0 || attempt >= IAM_ATTEMPTS)
+            return rc;
+        if (wait > 2)
+            wait = 2;
+        log_warn("%s; retrying in %.1fs (%d/%d)", why, wait, attempt, IAM_ATTEMPTS);
+        struct timespec ts = { (time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9) };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+}
+
 static int needs_renewal(const struct iam_token *t, time_t now)
 {
     time_t life = t->expires - t->obtained;
@@ -216,7 +248,15 @@ static int token_from_iam(struct auth *a, const char *project, char **out, char 
     time_t now = time(NULL);
     if (!*pp || needs_renewal(*pp, now)) {
         struct iam_token *fresh = NULL;
-        int rc = iam_login(a, project, &fresh, why, whylen);
+        int rc = iam_login_retrying(a, project, &fresh, why, whylen);
+        if (rc < 0 && *pp && now < (*pp)->expires - 30) {
+            /* Renewal is early; the current token still works for now. */
+            log_warn("%s; keeping the current token (valid until %lld)", why,
+                     (long long)(*pp)->expires);
+            *out = strdup((*pp)->token);
+            pthread_mutex_unlock(&a->lock);
+            return *out ? 0 : -ENOMEM;
+        }
         if (rc < 0) {
             pthread_mutex_unlock(&a->lock);
             return rc;

@@ -303,7 +303,7 @@ static int perform_call(struct cloud *c, const struct call_spec *s, struct http_
             snprintf(e->msg, sizeof e->msg, "%s: %s", s->what, resp->error);
             e->err = -rc;
             /* A POST may have reached the cloud unless it never left. */
-            retryable = rc != -ECANCELED && (!is_post || resp->not_sent);
+            retryable = rc != -ECANCELED && !resp->untrusted && (!is_post || resp->not_sent);
             if (s->out_fd >= 0 && resp->written > 0)
                 retryable = 0; /* the caller resumes downloads itself */
         } else if (resp->status >= 200 && resp->status < 300) {

@@ -202,6 +202,19 @@ static void fetch_one(struct registry *r, struct job *j)
             return; /* unmounting: the .part file is resumed next time */
         if (rc) {
             snprintf(msg, sizeof msg, "%s", e.msg[0] ? e.msg : strerror(-rc));
+            if (rc == -ENOSPC || rc == -EDQUOT) {
+                /* Cache disk full: the partial file would hold the space the
+                 * journal and other jobs need; drop it, show the error now,
+                 * and try again (bounded) from byte 0. */
+                unlink(part);
+                snprintf(msg, sizeof msg, "cannot store the archive in %s: %s", dir,
+                         strerror(-rc));
+                pthread_mutex_lock(&r->lock);
+                job_set_error_locked(j, msg);
+                pthread_mutex_unlock(&r->lock);
+                registry_save_job(r, j);
+                registry_notify(r, j);
+            }
             if (rc == -ENOENT || rc == -EACCES || ++transfer_failures >= MAX_TRANSFER_ATTEMPTS)
                 break;
             log_warn("job %s: %s; retrying (%d/%d)", j->id, msg, transfer_failures,
@@ -235,9 +248,9 @@ static void fetch_one(struct registry *r, struct job *j)
         /* Every entry's data is checked (CRC, sizes) before the archive
          * counts as local, each inflated once: building the checkpoints of
          * large deflate entries checks them, aindex_verify_rest() the rest.
-         * A failure is fetched again: transfers can be corrupted.  The same
-         * failure twice is the archive itself: it is kept, its bad entries
-         * read with EIO, and .job.json says so. */
+         * A failure is fetched again: transfers can be corrupted.  Damage
+         * in every one of MAX_BAD_ARCHIVES copies is the archive itself: it
+         * is kept, its bad entries read with EIO, and .job.json says so. */
         rc = aindex_build_checkpoints(idx, sidecar, &why);
         if (rc) {
             struct aindex_ckpt_stats cs;
@@ -259,7 +272,10 @@ static void fetch_one(struct registry *r, struct job *j)
             snprintf(msg, sizeof msg, "archive has damaged entries: %s", why ? why : strerror(-rc));
             free(why);
             why = NULL;
-            if (strcmp(msg, damaged) != 0 && ++bad_archives < MAX_BAD_ARCHIVES) {
+            /* Kept only when every one of MAX_BAD_ARCHIVES copies is
+             * damaged: two bad transfers in a row must not make a transit
+             * fault permanent (a kept copy is never fetched again). */
+            if (++bad_archives < MAX_BAD_ARCHIVES) {
                 log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
                          MAX_BAD_ARCHIVES);
                 snprintf(damaged, sizeof damaged, "%s", msg);
@@ -269,7 +285,7 @@ static void fetch_one(struct registry *r, struct job *j)
                 journal_unlink_sidecars(final);
                 continue;
             }
-            log_error("job %s: %s (the same in every copy fetched); serving the rest", j->id,
+            log_error("job %s: %s (in every copy fetched); serving the rest", j->id,
                       msg);
             snprintf(damaged, sizeof damaged, "%s", msg);
         } else {

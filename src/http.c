@@ -335,6 +335,15 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
     if (rc != CURLE_OK) {
         if (!resp->error[0])
             snprintf(resp->error, sizeof resp->error, "%s", curl_easy_strerror(rc));
+        if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+            rc == CURLE_SSL_ISSUER_ERROR || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH) {
+            /* Retrying cannot help, and the user needs to know where to look. */
+            resp->untrusted = 1;
+            size_t n = strlen(resp->error);
+            snprintf(resp->error + n, sizeof resp->error - n,
+                     " (TLS certificate of %s not trusted; -o cafile=FILE adds a CA)",
+                     req->url ? req->url : "the server");
+        }
         return -errno_for(rc);
     }
     return 0;

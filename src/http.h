@@ -40,6 +40,7 @@ struct http_response {
     long status;                     /* 0 when no HTTP answer */
     CURLcode curl_code;
     int not_sent;                    /* failed before the request left */
+    int untrusted;                   /* TLS peer verification failed: permanent */
     struct strbuf body;              /* API bodies and error bodies */
     double retry_after;              /* seconds, -1 when absent */
     char *subject_token;             /* X-Subject-Token, IAM only */

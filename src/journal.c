@@ -165,7 +165,11 @@ void journal_close(struct journal *j)
 
 const char *journal_cache_dir(const struct journal *j) { return j->dir; }
 
-static json_t *load_record(const char *dir, const char *file, int *damaged)
+/* A damaged record is moved aside and reported.  A job's id and project
+ * are in its path, so with `recover` the job is kept as running with an
+ * error: the poller asks the cloud for its state again (only the filter
+ * is lost, as for an attached job) rather than the job vanishing. */
+static json_t *load_record(const char *dir, const char *file, int *damaged, int recover)
 {
     char path[PATH_MAX], aside[PATH_MAX];
     pathf(path, "%s/%s", dir, file);
@@ -180,11 +184,16 @@ static json_t *load_record(const char *dir, const char *file, int *damaged)
     if (rename(path, aside) < 0)
         log_error("cannot move %s aside: %s", path, strerror(errno));
     (*damaged)++;
-    return NULL;
+    if (!recover)
+        return NULL;
+    char msg[PATH_MAX + 200];
+    snprintf(msg, sizeof msg, "journal record was damaged (kept as %s); state recovered from "
+             "the cloud", aside);
+    return json_pack("{s:s, s:s}", "task_status", "running", "error", msg);
 }
 
 /* Yields the ids of dir's "<id>.json" files; temporary files are removed. */
-static int for_each_record(const char *dir, int *damaged,
+static int for_each_record(const char *dir, int *damaged, int recover,
                            void (*fn)(void *, const char *id, json_t *), void *arg)
 {
     DIR *d = opendir(dir);
@@ -209,7 +218,7 @@ static int for_each_record(const char *dir, int *damaged,
         snprintf(id, sizeof id, "%.*s", (int)(n - 5), name);
         if (!cloud_id_is_safe(id, 64))
             continue;
-        json_t *rec = load_record(dir, name, damaged);
+        json_t *rec = load_record(dir, name, damaged, recover);
         if (rec) {
             fn(arg, id, rec);
             json_decref(rec);
@@ -325,7 +334,7 @@ static int journal_load_records(struct journal *j, journal_project_fn on_project
     struct load_ctx ctx = { j, on_project, on_job, arg, &damaged };
     char dir[PATH_MAX];
     pathf(dir, "%s/journal/projects", j->dir);
-    for_each_record(dir, &damaged, project_loaded, &ctx);
+    for_each_record(dir, &damaged, 0, project_loaded, &ctx);
 
     pathf(dir, "%s/journal/jobs", j->dir);
     DIR *d = opendir(dir);
@@ -338,7 +347,7 @@ static int journal_load_records(struct journal *j, journal_project_fn on_project
         char sub[PATH_MAX];
         pathf(sub, "%s/%s", dir, de->d_name);
         struct job_ctx jc = { &ctx, de->d_name };
-        for_each_record(sub, &damaged, job_loaded, &jc);
+        for_each_record(sub, &damaged, 1, job_loaded, &jc);
     }
     closedir(d);
     return damaged;

@@ -36,13 +36,13 @@ struct options {
     char *endpoint, *region, *waf_endpoint, *hss_endpoint, *iam_endpoint;
     char *projects, *enterprise_project_id, *cache_dir, *poll_interval, *credentials;
     char *token_file, *cafile, *cache_max, *log_level, *request_timeout;
-    int help, version;
+    int help, version, allow_other, default_permissions, secret_option;
     char *nonopts[3];
     int nnonopts;
 };
 
 #define OPT(t, field) { t, offsetof(struct options, field), 1 }
-enum { KEY_HELP, KEY_VERSION };
+enum { KEY_HELP, KEY_VERSION, KEY_ALLOW_OTHER, KEY_DEFAULT_PERMISSIONS, KEY_SECRET };
 
 static const struct fuse_opt option_spec[] = {
     OPT("endpoint=%s", endpoint),
@@ -64,6 +64,15 @@ static const struct fuse_opt option_spec[] = {
     FUSE_OPT_KEY("--help", KEY_HELP),
     FUSE_OPT_KEY("-V", KEY_VERSION),
     FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_KEY("allow_other", KEY_ALLOW_OTHER),
+    FUSE_OPT_KEY("default_permissions", KEY_DEFAULT_PERMISSIONS),
+    /* Secrets given as options would sit in /proc/PID/cmdline and ps
+     * output for every local user: refused without echoing the value. */
+    FUSE_OPT_KEY("ak=", KEY_SECRET),
+    FUSE_OPT_KEY("sk=", KEY_SECRET),
+    FUSE_OPT_KEY("security_token=", KEY_SECRET),
+    FUSE_OPT_KEY("token=", KEY_SECRET),
+    FUSE_OPT_KEY("password=", KEY_SECRET),
     FUSE_OPT_END,
 };
 
@@ -105,6 +114,22 @@ static int option_proc(void *data, const char *arg, int key, struct fuse_args *o
     case KEY_VERSION:
         o->version = 1;
         return 1;
+    case KEY_ALLOW_OTHER:
+        o->allow_other = 1;
+        return 1;
+    case KEY_DEFAULT_PERMISSIONS:
+        o->default_permissions = 1;
+        return 1;
+    case KEY_SECRET: {
+        /* Name the option, never its value. */
+        const char *eq = strchr(arg, '=');
+        fprintf(stderr, "hcexportfs: -o %.*s=... refused: credentials are never taken from the "
+                        "command line (visible in ps); use -o credentials=FILE (mode 0600), "
+                        "-o token_file=FILE or the CLOUD_SDK_AK/CLOUD_SDK_SK environment\n",
+                (int)(eq ? eq - arg : 0), arg);
+        o->secret_option = 1;
+        return 0;
+    }
     case FUSE_OPT_KEY_NONOPT:
         /* mount.fuse3 passes a source word before the mount point. */
         if (o->nnonopts >= 2) {
@@ -301,6 +326,17 @@ int main(int argc, char **argv)
     setenv("TZ", ":/etc/localtime", 0);
     if (fuse_opt_parse(&args, &o, option_spec, option_proc) != 0)
         goto out;
+    if (o.secret_option)
+        goto out;
+    /* With allow_other the kernel must check the modes this filesystem
+     * reports (0755/0644 on the writable parts): without
+     * default_permissions any local user could submit jobs with the
+     * mounting user's credentials. */
+    if (o.allow_other && !o.default_permissions &&
+        fuse_opt_add_arg(&args, "-odefault_permissions") != 0) {
+        fprintf(stderr, "hcexportfs: out of memory\n");
+        goto out;
+    }
     if (o.help) {
         usage(argv[0]);
         fuse_cmdline_help();
@@ -426,8 +462,8 @@ int main(int argc, char **argv)
     r->cache_max = cache_max;
     int damaged = registry_load(r);
     if (damaged)
-        log_error("%d damaged journal record(s) were moved aside (*.corrupt); the others are "
-                  "loaded", damaged);
+        log_error("%d damaged journal record(s) were moved aside (*.corrupt); their jobs are "
+                  "queried from the cloud again, the other records are loaded", damaged);
     for (char *save = NULL, *id = projects ? strtok_r(projects, ":", &save) : NULL; id;
          id = strtok_r(NULL, ":", &save)) {
         int prc = registry_add_project(r, id);
