@@ -224,6 +224,25 @@ class Mount:
 
 
 # ---- submitting ----------------------------------------------------------------
+def write_filter(mnt, data=None):
+    """Writes a filter (default: FILTER) to a fresh descriptor of `new` and reads the
+    reply line.  -> (errno of the write or None, reply line)"""
+    fd = os.open(mnt.new(), os.O_RDWR)
+    err = None
+    try:
+        try:
+            os.write(fd, filter_bytes() if data is None else data)
+        except OSError as e:
+            err = e.errno
+        reply = os.read(fd, 4096).decode()
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    return err, reply
+
+
 def submit(mnt, flt=None, pid=PROJECT, raw=None):
     """Submit through a fresh descriptor of `new`; returns the job id read back."""
     data = raw if raw is not None else filter_bytes(flt)

@@ -11,28 +11,11 @@ import zipfile
 
 import pytest
 
-from fshelpers import (FILTER, JOB_RE, PROJECT, emuharness, filter_bytes, read, run_job, sh,
-                       submits)
+from fshelpers import (FILTER, JOB_RE, PROJECT, emuharness, read, run_job, sh,
+                       submits, write_filter)
 
 WRONG_SK = "WrongSecretKey0000000000000000000000000x"
 
-
-def write_filter(mnt):
-    """-> (errno or None, reply line)"""
-    fd = os.open(mnt.new(), os.O_RDWR)
-    err = None
-    try:
-        try:
-            os.write(fd, filter_bytes())
-        except OSError as e:
-            err = e.errno
-        reply = os.read(fd, 4096).decode()
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    return err, reply
 
 
 def test_wrong_aksk_gives_eacces_and_mount_keeps_working(mount_factory, emu):

@@ -348,6 +348,10 @@ def test_repeated_corrupt_downloads_never_serve_bad_bytes(mnt, emu):
         names = os.listdir(mnt.job(job))
     except OSError:
         names = []
+    # The tree lists while the first copy is verified: keep the fault on until the
+    # fetcher has settled (every copy damaged: kept with the error).
+    wait_for(lambda: job_info(mnt, job)["archive"] in ("ready", "failed"), timeout=60,
+             what="the fetcher to settle")
     emu.set_faults()
     served = emu_archive(emu, job)
     good = {k: v[0] for k, v in zip_entries(served).items()}

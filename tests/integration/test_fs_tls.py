@@ -16,8 +16,8 @@ import subprocess
 import pytest
 
 from fshelpers import (AK, DOMAIN, HCX_BIN, OTHER_PROJECT, PASSWORD, PROJECT, REPO, SK,
-                       STATIC_TOKEN, USER, emuharness, emu_archive, filter_bytes, grep_tree,
-                       md5s, read, run_job, walk_files, zip_entries)
+                       STATIC_TOKEN, USER, emuharness, emu_archive, grep_tree,
+                       md5s, read, run_job, walk_files, write_filter, zip_entries)
 
 # a second key pair with an STS security token, only known to the TLS emulator
 STS_AK, STS_SK = "STSAKQ7W2E4R6T8Y0U1I", "StsSecretKey9f8e7d6c5b4a3928171605f4e3d2c1b0"
@@ -90,20 +90,6 @@ def temu(tls_emu):
     tls_emu.clear_log()
     return tls_emu
 
-
-def write_filter(m):
-    """-> (errno or None, reply line)"""
-    fd = os.open(m.new(), os.O_RDWR)
-    err = None
-    try:
-        try:
-            os.write(fd, filter_bytes())
-        except OSError as e:
-            err = e.errno
-        reply = os.read(fd, 4096).decode()
-    finally:
-        os.close(fd)
-    return err, reply
 
 
 def private_file(path, text, mode=0o600):
