@@ -44,9 +44,11 @@ def assert_one_job_per_accepted_submit(m, emu, accepted):
 
 def assert_archive_matches(m, emu, job):
     """The job's entries and archives/<job>.zip equal what the cloud serves, byte for byte
-    (listing the job waits for its archive; then the fault is cleared: our own direct
-    download must not be hit by it)."""
+    (once the fetcher has settled -- the tree lists while a copy is verified -- the fault
+    is cleared: our own direct download must not be hit by it)."""
     os.listdir(m.job(job))
+    wait_for(lambda: job_info(m, job)["archive"] in ("ready", "failed"), timeout=60,
+             what="the fetcher to settle")
     emu.set_faults()
     want = emu_archive(emu, job)
     got_files = md5s(walk_files(m.job(job)))
