@@ -25,6 +25,14 @@ import emuharness  # noqa: E402
 from emuharness import AK, PROJECT, SK  # noqa: E402,F401
 
 HCX_BIN = os.environ.get("HCEXPORTFS_BIN") or os.path.join(REPO, "build", "src", "hcexportfs")
+# HCEXPORTFS_VALGRIND=1 (tests/valgrind-run): every mount runs under valgrind memcheck;
+# a memory error or a definite/indirect leak makes it exit 99 (a failed unmount) and
+# its "==PID==" lines fail the test's log check.
+VALGRIND = os.environ.get("HCEXPORTFS_VALGRIND") == "1"
+VALGRIND_ARGV = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                 "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect",
+                 "--num-callers=30"]
+SLOW = 8 if VALGRIND else 1  # how much longer start and stop may take
 
 # Extra credentials the shared emulator accepts (besides AK/SK).
 STATIC_TOKEN = "hcx-static-token-7Yq2pLm9Xc4Rt8Vb"
@@ -37,7 +45,9 @@ JOB_RE = re.compile(r"^[0-9a-f]{32}$")
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 SUSPICIOUS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "Segmentation",
-              "ThreadSanitizer", "stack-buffer", "heap-use-after-free")
+              "ThreadSanitizer", "stack-buffer", "heap-use-after-free") + \
+    (("Invalid read", "Invalid write", "uninitialised", "definitely lost",
+      "indirectly lost", "Invalid free", "Mismatched free") if VALGRIND else ())
 
 
 def filter_bytes(flt=None, newline=True):
@@ -133,9 +143,11 @@ class Mount:
             o.append("log_level=" + self.log_level)
         for k, v in self.opts.items():
             o.append(k if v is True else "%s=%s" % (k, v))
-        return [HCX_BIN, "-f", "-o", ",".join(o), self.mountpoint]
+        return (VALGRIND_ARGV if VALGRIND else []) + [HCX_BIN, "-f", "-o", ",".join(o),
+                                                      self.mountpoint]
 
     def start(self, timeout=10):
+        timeout *= SLOW
         assert self.proc is None, "already running"
         self.runs += 1
         log = os.path.join(self.tmpdir, "%s-fs-%d.log" % (self.name, self.runs))
@@ -185,12 +197,13 @@ class Mount:
                                  % (describe_rc(early), self.read_log()[-4000:]))
         self.unmount()
         try:
-            rc = self.proc.wait(10)
+            rc = self.proc.wait(10 * SLOW)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()
             self.proc = None
-            raise AssertionError("hcexportfs did not exit within 10 s of fusermount3 -u -z")
+            raise AssertionError("hcexportfs did not exit within %d s of fusermount3 -u -z"
+                                 % (10 * SLOW))
         self.proc = None
         if rc != 0:
             raise AssertionError("hcexportfs exited with %s after fusermount3 -u; log:\n%s"
