@@ -19,6 +19,7 @@ DEFAULTS = {
     "corrupt_downloads": 0,
     "range": True,
     "hostile": False,
+    "hostile_kind": "",
 }
 
 
@@ -39,6 +40,16 @@ def _check(key, val):
         if not isinstance(val, bool):
             raise FaultError("knob '%s' must be a boolean" % key)
         return val
+    if key == "hostile_kind":
+        if val in ("", None):
+            return ""
+        if not isinstance(val, str):
+            raise FaultError("knob 'hostile_kind' must be a string")
+        from . import archive
+        try:
+            return archive.check_kind(val)
+        except ValueError as e:
+            raise FaultError(str(e))
     if key == "retry_after":
         if val is None:
             return None

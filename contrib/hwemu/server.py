@@ -352,7 +352,9 @@ class Handler(BaseHTTPRequestHandler):
         job_id = uuid.uuid4().hex
         submit_ms = int(app.clock.now() * 1000)
         params = dict(app.config)
-        params["hostile"] = app.faults.snapshot()["hostile"]
+        fsnap = app.faults.snapshot()
+        params["hostile"] = fsnap["hostile"]
+        params["hostile_kind"] = fsnap["hostile_kind"]
         job = {"job_id": job_id, "project_id": pid, "filter": flt, "created": time.time(),
                "submit_ms": submit_ms, "params": params, "forced_status": None,
                "file_id": str(uuid.uuid4()), "file_name": "waf-event-%s.zip" % job_id[:8],
