@@ -112,7 +112,13 @@ struct transfer {
     CURL *easy;
     int write_failed;
     int started;
+    size_t header_bytes; /* of all responses of this transfer */
 };
+
+/* API answers carry a few hundred bytes of headers; anything near curl's own
+ * 100 KiB per-header limit is hostile, and curl reports that limit as "out of
+ * memory", which would reach the user as ENOMEM. */
+#define MAX_HEADER_BYTES ((size_t)64 << 10)
 
 static int is_download_status(long status) { return status == 200 || status == 206; }
 
@@ -178,6 +184,11 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
     const char *v;
     size_t vlen;
     char tmp[64];
+    t->header_bytes += len;
+    if (t->header_bytes > MAX_HEADER_BYTES) {
+        t->write_failed = E2BIG;
+        return 0; /* makes curl fail with CURLE_WRITE_ERROR */
+    }
     if (len > 5 && strncmp(line, "HTTP/", 5) == 0) {
         /* A new response (e.g. after 100-continue): forget earlier headers. */
         t->resp->retry_after = -1;
@@ -306,9 +317,19 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
         atomic_fetch_add(&c->bytes_downloaded, resp->written);
 
     if (t.write_failed) {
-        snprintf(resp->error, sizeof resp->error, "%s", t.write_failed == EFBIG
-                 ? "answer too large" : strerror(t.write_failed));
-        return -(t.write_failed == EFBIG ? EIO : t.write_failed);
+        snprintf(resp->error, sizeof resp->error, "%s",
+                 t.write_failed == EFBIG  ? "answer too large"
+                 : t.write_failed == E2BIG ? "answer headers too large (over 64 KiB)"
+                                           : strerror(t.write_failed));
+        return -(t.write_failed == EFBIG || t.write_failed == E2BIG ? EIO : t.write_failed);
+    }
+    if (rc == CURLE_OUT_OF_MEMORY && resp->status > 0) {
+        /* curl's answer to a header line over its 100 KiB limit (the status
+         * line had arrived): a hostile answer, not a shortage of memory. */
+        snprintf(resp->error, sizeof resp->error,
+                 "answer headers too large (HTTP %ld; a header line over curl's limit)",
+                 resp->status);
+        return -EIO;
     }
     if (rc != CURLE_OK) {
         if (!resp->error[0])
