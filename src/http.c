@@ -223,7 +223,7 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
     (void)ultotal;
     (void)ulnow;
     struct transfer *t = arg;
-    if (t->req->cancel && *t->req->cancel)
+    if (t->req->cancel && atomic_load(t->req->cancel))
         return 1;
     if (t->req->progress && t->resp->written)
         t->req->progress(t->req->progress_arg, t->req->resume_from + t->resp->written,
