@@ -26,7 +26,7 @@ struct cloud {
     struct auth *auth;
     pthread_mutex_t stop_lock;
     pthread_cond_t stop_cond;
-    volatile int stopping;
+    atomic_int stopping; /* read without stop_lock by transfers in progress */
 };
 
 static int parse_endpoint(const char *url, struct endpoint *ep, char **why)

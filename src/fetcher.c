@@ -13,6 +13,7 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -242,6 +243,23 @@ static void fetch_one(struct registry *r, struct job *j)
                      MAX_BAD_ARCHIVES);
             continue;
         }
+        /* What the name rules did, once per archive: entries that are not
+         * shown or not shown as named must be explainable from the log. */
+        const struct aindex_stats *ist = aindex_stats(idx);
+        if (ist->skipped_too_deep || ist->skipped_too_long || ist->skipped_bad_name ||
+            ist->skipped_type || ist->skipped_hardlink || ist->skipped_unreadable ||
+            ist->replaced_duplicate || ist->shadowed_by_dir || ist->renamed_reserved ||
+            ist->truncated_names)
+            log_warn("job %s: archive entries not shown as stored: of %ju, skipped %ju too deep, "
+                     "%ju too long, %ju bad name, %ju device/fifo/socket/long link, "
+                     "%ju hard link, %ju unreadable; %ju duplicates replaced, %ju shadowed by "
+                     "a directory, %ju renamed (reserved), %ju names cut",
+                     j->id, (uintmax_t)ist->entries_seen, (uintmax_t)ist->skipped_too_deep,
+                     (uintmax_t)ist->skipped_too_long, (uintmax_t)ist->skipped_bad_name,
+                     (uintmax_t)ist->skipped_type, (uintmax_t)ist->skipped_hardlink,
+                     (uintmax_t)ist->skipped_unreadable, (uintmax_t)ist->replaced_duplicate,
+                     (uintmax_t)ist->shadowed_by_dir, (uintmax_t)ist->renamed_reserved,
+                     (uintmax_t)ist->truncated_names);
         /* Listings and stat may show the tree now (the last byte is
          * here); opens wait until the data is verified. */
         registry_publish_pending(r, j, idx, size);

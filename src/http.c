@@ -115,11 +115,17 @@ struct transfer {
     int started;
     uint64_t unflushed; /* download bytes written since writeback was started */
     int status;         /* of the response whose headers arrive */
+    size_t header_bytes; /* of all responses of this transfer */
 };
 
 /* Downloads start the disk's writeback every this many bytes, so that the
  * fsync before the archive is committed finds little left to write. */
 #define WRITEBACK_STEP ((uint64_t)16 << 20)
+
+/* API answers carry a few hundred bytes of headers; anything near curl's own
+ * 100 KiB per-header limit is hostile, and curl reports that limit as "out of
+ * memory", which would reach the user as ENOMEM. */
+#define MAX_HEADER_BYTES ((size_t)64 << 10)
 
 static int is_download_status(long status) { return status == 200 || status == 206; }
 
@@ -191,6 +197,11 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
     const char *v;
     size_t vlen;
     char tmp[64];
+    t->header_bytes += len;
+    if (t->header_bytes > MAX_HEADER_BYTES) {
+        t->write_failed = E2BIG;
+        return 0; /* makes curl fail with CURLE_WRITE_ERROR */
+    }
     if (len > 5 && strncmp(line, "HTTP/", 5) == 0) {
         /* A new response (e.g. after 100-continue): forget earlier headers. */
         t->resp->retry_after = -1;
@@ -233,7 +244,7 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
     (void)ultotal;
     (void)ulnow;
     struct transfer *t = arg;
-    if (t->req->cancel && *t->req->cancel)
+    if (t->req->cancel && atomic_load(t->req->cancel))
         return 1;
     if (t->req->progress && t->resp->written)
         t->req->progress(t->req->progress_arg,
@@ -328,9 +339,19 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
         atomic_fetch_add(&c->bytes_downloaded, resp->written);
 
     if (t.write_failed) {
-        snprintf(resp->error, sizeof resp->error, "%s", t.write_failed == EFBIG
-                 ? "answer too large" : strerror(t.write_failed));
-        return -(t.write_failed == EFBIG ? EIO : t.write_failed);
+        snprintf(resp->error, sizeof resp->error, "%s",
+                 t.write_failed == EFBIG  ? "answer too large"
+                 : t.write_failed == E2BIG ? "answer headers too large (over 64 KiB)"
+                                           : strerror(t.write_failed));
+        return -(t.write_failed == EFBIG || t.write_failed == E2BIG ? EIO : t.write_failed);
+    }
+    if (rc == CURLE_OUT_OF_MEMORY && resp->status > 0) {
+        /* curl's answer to a header line over its 100 KiB limit (the status
+         * line had arrived): a hostile answer, not a shortage of memory. */
+        snprintf(resp->error, sizeof resp->error,
+                 "answer headers too large (HTTP %ld; a header line over curl's limit)",
+                 resp->status);
+        return -EIO;
     }
     if (rc != CURLE_OK) {
         if (!resp->error[0])

@@ -11,6 +11,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 enum http_call { CALL_SUBMIT, CALL_QUERY, CALL_DOWNLOAD, CALL_TOKEN, CALL_KINDS };
@@ -33,7 +34,7 @@ struct http_request {
     uint64_t resume_from;            /* sends Range: bytes=N- when > 0 */
     void (*progress)(void *arg, uint64_t done, int64_t total);
     void *progress_arg;
-    const volatile int *cancel;      /* set to abort a transfer */
+    const atomic_int *cancel;        /* set to abort a transfer (read from curl callbacks) */
 };
 
 struct http_response {

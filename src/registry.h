@@ -83,7 +83,7 @@ struct registry {
     double poll_interval;
     uint64_t cache_max;             /* 0: unbounded */
     time_t started_at;
-    int stopping;
+    atomic_int stopping;            /* set under lock; the fetch loop reads it without */
     atomic_ullong reads, bytes_read, submits;
     /* Told (outside the lock) when a job's files change, so the kernel
      * drops cached sizes of status/.job.json (set by fs.c). */

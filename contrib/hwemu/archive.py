@@ -10,8 +10,9 @@ import threading
 import time
 import warnings
 import zipfile
+import zlib
 
-from . import events
+from . import events, rawzip
 
 
 def _date_time(submit_ms):
@@ -46,6 +47,12 @@ def csv_names(files, folders):
 def build(job, path):
     """Write the archive of `job` (a state.Job record dict) to `path` atomically."""
     tmp = path + ".tmp"
+    kind = job["params"].get("hostile_kind")
+    if kind:
+        with open(tmp, "wb") as f:
+            build_hostile_kind(kind, job, f)
+        os.replace(tmp, path)
+        return
     if job["params"].get("hostile"):
         data = build_hostile(job)
         with open(tmp, "wb") as f:
@@ -195,3 +202,126 @@ class Builder:
     def forget(self, jid):
         with self.lock:
             self.events.pop(jid, None)
+
+
+# ---- more hostile archives (knob `hostile_kind`), written with rawzip -------
+# Each kind's entries and what a safe reader should do are in EMULATOR.md.
+HOSTILE_KINDS = ("names", "deep", "entries", "bomb", "zip64", "many")
+BOMB_SIZE = 20 << 30         # one deflated entry of zeros, ~21 MB compressed
+ZIP64_SIZE = 4608 << 20      # 4.5 GiB, ~4.6 MB compressed
+MANY_DEFAULT = 1000000
+
+
+def check_kind(kind):
+    """Raises ValueError unless `kind` names a hostile archive ("many:N" included)."""
+    name, _, n = kind.partition(":")
+    if name not in HOSTILE_KINDS or (n and (name != "many" or not n.isdigit()
+                                            or not 1 <= int(n) <= 5000000)):
+        raise ValueError("hostile_kind must be one of %s (or many:N, N <= 5000000)"
+                         % ", ".join(HOSTILE_KINDS))
+    return kind
+
+
+def _c(s):
+    return s.encode() if isinstance(s, str) else s
+
+
+def names_entries():
+    """(raw name, content, unix mode) of the `names` kind; content is unique."""
+    out = [
+        (b"ok.csv", b"ok\n", 0o100644),
+        (b"tab\there.csv", b"tab\n", 0o100644),
+        (b"esc\x1b[31mred.csv", b"esc\n", 0o100644),
+        (b"cr\rret.csv", b"cr\n", 0o100644),
+        (b"del\x7f.csv", b"del\n", 0o100644),
+        (b"bell\x07.csv", b"bell\n", 0o100644),
+        (b"nul\x00hidden.csv", b"nul\n", 0o100644),
+        (b"..\\..\\win.csv", b"backslash\n", 0o100644),
+        (b"a/./b/../c.csv", b"dots\n", 0o100644),
+        (b"./dot.csv", b"dot\n", 0o100644),
+        (b"//double//slash.csv", b"double\n", 0o100644),
+        (b"..", b"dotdot-only\n", 0o100644),
+        (b"/", b"slash-only\n", 0o100644),
+        (b"", b"empty-name\n", 0o100644),
+        (b"clash", b"clash-file\n", 0o100644),
+        (b"clash/inner.csv", b"clash-inner\n", 0o100644),
+        (b"pct\xff.csv", b"pct-raw\n", 0o100644),
+        (b"pct%FF.csv", b"pct-literal\n", 0o100644),
+        (b"status/inner.csv", b"status-dir\n", 0o100644),
+        (b"chardev", b"", 0o020644),
+        (b"fifo", b"", 0o010644),
+        (b"socket", b"", 0o140644),
+        (b"longlink", b"t" * 5000, 0o120777),
+        (b"caf\xc3\xa9.csv", b"nfc\n", 0o100644),
+        (b"cafe\xcc\x81.csv", b"nfd\n", 0o100644),
+    ]
+    return out
+
+
+def deep_entries():
+    return [
+        (b"ok.csv", b"ok\n"),
+        (b"d/" * 9999 + b"deep10000.csv", b"10000 deep\n"),
+        (b"d/" * 255 + b"deep256.csv", b"256 deep\n"),
+        (b"d/" * 256 + b"deep257.csv", b"257 deep\n"),
+        (b"L" * 300 + b".csv", b"long component\n"),
+        (b"/".join([b"p" * 250] * 20) + b"/long-path.csv", b"path of 5000 bytes\n"),
+    ]
+
+
+def _entries_kind(w):
+    ok = b"id,time\n1,2\n"
+    w.add(b"ok.csv", ok)
+    ok_off = 0
+    # encrypted (general purpose flag bit 0): 12-byte header + "ciphertext"
+    w.add(b"encrypted.csv", b"\x13" * 12 + b"secret\n", crc=zlib.crc32(b"secret\n"),
+          usize=7, flags=0x801)
+    # unknown compression methods
+    for m in (77, 99):
+        w.add(b"method%d.csv" % m, b"opaque bytes\n", method=m, usize=13,
+              crc=zlib.crc32(b"opaque bytes\n"))
+    # declared size far above the real one (deflate of 100 bytes says 1 GiB)
+    real = b"b" * 100
+    d = zlib.compressobj(6, zlib.DEFLATED, -15)
+    comp = d.compress(real) + d.flush()
+    w.add(b"bigliar.csv", comp, method=8, usize=1 << 30, crc=zlib.crc32(real))
+    # stored entry whose compressed size runs past the end of the file
+    w.add(b"csizeliar.csv", b"short\n", usize=1 << 30, csize=1 << 30)
+    # wrong CRC
+    w.add(b"badcrc.csv", b"crc mismatch\n", crc=zlib.crc32(b"crc mismatch\n") ^ 0xDEADBEEF)
+    # deflate stream cut in the middle (sizes consistent with the cut bytes)
+    real = bytes(range(256)) * 64
+    d = zlib.compressobj(6, zlib.DEFLATED, -15)
+    comp = (d.compress(real) + d.flush())[:-20]
+    w.add(b"truncated.csv", comp, method=8, usize=len(real), crc=zlib.crc32(real))
+    w.add(b"after.csv", b"after the broken ones\n")
+    return ok_off
+
+
+def build_hostile_kind(kind, job, f):
+    dt = _date_time(job["submit_ms"])
+    w = rawzip.Writer(f, dt)
+    name, _, n = kind.partition(":")
+    if name == "names":
+        for raw, content, mode in names_entries():
+            w.add(raw, content, mode=mode)
+    elif name == "deep":
+        for raw, content in deep_entries():
+            w.add(raw, content)
+    elif name == "entries":
+        _entries_kind(w)
+    elif name == "bomb":
+        w.add(b"readme.csv", b"the next entry inflates 1000:1 to 20 GiB\n")
+        w.add_zeros(b"bomb.bin", BOMB_SIZE)
+        w.add(b"after.csv", b"after the bomb\n")
+    elif name == "zip64":
+        w.add_zeros(b"big.bin", ZIP64_SIZE)
+        w.add(b"after.csv", b"after the 4.5 GiB entry\n")
+    elif name == "many":
+        count = int(n) if n else MANY_DEFAULT
+        for i in range(count):
+            nm = b"d%04d/f%07d" % (i // 1000, i)
+            w.add(nm, nm[-4:] + b"\n")
+    else:
+        raise ValueError("unknown hostile kind %r" % kind)
+    w.close()

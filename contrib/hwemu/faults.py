@@ -19,7 +19,16 @@ DEFAULTS = {
     "corrupt_downloads": 0,
     "range": True,
     "hostile": False,
+    "hostile_kind": "",
+    "bad_reply": "",
+    "bad_reply_calls": ["query"],
+    "bad_reply_count": 0,
 }
+
+# Malformed answers (knob `bad_reply`), sent after authentication in place of
+# the real one; documented in EMULATOR.md.
+BAD_REPLIES = ("not_json", "wrong_types", "missing_fields", "unknown_status", "giant_body",
+               "giant_header", "redirect")
 
 
 class FaultError(ValueError):
@@ -29,7 +38,13 @@ class FaultError(ValueError):
 def _check(key, val):
     if key not in DEFAULTS:
         raise FaultError("unknown fault knob '%s'" % key)
-    if key in ("nth_calls", "reset_calls", "hang_calls"):
+    if key == "bad_reply":
+        if val in ("", None):
+            return ""
+        if val not in BAD_REPLIES:
+            raise FaultError("knob 'bad_reply' must be one of %s" % ", ".join(BAD_REPLIES))
+        return val
+    if key in ("nth_calls", "reset_calls", "hang_calls", "bad_reply_calls"):
         if isinstance(val, str):
             val = [v for v in val.split(",") if v]
         if not isinstance(val, list) or any(v not in KINDS for v in val):
@@ -39,6 +54,16 @@ def _check(key, val):
         if not isinstance(val, bool):
             raise FaultError("knob '%s' must be a boolean" % key)
         return val
+    if key == "hostile_kind":
+        if val in ("", None):
+            return ""
+        if not isinstance(val, str):
+            raise FaultError("knob 'hostile_kind' must be a string")
+        from . import archive
+        try:
+            return archive.check_kind(val)
+        except ValueError as e:
+            raise FaultError(str(e))
     if key == "retry_after":
         if val is None:
             return None
@@ -113,6 +138,20 @@ class Faults:
             if self.nth_count % n:
                 return None
             return self.knobs["nth_status"], self.knobs["retry_after"], self.knobs["nth_commit"]
+
+    def bad_reply_now(self, kind):
+        """-> the bad_reply kind when this call must get one, else None.
+        bad_reply_count 0 means every call; N > 0 the next N (then it turns off)."""
+        with self.cond:
+            k = self.knobs
+            if not k["bad_reply"] or kind not in k["bad_reply_calls"]:
+                return None
+            what = k["bad_reply"]
+            if k["bad_reply_count"] > 0:
+                k["bad_reply_count"] -= 1
+                if k["bad_reply_count"] == 0:
+                    k["bad_reply"] = ""
+            return what
 
     def take_download(self):
         """-> (cut, corrupt, bps, range_ok) for a download starting now."""

@@ -120,6 +120,7 @@ class App:
         except faults.FaultError as e:
             raise SystemExit("--fault: %s" % e)
         self.reqlog = RequestLog()
+        self.trap = Trap(self.reqlog)
         self.builder = archive.Builder(self.store, log)
         for job in self.store.all():  # resume builds interrupted by a restart
             if state.status(job, True) != "failure" and not filters.is_failure(job["filter"]):
@@ -309,6 +310,12 @@ class Handler(BaseHTTPRequestHandler):
         eps = dict(qpairs).get("enterprise_project_id")
         if eps is not None:
             self.entry["enterprise_project_id"] = eps
+        if kind in ("submit", "query", "download"):
+            bad = fk.bad_reply_now(kind)
+            if bad:
+                self.check_auth(params["project"], qpairs, h, raw_path, body)
+                self.entry["fault"] = "bad_reply"
+                return self.bad_reply(bad, kind, raw_path, params)
         if kind == "unknown":
             raise err(404, "APIGW.0001", "API not found: %s %s" % (self.command, raw_path))
         if kind == "token":
@@ -355,7 +362,9 @@ class Handler(BaseHTTPRequestHandler):
         job_id = uuid.uuid4().hex
         submit_ms = int(app.clock.now() * 1000)
         params = dict(app.config)
-        params["hostile"] = app.faults.snapshot()["hostile"]
+        fsnap = app.faults.snapshot()
+        params["hostile"] = fsnap["hostile"]
+        params["hostile_kind"] = fsnap["hostile_kind"]
         job = {"job_id": job_id, "project_id": pid, "filter": flt, "created": time.time(),
                "submit_ms": submit_ms, "params": params, "forced_status": None,
                "file_id": str(uuid.uuid4()), "file_name": "waf-event-%s.zip" % job_id[:8],
@@ -469,6 +478,62 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def bad_reply(self, bad, kind, raw_path, params):
+        """Answers a cloud call with a malformed response (knob bad_reply)."""
+        if bad == "not_json":
+            return self.send_body(200, b"<html><body>502 Bad Gateway (proxy)</body></html>\n",
+                                  "text/html")
+        if bad == "wrong_types":
+            obj = {"submit": {"status": 200, "message": ["x"], "job_id": 12345},
+                   "query": {"task_id": 7, "task_name": None, "task_status": ["success"],
+                             "file_id": {"id": 1}, "file_name": 3},
+                   "download": [1, 2, 3]}[kind]
+            return self.send_json(200, obj)
+        if bad == "missing_fields":
+            return self.send_json(200, {"message": "ok"})
+        if bad == "unknown_status":
+            if kind == "query":
+                return self.send_json(200, {"task_id": params.get("task_id"),
+                                            "task_name": "event_waf_0_export_task",
+                                            "task_status": "exploded"})
+            return self.send_json(200, {"status": "EXPLODED", "message": "?",
+                                        "job_id": "not a job id/../.."})
+        if bad == "giant_body":
+            # 100 MiB of valid JSON, streamed: a client must stop reading early.
+            size = 100 << 20
+            head, tail = b'{"task_status":"running","pad":"', b'"}\n'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            self.entry["status"] = 200
+            self.close_connection = True
+            chunk = b"x" * (1 << 20)
+            left = size - len(head) - len(tail)
+            try:
+                self.wfile.write(head)
+                sent = len(head)
+                while left > 0:
+                    n = min(left, len(chunk))
+                    self.wfile.write(chunk[:n])
+                    left -= n
+                    sent += n
+                    self.entry["bytes_sent"] = sent
+                self.wfile.write(tail)
+            except OSError:
+                pass
+            return None
+        if bad == "giant_header":
+            return self.send_body(200, b'{"task_status":"running"}\n', "application/json",
+                                  {"X-Pad": "p" * (1 << 20)})
+        if bad == "redirect":
+            loc = "http://127.0.0.1:%d%s" % (self.app.trap.port, self.path)
+            self.entry["redirect"] = loc
+            return self.send_body(302 if kind != "submit" else 307,
+                                  b'{"error_code":"APIGW.0302","error_msg":"moved"}\n',
+                                  "application/json", {"Location": loc})
+        raise AssertionError(bad)
 
     def handle_token(self, body):
         app = self.app
@@ -594,6 +659,55 @@ class Handler(BaseHTTPRequestHandler):
             app.clock.fixed = parse_now(req["now"])
         if "token_ttl" in req:
             app.auth.token_ttl = float(req["token_ttl"])
+
+
+class Trap:
+    """A second listener on another port, the target of the `redirect` bad
+    reply: it records every request that arrives (method, path, whether it
+    carried credentials) in the request log as call "trap" and answers 404."""
+
+    def __init__(self, reqlog, host="127.0.0.1"):
+        self.reqlog = reqlog
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True, name="trap").start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(10)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data and len(data) < 65536:
+                b = conn.recv(4096)
+                if not b:
+                    break
+                data += b
+            head = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+            method, _, rest = head[0].partition(" ")
+            hdrs = {l.partition(":")[0].strip().lower() for l in head[1:]}
+            e = self.reqlog.start(method=method, path=rest.rpartition(" ")[0], query={},
+                                  call="trap", project=None,
+                                  auth="token" if "x-auth-token" in hdrs else
+                                  ("aksk" if "authorization" in hdrs else "none"))
+            body = b'{"error_code":"TRAP.0404","error_msg":"redirect followed"}\n'
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            e["status"] = 404
+            log("trap: %s %s (auth=%s)" % (method, e["path"], e["auth"]))
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
 
 class Server(ThreadingHTTPServer):
