@@ -41,11 +41,12 @@ def read_csv(zbytes, name="events.csv"):
 
 
 def test_lifecycle(emu):
+    emu.config(job_delay=2.0)  # "running" must be seen even on a loaded machine
     jid = h.submit(emu, {"recent": "today", "dump_columns": ["id", "time", "attack"]})
     st, r = q(emu, jid)
     assert st == 200 and r == {"task_id": jid, "task_name": r["task_name"], "task_status": "running"}
     assert re.fullmatch(r"event_waf_\d{13}_export_task", r["task_name"])
-    time.sleep(0.4)
+    time.sleep(2.3)
     st, r = q(emu, jid)
     assert r["task_status"] == "success"
     assert r["file_name"] == "waf-event-%s.zip" % jid[:8]
