@@ -205,6 +205,7 @@ def test_files_and_folders(emu):
 
 
 def test_failure_filter(emu):
+    emu.config(job_delay=1.0)  # "running" must be seen even on a loaded machine
     jid = h.submit(emu, {"recent": "today", "dump_columns": ["id"],
                          "hosts": ["www.example.com", "fail.example.com"]})
     assert q(emu, jid)[1]["task_status"] == "running"
