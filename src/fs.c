@@ -817,12 +817,15 @@ static int hcx_read(const char *path, char *buf, size_t size, off_t off,
     case N_ENTRY: {
         pthread_mutex_lock(&h->lock);
         ssize_t got = areader_pread(h->reader, buf, size, (uint64_t)off);
-        pthread_mutex_unlock(&h->lock);
         if (got < 0) {
-            log_error("read %s at %lld: %s", path ? path : "(entry)", (long long)off,
-                      strerror((int)-got));
-            return (int)got;
+            /* The reader's own text says why (CRC, encrypted, method...). */
+            const char *why = areader_error(h->reader);
+            log_error("read %s at %lld: %s%s%s", path ? path : "(entry)", (long long)off,
+                      strerror((int)-got), why ? ": " : "", why ? why : "");
         }
+        pthread_mutex_unlock(&h->lock);
+        if (got < 0)
+            return (int)got;
         atomic_fetch_add(&r->reads, 1);
         atomic_fetch_add(&r->bytes_read, (unsigned long long)got);
         return (int)got;

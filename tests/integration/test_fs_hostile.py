@@ -110,7 +110,7 @@ def test_duplicates_last_one_wins(hostile):
 
 
 def test_lying_size_never_gives_wrong_bytes(hostile):
-    _, _, d = hostile
+    mnt, _, d = hostile
     p = os.path.join(d, "liar.csv")
     if not os.path.exists(p):
         return  # dropped: acceptable
@@ -120,6 +120,9 @@ def test_lying_size_never_gives_wrong_bytes(hostile):
             data = f.read()
     except OSError as e:
         assert e.errno == errno.EIO, e
+        # the log says which entry failed and why, not only "Input/output error"
+        lines = [ln for ln in mnt.read_log().splitlines() if "liar.csv" in ln and "read " in ln]
+        assert lines and all("Input/output error: " in ln for ln in lines), lines
         return
     # if it reads at all it must read right, with the listed size
     assert data == b"x" * 4096, (len(data), data[:40])
