@@ -607,7 +607,13 @@ struct handle {
     struct areader *reader;
     /* N_ARCHIVE_FILE */
     int fd;
+    struct handle *prev, *next;   /* open_handles */
 };
+
+/* Every handle not released yet: an unmount can end the session before the
+ * kernel's last RELEASEs arrive, and destroy frees what is left. */
+static struct handle *open_handles;
+static pthread_mutex_t open_handles_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct handle *handle_of(struct fuse_file_info *fi)
 {
@@ -622,11 +628,25 @@ static struct handle *handle_new(enum node_kind kind)
     h->kind = kind;
     h->fd = -1;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_lock(&open_handles_lock);
+    h->next = open_handles;
+    if (open_handles)
+        open_handles->prev = h;
+    open_handles = h;
+    pthread_mutex_unlock(&open_handles_lock);
     return h;
 }
 
 static void handle_free(struct registry *r, struct handle *h)
 {
+    pthread_mutex_lock(&open_handles_lock);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        open_handles = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&open_handles_lock);
     if (h->reader)
         areader_close(h->reader);
     if (h->holds_index)
@@ -975,6 +995,14 @@ static void *hcx_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 static void hcx_destroy(void *private_data)
 {
     workers_stop(private_data);
+    pthread_mutex_lock(&open_handles_lock);
+    struct handle *left = open_handles;
+    pthread_mutex_unlock(&open_handles_lock);
+    while (left) {
+        struct handle *next = left->next;
+        handle_free(private_data, left); /* no request runs any more */
+        left = next;
+    }
 }
 
 static const struct fuse_operations operations = {
