@@ -385,6 +385,13 @@ static void *fetcher_main(void *arg)
     pthread_mutex_lock(&r->lock);
     while (!r->stopping) {
         struct job *j = next_queued_locked(r);
+        if (!j && r->cache_retry) {
+            r->cache_retry = 0;
+            pthread_mutex_unlock(&r->lock);
+            registry_enforce_cache_max(r);
+            pthread_mutex_lock(&r->lock);
+            continue;
+        }
         if (!j) {
             pthread_cond_wait(&r->work, &r->lock);
             continue;

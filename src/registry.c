@@ -645,8 +645,14 @@ int registry_job_listing(struct registry *r, struct job *j, int (*interrupted)(v
 void registry_index_done(struct registry *r, struct job *j)
 {
     pthread_mutex_lock(&r->lock);
-    if (--j->index_users == 0 && j->withdrawing)
-        pthread_cond_broadcast(&r->changed);
+    if (--j->index_users == 0) {
+        if (j->withdrawing)
+            pthread_cond_broadcast(&r->changed);
+        if (r->cache_over) {
+            r->cache_retry = 1; /* an archive may go now */
+            pthread_cond_broadcast(&r->work);
+        }
+    }
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -712,10 +718,13 @@ void registry_enforce_cache_max(struct registry *r)
         pthread_mutex_lock(&r->lock);
         struct job *victim = eviction_victim_locked(r, &total);
         if (total <= r->cache_max || !victim) {
+            int was_over = r->cache_over;
+            r->cache_over = total > r->cache_max;
             pthread_mutex_unlock(&r->lock);
-            if (total > r->cache_max)
-                log_info("cache holds %llu bytes (cache_max %llu): the rest is in use",
-                         (unsigned long long)total, (unsigned long long)r->cache_max);
+            if (total > r->cache_max && !was_over)
+                log_info("cache holds %llu bytes (cache_max %llu): the rest is in use, "
+                         "evicted once let go", (unsigned long long)total,
+                         (unsigned long long)r->cache_max);
             return;
         }
         struct aindex *idx = victim->index;

@@ -82,6 +82,8 @@ struct registry {
     struct cloud *cloud;
     double poll_interval;
     uint64_t cache_max;             /* 0: unbounded */
+    int cache_over;                 /* over cache_max with every archive in use */
+    int cache_retry;                /* one was let go since: the fetcher evicts */
     time_t started_at;
     atomic_int stopping;            /* set under lock; the fetch loop reads it without */
     atomic_ullong reads, bytes_read, submits;

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from fshelpers import (CONTROL, PROJECT, emu_archive, expect_errno, md5s, read, run_job, sh,
-                       submit, walk_files, zip_entries, zip_mtime)
+                       submit, wait_for, walk_files, zip_entries, zip_mtime)
 
 FLT = {"recent": "today",
        "dump_columns": ["id", "time", "sip", "host", "attack", "action", "rule", "url"],
@@ -226,9 +226,9 @@ def test_cache_max_evicts_and_fetches_again(mount_factory, emu):
                     if f.read(4) == b"PK\x03\x04":
                         total += os.path.getsize(os.path.join(dirpath, fn))
         return total
-    time.sleep(0.3)
-    assert cached_bytes() <= 30 * 1024, "cache_max=30K but %d bytes of archives are cached" \
-        % cached_bytes()
+    # eviction runs in the background right after a fetch
+    wait_for(lambda: cached_bytes() <= 30 * 1024, timeout=20,
+             what="cache_max=30K (%d bytes of archives cached)" % cached_bytes())
     emu.clear_log()
     for j in jobs:  # every job still reads right (fetched again where evicted)
         assert read(os.path.join(m.job(j), "events.csv"), "rb") == \
@@ -267,3 +267,26 @@ def test_tree_listed_before_verification_content_never_wrong(mnt, emu):
         raise AssertionError("never ready: saw %s" % sorted(states))
     assert len(emu.calls("download")) >= 3, "the damaged download was not fetched again"
     print("archive states seen: %s; %d full reads" % (sorted(states), reads))
+
+
+def test_cache_max_evicts_an_archive_once_it_is_let_go(mount_factory, emu):
+    """Over cache_max while the only candidate is open: it is evicted as soon as its
+    last user closes it (not only at the next download)."""
+    m = mount_factory(opts={"cache_max": "1K"})
+    a = run_job(m)
+    f = open(os.path.join(m.job(a), "events.csv"), "rb")  # waits for a's archive
+    try:
+        assert f.read(10)
+        b = run_job(m)
+        os.listdir(m.job(b))
+        wait_for(lambda: json.loads(read(os.path.join(m.job(b), ".job.json")))["archive"]
+                 == "ready", what="b's archive")
+        time.sleep(0.3)
+        # a is in use, b is the newest: both stay for now
+        assert json.loads(read(os.path.join(m.job(a), ".job.json")))["archive"] == "ready"
+    finally:
+        f.close()
+    wait_for(lambda: json.loads(read(os.path.join(m.job(a), ".job.json")))["archive"]
+             == "evicted", timeout=10, what="a evicted once closed")
+    assert json.loads(read(os.path.join(m.job(b), ".job.json")))["archive"] == "ready"
+    assert read(os.path.join(m.job(a), "events.csv"), "rb")  # fetched again
