@@ -203,7 +203,7 @@ static void check_why(int rc, char *why, const char *what)
 {
     FUZZ_CHECK(rc == 0 || rc == -EIO || rc == -ENOMEM || rc == -EFBIG, "%s: %d", what, rc);
     if (rc)
-        FUZZ_CHECK(why && fuzz_no_control(why), "%s failed with message '%s'", what,
+        FUZZ_CHECK(why && fuzz_no_control(why), "%s failed (%d) with message '%s'", what, rc,
                    why ? why : "(none)");
     free(why);
 }
@@ -232,11 +232,14 @@ static int use_index(int reopened)
                (unsigned long long)w.total, (unsigned long long)aindex_total_size(ix));
 
     why = NULL;
-    check_why(aindex_verify_rest(ix, &why), why, "aindex_verify_rest");
+    /* (rc first: the order in which arguments are evaluated is unspecified.) */
+    rc = aindex_verify_rest(ix, &why);
+    check_why(rc, why, "aindex_verify_rest");
     struct aindex_ckpt_stats cs;
     if (!reopened) {
         why = NULL;
-        check_why(aindex_build_checkpoints(ix, sidecar, &why), why, "aindex_build_checkpoints");
+        rc = aindex_build_checkpoints(ix, sidecar, &why);
+        check_why(rc, why, "aindex_build_checkpoints");
     }
     aindex_checkpoint_stats(ix, &cs);
     FUZZ_CHECK(cs.ready + cs.corrupt <= cs.entries, "checkpoint stats %u+%u of %u", cs.ready,

@@ -7,11 +7,29 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* libFuzzer calls it when the target defines it; so does this driver. */
 __attribute__((weak)) int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* The input being run, named when a check aborts (the sanitizers name
+ * nothing of the sort). */
+static const char *current;
+
+static void on_abort(int sig)
+{
+    static const char msg[] = "replay: the input was ";
+    if (current) {
+        (void)!write(2, msg, sizeof msg - 1);
+        (void)!write(2, current, strlen(current));
+        (void)!write(2, "\n", 1);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
 
 static int run_file(const char *path)
 {
@@ -48,7 +66,9 @@ static int run_file(const char *path)
     }
     memcpy(exact, buf, len);
     free(buf);
+    current = path;
     LLVMFuzzerTestOneInput(exact, len);
+    current = NULL;
     free(exact);
     return 0;
 }
@@ -60,6 +80,7 @@ static int by_name(const struct dirent **a, const struct dirent **b)
 
 int main(int argc, char **argv)
 {
+    signal(SIGABRT, on_abort);
     if (LLVMFuzzerInitialize)
         LLVMFuzzerInitialize(&argc, &argv);
     size_t runs = 0;
