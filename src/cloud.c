@@ -176,18 +176,18 @@ static void copy_printable(char *dst, size_t cap, const char *src)
     dst[j] = '\0';
 }
 
-static void describe_http_error(const char *what, const struct http_response *r,
-                                struct cloud_error *e)
+void cloud_describe_error(const char *what, long status, const char *body, size_t len,
+                          struct cloud_error *e)
 {
-    json_t *body = r->body.len ? json_loadb(r->body.data, r->body.len, 0, NULL) : NULL;
-    const char *code = json_string_value(json_object_get(body, "error_code"));
-    const char *msg = json_string_value(json_object_get(body, "error_msg"));
+    json_t *j = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+    const char *code = json_string_value(json_object_get(j, "error_code"));
+    const char *msg = json_string_value(json_object_get(j, "error_msg"));
     char safe_code[64], safe_msg[300];
     copy_printable(safe_code, sizeof safe_code, code);
     copy_printable(safe_msg, sizeof safe_msg, msg);
-    snprintf(e->msg, sizeof e->msg, "%s: HTTP %ld%s%s%s%s", what, r->status, code ? " " : "",
+    snprintf(e->msg, sizeof e->msg, "%s: HTTP %ld%s%s%s%s", what, status, code ? " " : "",
              code ? safe_code : "", msg ? ": " : "", msg ? safe_msg : "");
-    json_decref(body);
+    json_decref(j);
 }
 
 static int errno_for_status(long status)
@@ -310,7 +310,7 @@ static int perform_call(struct cloud *c, const struct call_spec *s, struct http_
             rc = 0;
             break;
         } else {
-            describe_http_error(s->what, resp, e);
+            cloud_describe_error(s->what, resp->status, resp->body.data, resp->body.len, e);
             e->status = resp->status;
             e->err = errno_for_status(resp->status);
             e->retry_after = resp->retry_after;
@@ -349,20 +349,6 @@ out:
     return rc;
 }
 
-static json_t *parse_reply(const struct http_response *r, const char *what, struct cloud_error *e)
-{
-    json_error_t jerr;
-    json_t *j = json_loadb(r->body.data ? r->body.data : "", r->body.len, 0, &jerr);
-    if (!json_is_object(j)) {
-        snprintf(e->msg, sizeof e->msg, "%s: malformed answer from the cloud (%s)", what,
-                 j ? "not an object" : jerr.text);
-        e->err = EIO;
-        json_decref(j);
-        return NULL;
-    }
-    return j;
-}
-
 /* Copies an optional string field, refusing ones that do not fit. */
 static int copy_field(json_t *obj, const char *key, char *dst, size_t cap, int required)
 {
@@ -378,6 +364,99 @@ static int copy_field(json_t *obj, const char *key, char *dst, size_t cap, int r
     return 0;
 }
 
+/* The fields of one kind of reply: 0, or -1 when a required one is missing
+ * or unusable; *problem then says which (for the message). */
+typedef int (*reply_fields)(json_t *j, void *out, const char **problem);
+
+/* The part submit and query share: the body must be a JSON object whose
+ * fields check out.  Anything else is EIO with a message naming the call. */
+static int parse_reply(const char *body, size_t len, const char *what, reply_fields fields,
+                       void *out, struct cloud_error *e)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(body ? body : "", len, 0, &jerr);
+    const char *problem = NULL;
+    int rc = -EIO;
+    if (!json_is_object(j)) {
+        /* jansson quotes the offending input in its text: keep it printable. */
+        char safe[sizeof jerr.text];
+        copy_printable(safe, sizeof safe, jerr.text);
+        snprintf(e->msg, sizeof e->msg, "%s: malformed answer from the cloud (%s)", what,
+                 j ? "not an object" : safe);
+    } else if (fields(j, out, &problem) < 0) {
+        snprintf(e->msg, sizeof e->msg, "%s: the answer has no %s", what, problem);
+    } else {
+        rc = 0;
+    }
+    json_decref(j);
+    if (rc)
+        e->err = EIO;
+    return rc;
+}
+
+static int submit_fields(json_t *j, void *arg, const char **problem)
+{
+    struct submit_reply *out = arg;
+    *problem = "usable job_id";
+    if (copy_field(j, "job_id", out->job_id, sizeof out->job_id, 1) < 0 ||
+        !cloud_id_is_safe(out->job_id, 64) ||
+        copy_field(j, "status", out->status, sizeof out->status, 0) < 0)
+        return -1;
+    if (copy_field(j, "message", out->message, sizeof out->message, 0) < 0)
+        out->message[0] = '\0';
+    return 0;
+}
+
+static int query_fields(json_t *j, void *arg, const char **problem)
+{
+    struct task_info *out = arg;
+    *problem = "valid task_status/file_id";
+    if (copy_field(j, "task_status", out->task_status, sizeof out->task_status, 1) < 0 ||
+        (strcmp(out->task_status, "running") != 0 && strcmp(out->task_status, "success") != 0 &&
+         strcmp(out->task_status, "failure") != 0) ||
+        copy_field(j, "task_name", out->task_name, sizeof out->task_name, 0) < 0 ||
+        copy_field(j, "file_id", out->file_id, sizeof out->file_id, 0) < 0 ||
+        copy_field(j, "file_name", out->file_name, sizeof out->file_name, 0) < 0 ||
+        (out->file_id[0] != '\0' && !cloud_id_is_safe(out->file_id, 64)) ||
+        (strcmp(out->task_status, "success") == 0 && !out->file_id[0]))
+        return -1;
+    return 0;
+}
+
+int cloud_parse_submit_reply(const char *body, size_t len, struct submit_reply *out,
+                             struct cloud_error *e)
+{
+    return parse_reply(body, len, "submit export job", submit_fields, out, e);
+}
+
+static void query_what(char *buf, size_t cap, const char *task_id)
+{
+    char safe[80];
+    copy_printable(safe, sizeof safe, task_id);
+    snprintf(buf, cap, "query export task %s", safe);
+}
+
+int cloud_parse_query_reply(const char *body, size_t len, const char *task_id,
+                            struct task_info *out, struct cloud_error *e)
+{
+    char what[128];
+    query_what(what, sizeof what, task_id);
+    return parse_reply(body, len, what, query_fields, out, e);
+}
+
+/* Runs a call whose 2xx answer is a JSON object (submit, query). */
+static int call_and_parse(struct cloud *c, const struct call_spec *s, const char *what,
+                          reply_fields fields, void *out, struct cloud_error *e)
+{
+    struct http_response resp;
+    http_response_init(&resp);
+    int rc = perform_call(c, s, &resp, e);
+    if (!rc)
+        rc = parse_reply(resp.body.data, resp.body.len, what, fields, out, e);
+    http_response_release(&resp);
+    return rc;
+}
+
 int cloud_submit(struct cloud *c, const char *project, const char *body, size_t len,
                  struct submit_reply *out, struct cloud_error *e)
 {
@@ -385,27 +464,7 @@ int cloud_submit(struct cloud *c, const char *project, const char *body, size_t 
                            .ep = &c->waf, .project = project, .body = body, .body_len = len,
                            .attempts = 4, .out_fd = -1 };
     snprintf(s.path, sizeof s.path, "/v1/%s/waf/event/job/export", project);
-    struct http_response resp;
-    http_response_init(&resp);
-    int rc = perform_call(c, &s, &resp, e);
-    if (!rc) {
-        json_t *j = parse_reply(&resp, s.what, e);
-        rc = -EIO;
-        if (j && copy_field(j, "job_id", out->job_id, sizeof out->job_id, 1) == 0 &&
-            cloud_id_is_safe(out->job_id, 64) &&
-            copy_field(j, "status", out->status, sizeof out->status, 0) == 0) {
-            if (copy_field(j, "message", out->message, sizeof out->message, 0) < 0)
-                out->message[0] = '\0';
-            rc = 0;
-        } else if (j) {
-            snprintf(e->msg, sizeof e->msg, "submit export job: the answer has no usable job_id");
-        }
-        json_decref(j);
-        if (rc)
-            e->err = EIO;
-    }
-    http_response_release(&resp);
-    return rc;
+    return call_and_parse(c, &s, s.what, submit_fields, out, e);
 }
 
 int cloud_query(struct cloud *c, const char *project, const char *task_id, int attempts,
@@ -415,31 +474,9 @@ int cloud_query(struct cloud *c, const char *project, const char *task_id, int a
                            .ep = &c->hss, .project = project, .attempts = attempts,
                            .out_fd = -1 };
     snprintf(s.path, sizeof s.path, "/v5/%s/event/export-task/%s", project, task_id);
-    struct http_response resp;
-    http_response_init(&resp);
-    int rc = perform_call(c, &s, &resp, e);
-    if (!rc) {
-        json_t *j = parse_reply(&resp, s.what, e);
-        rc = -EIO;
-        if (j && copy_field(j, "task_status", out->task_status, sizeof out->task_status, 1) == 0 &&
-            (strcmp(out->task_status, "running") == 0 || strcmp(out->task_status, "success") == 0 ||
-             strcmp(out->task_status, "failure") == 0) &&
-            copy_field(j, "task_name", out->task_name, sizeof out->task_name, 0) == 0 &&
-            copy_field(j, "file_id", out->file_id, sizeof out->file_id, 0) == 0 &&
-            copy_field(j, "file_name", out->file_name, sizeof out->file_name, 0) == 0 &&
-            (out->file_id[0] == '\0' || cloud_id_is_safe(out->file_id, 64)) &&
-            (strcmp(out->task_status, "success") != 0 || out->file_id[0])) {
-            rc = 0;
-        } else if (j) {
-            snprintf(e->msg, sizeof e->msg,
-                     "query export task %s: the answer has no valid task_status/file_id", task_id);
-        }
-        json_decref(j);
-        if (rc)
-            e->err = EIO;
-    }
-    http_response_release(&resp);
-    return rc;
+    char what[128];
+    query_what(what, sizeof what, task_id);
+    return call_and_parse(c, &s, what, query_fields, out, e);
 }
 
 int cloud_download(struct cloud *c, const char *project, const char *file_id, int fd,

@@ -12,6 +12,7 @@
 #include "creds.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct cloud;
@@ -67,6 +68,21 @@ int cloud_download(struct cloud *, const char *project, const char *file_id, int
                    int64_t *total, struct cloud_error *e);
 
 json_t *cloud_stats_json(struct cloud *);
+
+/* The reply parsers behind cloud_submit and cloud_query, callable on a
+ * buffer (the fuzz targets use them).  body need not be NUL-terminated.
+ * They return 0 with *out filled, or -EIO with e->err = EIO and e->msg
+ * (printable, one line); they change nothing else in *e. */
+int cloud_parse_submit_reply(const char *body, size_t len, struct submit_reply *out,
+                             struct cloud_error *e);
+/* task_id only names the task in e->msg. */
+int cloud_parse_query_reply(const char *body, size_t len, const char *task_id,
+                            struct task_info *out, struct cloud_error *e);
+/* e->msg for an HTTP error answer: "<what>: HTTP <status> [<error_code>][: <error_msg>]"
+ * from the cloud's error body when it has those fields (printable, cut to
+ * fit); nothing else in *e is changed. */
+void cloud_describe_error(const char *what, long status, const char *body, size_t len,
+                          struct cloud_error *e);
 
 /* Characters allowed in ids used as file names and URL parts. */
 int cloud_id_is_safe(const char *id, size_t max_len);

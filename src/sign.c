@@ -9,6 +9,7 @@
 #include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void sign_format_date(time_t t, char out[17])
 {
@@ -111,12 +112,13 @@ static void put_canonical_uri(struct strbuf *sb, const char *path)
         strbuf_putc(sb, '/');
 }
 
-char *sign_authorization(const char *ak, const char *sk, const char *method,
-                         const char *path, const struct sign_param *query, size_t nquery,
-                         const struct sign_param *headers, size_t nheaders,
-                         const void *body, size_t body_len)
+char *sign_canonical_request(const char *method, const char *path,
+                             const struct sign_param *query, size_t nquery,
+                             const struct sign_param *headers, size_t nheaders,
+                             const void *body, size_t body_len, char **signed_headers)
 {
     char *result = NULL;
+    *signed_headers = NULL;
     struct strbuf canon = STRBUF_INIT, signed_names = STRBUF_INIT;
     struct encoded_param *params = calloc(nquery ? nquery : 1, sizeof *params);
     struct lower_header *hdrs = calloc(nheaders ? nheaders : 1, sizeof *hdrs);
@@ -167,34 +169,12 @@ char *sign_authorization(const char *ak, const char *sk, const char *method,
     strbuf_puts(&canon, body_hash);
     if (canon.failed || signed_names.failed)
         goto out;
-
-    const char *date = NULL;
-    for (size_t i = 0; i < nheaders; i++)
-        if (strcmp(hdrs[i].name, "x-sdk-date") == 0)
-            date = hdrs[i].value;
-    if (!date)
+    if (!(*signed_headers = strbuf_finish(&signed_names)))
         goto out;
-
-    char canon_hash[65];
-    sha256_hex(canon.data, canon.len, canon_hash);
-    struct strbuf to_sign = STRBUF_INIT;
-    strbuf_printf(&to_sign, "SDK-HMAC-SHA256\n%s\n%s", date, canon_hash);
-    if (to_sign.failed) {
-        strbuf_release(&to_sign);
-        goto out;
+    if (!(result = strbuf_finish(&canon))) {
+        free(*signed_headers);
+        *signed_headers = NULL;
     }
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int mac_len = 0;
-    HMAC(EVP_sha256(), sk, (int)strlen(sk), (const unsigned char *)to_sign.data, to_sign.len,
-         mac, &mac_len);
-    strbuf_release(&to_sign);
-    char signature[2 * EVP_MAX_MD_SIZE + 1];
-    hex_encode(mac, mac_len, signature);
-
-    struct strbuf auth = STRBUF_INIT;
-    strbuf_printf(&auth, "SDK-HMAC-SHA256 Access=%s, SignedHeaders=%s, Signature=%s", ak,
-                  signed_names.data, signature);
-    result = strbuf_finish(&auth);
 
 out:
     if (params)
@@ -209,5 +189,47 @@ out:
     free(hdrs);
     strbuf_release(&canon);
     strbuf_release(&signed_names);
+    return result;
+}
+
+char *sign_authorization(const char *ak, const char *sk, const char *method,
+                         const char *path, const struct sign_param *query, size_t nquery,
+                         const struct sign_param *headers, size_t nheaders,
+                         const void *body, size_t body_len)
+{
+    /* The date signed is the X-Sdk-Date header's (any case; the last one). */
+    const char *date = NULL;
+    for (size_t i = 0; i < nheaders; i++)
+        if (strcasecmp(headers[i].name, "x-sdk-date") == 0)
+            date = headers[i].value;
+    if (!date)
+        return NULL;
+
+    char *signed_names = NULL;
+    char *canon = sign_canonical_request(method, path, query, nquery, headers, nheaders, body,
+                                         body_len, &signed_names);
+    if (!canon)
+        return NULL;
+    char canon_hash[65];
+    sha256_hex(canon, strlen(canon), canon_hash);
+    free(canon);
+
+    char *result = NULL;
+    struct strbuf to_sign = STRBUF_INIT;
+    strbuf_printf(&to_sign, "SDK-HMAC-SHA256\n%s\n%s", date, canon_hash);
+    if (!to_sign.failed) {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int mac_len = 0;
+        HMAC(EVP_sha256(), sk, (int)strlen(sk), (const unsigned char *)to_sign.data, to_sign.len,
+             mac, &mac_len);
+        char signature[2 * EVP_MAX_MD_SIZE + 1];
+        hex_encode(mac, mac_len, signature);
+        struct strbuf auth = STRBUF_INIT;
+        strbuf_printf(&auth, "SDK-HMAC-SHA256 Access=%s, SignedHeaders=%s, Signature=%s", ak,
+                      signed_names, signature);
+        result = strbuf_finish(&auth);
+    }
+    strbuf_release(&to_sign);
+    free(signed_names);
     return result;
 }

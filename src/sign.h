@@ -29,4 +29,15 @@ char *sign_authorization(const char *ak, const char *sk, const char *method,
                          const struct sign_param *headers, size_t nheaders,
                          const void *body, size_t body_len);
 
+/* The canonical request that sign_authorization() hashes (method, canonical
+ * URI, sorted encoded query, sorted lower-cased headers with trimmed values,
+ * signed header names, hex SHA-256 of the body), with *signed_headers = the
+ * SignedHeaders list ("host;x-sdk-date").  Both malloc'd; NULL (and
+ * *signed_headers NULL) when out of memory.  Separate so that it can be
+ * tested and fuzzed on its own. */
+char *sign_canonical_request(const char *method, const char *path,
+                             const struct sign_param *query, size_t nquery,
+                             const struct sign_param *headers, size_t nheaders,
+                             const void *body, size_t body_len, char **signed_headers);
+
 #endif
