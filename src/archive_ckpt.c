@@ -344,6 +344,15 @@ void aix_ckpt_load(struct aindex *ix)
  * from the page cache: the mapping is shared and read-only, the next
  * access faults the same bytes back in).  Clamped to whole pages inside the
  * mapping: never touches any other memory. */
+void aix_release_windows(const struct zset *s, uint32_t from, uint32_t to)
+{
+    if (!s->wins_shared || to > s->n)
+        to = s->wins_shared ? s->n : 0;
+    if (from < to) /* whole windows: each starts on a page of the shared file mapping */
+        madvise((void *)(uintptr_t)(s->wins + (size_t)from * ZRAN_WINDOW),
+                (size_t)(to - from) * ZRAN_WINDOW, MADV_DONTNEED);
+}
+
 void aix_release_map(const struct aindex *ix, uintptr_t lo, uintptr_t hi)
 {
     aix_release_range(ix->map, ix->map_len, lo, hi);

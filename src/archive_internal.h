@@ -172,6 +172,11 @@ void aix_ckpt_load(struct aindex *ix);
 void aix_ckpt_free(struct ckpt_state *ck);
 struct bigent *aix_find_big(const struct ckpt_state *ck, uint64_t data);
 void aix_release_map(const struct aindex *ix, uintptr_t lo, uintptr_t hi);
+/* Drops windows [from, to) of a set mapped from the sidecar from this
+ * process's RSS (the page cache keeps them; a later use faults them back).
+ * Fault-around maps the neighbours of every window touched, so callers
+ * release a window's neighbours with it. */
+void aix_release_windows(const struct zset *s, uint32_t from, uint32_t to);
 uint32_t aix_crc_release(const struct aindex *ix, uint32_t crc, const unsigned char *p,
                          uint64_t n);
 int aix_ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,
@@ -223,6 +228,7 @@ struct areader {
     uint64_t zverified;    /* end of the spans checked so far */
     const struct zset *discard; /* a set that failed its checks */
     uintptr_t zrelease;    /* mapped input below this was released */
+    uint32_t wrelease;     /* windows of spans below this were released */
     /* Read-ahead (checkpointed entries read sequentially): spans inflated
      * by the worker pool, or NULL until first needed. */
     struct ra_state *ra;

@@ -98,8 +98,7 @@ static int ra_inflate(const struct aindex *ix, const struct bigent *e, const str
         snprintf(err, errlen, "%s", zran_stream_error(zs));
         return -EIO;
     }
-    if (s->wins_shared && wl) /* the decoder has its own copy now */
-        madvise((void *)((uintptr_t)w & ~(uintptr_t)4095), ZRAN_WINDOW, MADV_DONTNEED);
+    aix_release_windows(s, k ? k - 1 : 0, k + 2); /* the decoder has its own copy now */
     int rc = 0;
     for (uint64_t done = 0; done < len;) {
         ssize_t n = zran_stream_read(zs, buf + done, (size_t)(len - done));

@@ -222,6 +222,12 @@ static int span_verify(struct areader *r, uint32_t i, bool sequential)
     if (sequential && r->zrelease && lo > r->zrelease)
         aix_release_map(r->ix, r->zrelease - FAULT_MARGIN, lo);
     r->zrelease = lo;
+    /* The same for the checkpoint windows behind, which the read-ahead
+     * workers' starts (and fault-around) left mapped. */
+    if (sequential && i > r->wrelease) {
+        aix_release_windows(s, r->wrelease, i + 1);
+        r->wrelease = i;
+    }
     return 0;
 }
 
@@ -358,8 +364,7 @@ static int zstart(struct areader *r, uint32_t k)
     struct zran_point zp = {.out = p->out, .in_bits = p->in_bits};
     if (zran_stream_start(r->zs, r->ix->map + r->big->data, s->stream_len, &zp, w, wl))
         return (int)reader_fail(r, EIO, "%s", zran_stream_error(r->zs));
-    if (s->wins_shared && wl) /* the decoder has its own copy now */
-        madvise((void *)((uintptr_t)w & ~(uintptr_t)4095), ZRAN_WINDOW, MADV_DONTNEED);
+    aix_release_windows(s, k ? k - 1 : 0, k + 2); /* the decoder has its own copy now */
     r->produced = p->out;
     r->zactive = true;
     return 0;

@@ -106,6 +106,7 @@ static void finish(struct registry *r, struct job *j, enum archive_state state, 
         j->archive_bytes = disk_bytes; /* the zip and its sidecars */
         j->fetch_failures = 0;
         j->fetched_at = j->last_used = time(NULL);
+        j->fetch_seq = ++r->fetch_seq;
         if (j->pending == idx) {
             j->pending = NULL; /* the same index, now verified: users carry over */
             j->index = idx;

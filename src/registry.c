@@ -694,7 +694,9 @@ static struct job *eviction_victim_locked(struct registry *r, uint64_t *total)
             if (j->archive != ARCHIVE_READY)
                 continue;
             *total += (uint64_t)j->archive_bytes;
-            if (!newest || j->fetched_at > newest->fetched_at)
+            /* Seconds are too coarse to tell two fetches apart. */
+            if (!newest || j->fetch_seq > newest->fetch_seq
+                || (j->fetch_seq == newest->fetch_seq && j->fetched_at > newest->fetched_at))
                 newest = j;
         }
     for (size_t p = 0; p < r->nprojects; p++)

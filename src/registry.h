@@ -58,6 +58,7 @@ struct job {
                                      * (or pending, while it is set) */
     int64_t archive_bytes;          /* local archive + checkpoint sidecar, when READY */
     time_t last_used, fetched_at;   /* for cache_max's LRU eviction */
+    uint64_t fetch_seq;             /* order of fetches in this mount (0: before) */
     int refs;
     int forgotten;
 };
@@ -82,6 +83,7 @@ struct registry {
     struct cloud *cloud;
     double poll_interval;
     uint64_t cache_max;             /* 0: unbounded */
+    uint64_t fetch_seq;             /* last job->fetch_seq given */
     int cache_over;                 /* over cache_max with every archive in use */
     int cache_retry;                /* one was let go since: the fetcher evicts */
     time_t started_at;
