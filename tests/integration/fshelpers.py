@@ -237,22 +237,38 @@ class Mount:
 
 
 # ---- submitting ----------------------------------------------------------------
-def write_filter(mnt, data=None):
-    """Writes a filter (default: FILTER) to a fresh descriptor of `new` and reads the
-    reply line.  -> (errno of the write or None, reply line)"""
+def write_chunks(mnt, chunks):
+    """Writes chunks to one fresh descriptor of `new` until a write fails, then reads
+    the reply line.  -> (errno of the failed write or None, bytes accepted, reply)"""
     fd = os.open(mnt.new(), os.O_RDWR)
-    err = None
+    err, done = None, 0
     try:
-        try:
-            os.write(fd, filter_bytes() if data is None else data)
-        except OSError as e:
-            err = e.errno
+        for c in chunks:
+            try:
+                n = os.write(fd, c)
+            except OSError as e:
+                err = e.errno
+                break
+            done += n
+            if n < len(c):  # a short write: the rest failed
+                try:
+                    os.write(fd, c[n:])
+                except OSError as e:
+                    err = e.errno
+                    break
         reply = os.read(fd, 4096).decode()
     finally:
         try:
             os.close(fd)
         except OSError:
             pass
+    return err, done, reply
+
+
+def write_filter(mnt, data=None):
+    """Writes a filter (default: FILTER) to a fresh descriptor of `new` and reads the
+    reply line.  -> (errno of the write or None, reply line)"""
+    err, _, reply = write_chunks(mnt, [filter_bytes() if data is None else data])
     return err, reply
 
 

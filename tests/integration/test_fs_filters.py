@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from fshelpers import read, sh, submits
+from fshelpers import read, sh, submits, write_filter
 
 BAD = {
     "invalid-json": '{"recent": today, "dump_columns": ["id"]}',
@@ -33,18 +33,8 @@ BAD = {
 
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_filter_fails_write_with_einval(mnt, emu, name):
-    data = (BAD[name] + "\n").encode()
-    fd = os.open(mnt.new(), os.O_RDWR)
-    try:
-        with pytest.raises(OSError) as ei:
-            os.write(fd, data)
-        assert ei.value.errno == errno.EINVAL, (name, ei.value)
-        reply = os.read(fd, 4096).decode()
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    err, reply = write_filter(mnt, (BAD[name] + "\n").encode())
+    assert err == errno.EINVAL, (name, err)
     assert reply.startswith("error: ") and reply.endswith("\n"), (name, reply)
     assert len(reply.strip()) > len("error:"), "no reason given: %r" % reply
     assert "\n" not in reply[:-1], "reply must be one line: %r" % reply

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from fshelpers import FILTER, JOB_RE, bash, filter_bytes, read, run_job, submits
+from fshelpers import FILTER, JOB_RE, bash, filter_bytes, read, run_job, submits, write_chunks
 
 CAP = 1024 * 1024  # FILTER_MAX_SIZE (src/filter.h)
 PREFIX = b'{"recent": "today", "dump_columns": ["id"], '
@@ -22,34 +22,6 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def write_new(mnt, chunks):
-    """Writes chunks to one descriptor of `new` until one fails.
-    -> (errno or None, bytes accepted, reply line)"""
-    fd = os.open(mnt.new(), os.O_RDWR)
-    err, done = None, 0
-    try:
-        for c in chunks:
-            try:
-                n = os.write(fd, c)
-            except OSError as e:
-                err = e.errno
-                break
-            done += n
-            if n < len(c):  # a short write: the rest failed
-                try:
-                    os.write(fd, c[n:])
-                except OSError as e:
-                    err = e.errno
-                    break
-        reply = os.read(fd, 4096).decode()
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    return err, done, reply
 
 
 def assert_refused(mnt, emu, err, reply, *words):
@@ -69,7 +41,7 @@ def test_filter_over_the_size_cap_is_einval_at_the_crossing_write(mnt, emu):
     fails with EINVAL; nothing before it did."""
     body = PREFIX + b'"ids": ["' + b"a" * (CAP + 100000) + b'"]}\n'
     chunks = [body[i:i + 65536] for i in range(0, len(body), 65536)]
-    err, done, reply = write_new(mnt, chunks)
+    err, done, reply = write_chunks(mnt, chunks)
     assert CAP - 65536 <= done <= CAP, done
     assert_refused(mnt, emu, err, reply, "1 MiB")
 
@@ -94,7 +66,7 @@ def test_endless_filter_stream_stops_early_and_memory_stays_bounded(mnt, emu):
 
 def test_deep_nesting_is_refused_without_recursion(mnt, emu):
     body = PREFIX + b'"ids": ' + b"[" * 200000
-    err, done, reply = write_new(mnt, [body])
+    err, done, reply = write_chunks(mnt, [body])
     assert_refused(mnt, emu, err, reply, "depth")
 
 
@@ -110,7 +82,7 @@ def test_deep_nesting_is_refused_without_recursion(mnt, emu):
     ("array-over-cap", PREFIX + b'"ids": [' + b'"a",' * (CAP // 4) + b'"a"]}'),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_hostile_bytes_in_filters_are_einval(mnt, emu, name, text):
-    err, _, reply = write_new(mnt, [text])
+    err, _, reply = write_chunks(mnt, [text])
     assert_refused(mnt, emu, err, reply)
     assert "\x00" not in reply and "\xff" not in reply
 
@@ -118,7 +90,7 @@ def test_hostile_bytes_in_filters_are_einval(mnt, emu, name, text):
 def test_duplicate_keys_last_one_wins_and_one_key_is_sent(mnt, emu):
     text = b'{"recent": "1month", "dump_columns": ["id"], "recent": "today", ' \
            b'"dump_columns": ["id", "attack"]}\n'
-    err, _, reply = write_new(mnt, [text])
+    err, _, reply = write_chunks(mnt, [text])
     assert err is None, reply
     job = reply.strip()
     assert JOB_RE.match(job), reply
@@ -132,7 +104,7 @@ def test_large_array_under_the_cap_is_sent_whole(mnt, emu):
     ids = ["i%06d" % i for i in range(90000)]  # ~900 KB of JSON
     text = json.dumps({"recent": "today", "dump_columns": ["id"], "ids": ids}).encode()
     assert len(text) < CAP
-    err, _, reply = write_new(mnt, [text[i:i + 4096] for i in range(0, len(text), 4096)])
+    err, _, reply = write_chunks(mnt, [text[i:i + 4096] for i in range(0, len(text), 4096)])
     assert err is None, reply
     job = reply.strip()
     [rec] = [j for j in emu.jobs() if j["job_id"] == job]
@@ -163,7 +135,7 @@ def check_big_body_not_read(emu, kind):
 @pytest.mark.parametrize("bad", BAD)
 def test_bad_submit_answer_is_eio_not_retried(mnt, emu, bad):
     emu.set_faults(bad_reply=bad, bad_reply_calls=["submit"])
-    err, _, reply = write_new(mnt, [filter_bytes()])
+    err, _, reply = write_chunks(mnt, [filter_bytes()])
     assert err == errno.EIO, (err, reply)
     assert reply.startswith("error: submit export job: ") and WHY[bad] in reply, reply
     assert "\n" not in reply[:-1]
@@ -181,7 +153,7 @@ def test_bad_submit_answer_is_eio_not_retried(mnt, emu, bad):
 @pytest.mark.parametrize("bad", BAD)
 def test_bad_query_answer_shows_in_job_json_then_recovers(mnt, emu, bad):
     emu.set_faults(bad_reply=bad, bad_reply_calls=["query"])
-    err, _, reply = write_new(mnt, [filter_bytes()])
+    err, _, reply = write_chunks(mnt, [filter_bytes()])
     assert err is None, reply
     job = reply.strip()
     jpath = os.path.join(mnt.job(job), ".job.json")

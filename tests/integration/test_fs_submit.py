@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from fshelpers import FILTER, JOB_RE, filter_bytes, read, sh, bash, submits
+from fshelpers import FILTER, JOB_RE, filter_bytes, read, sh, bash, submits, write_chunks
 
 # Escapes, raw multi-byte UTF-8 and nested arrays, so that splits land inside
 # strings, escapes, UTF-8 sequences and numbers-free structure alike.
@@ -204,16 +204,7 @@ def test_concurrent_writers_never_mix(mnt, emu):
 def test_second_filter_on_same_descriptor_is_refused(mnt, emu):
     """Each open is one submission: a second JSON text on the same descriptor is not
     submitted (only trailing blanks may follow the first)."""
-    fd = os.open(mnt.new(), os.O_RDWR)
-    try:
-        os.write(fd, filter_bytes())
-        with pytest.raises(OSError):
-            os.write(fd, filter_bytes())
-        reply = os.read(fd, 100).decode()
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    err, done, reply = write_chunks(mnt, [filter_bytes(), filter_bytes()])
+    assert err is not None, (err, done)
     assert JOB_RE.match(reply.strip()), reply
     assert len(submits(emu)) == 1

@@ -24,18 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures;
 static char tmpdir[512];
 
-#define CHECK(cond, ...)                                                        \
-    do {                                                                        \
-        if (!(cond)) {                                                          \
-            failures++;                                                         \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);     \
-            fprintf(stderr, __VA_ARGS__);                                       \
-            fputc('\n', stderr);                                                \
-        }                                                                       \
-    } while (0)
+#include "check.h"
 
 static const char *const reserved[] = {"status", ".job.json", ".wait", NULL};
 

@@ -12,20 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures, checks;
 static char base[64];
 static char home[128];
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        if (!(cond)) {                                                                             \
-            failures++;                                                                            \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* Every secret used below contains this marker, and nothing else does. */
 #define MARK "S3CR3T"
