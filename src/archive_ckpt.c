@@ -344,6 +344,19 @@ void aix_ckpt_load(struct aindex *ix)
  * from the page cache: the mapping is shared and read-only, the next
  * access faults the same bytes back in).  Clamped to whole pages inside the
  * mapping: never touches any other memory. */
+uint32_t aix_span_of(const struct zset *s, uint64_t offset)
+{
+    uint32_t lo = 0, hi = s->n;
+    while (hi - lo > 1) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->pts[mid].out <= offset)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 void aix_release_windows(const struct zset *s, uint32_t from, uint32_t to)
 {
     if (!s->wins_shared || to > s->n)

@@ -177,6 +177,8 @@ void aix_release_map(const struct aindex *ix, uintptr_t lo, uintptr_t hi);
  * Fault-around maps the neighbours of every window touched, so callers
  * release a window's neighbours with it. */
 void aix_release_windows(const struct zset *s, uint32_t from, uint32_t to);
+/* The point whose span holds offset (the last point with out <= offset). */
+uint32_t aix_span_of(const struct zset *s, uint64_t offset);
 uint32_t aix_crc_release(const struct aindex *ix, uint32_t crc, const unsigned char *p,
                          uint64_t n);
 int aix_ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,

@@ -299,20 +299,6 @@ static struct ra_slot *ra_find(struct ra_state *ra, uint32_t span)
     return NULL;
 }
 
-/* The point whose span holds offset (last point with out <= offset). */
-static uint32_t span_of(const struct zset *s, uint64_t offset)
-{
-    uint32_t lo = 0, hi = s->n;
-    while (hi - lo > 1) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (s->pts[mid].out <= offset)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    return lo;
-}
-
 /* After a sequential read at offset, whose run has reached end: keeps the
  * slots of spans from the one before offset's to RA_AHEAD after end's,
  * and queues the missing ones after end's. */
@@ -341,7 +327,7 @@ static void ra_schedule(struct areader *r, uint64_t offset, uint64_t end)
         ra_pool.readers = ra;
         pthread_mutex_unlock(&ra_pool.lock);
     }
-    uint32_t cur = span_of(s, end - 1), low = span_of(s, offset);
+    uint32_t cur = aix_span_of(s, end - 1), low = aix_span_of(s, offset);
     uint64_t rlen = r->ra_prev_len, span = AINDEX_CKPT_SPAN;
     uint64_t per_read = (rlen + span - 1) / span + 1;
     uint32_t ahead = per_read * 2 > RA_AHEAD ? (uint32_t)(per_read * 2) : RA_AHEAD;
@@ -401,7 +387,7 @@ static ssize_t ra_serve(struct areader *r, unsigned char *out, uint64_t offset, 
     if (!ra || ra->zset != r->zset)
         return 0;
     const struct zset *s = ra->zset;
-    uint32_t k0 = span_of(s, offset), k1 = span_of(s, end - 1);
+    uint32_t k0 = aix_span_of(s, offset), k1 = aix_span_of(s, end - 1);
     if (k1 - k0 >= RA_SLOTS)
         return 0;
     struct ra_slot *use[RA_SLOTS];

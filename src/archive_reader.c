@@ -20,6 +20,18 @@
 
 /* -------------------------------------------------------------- readers */
 
+/* Back to "nothing decoded yet" on the libarchive path. */
+static void reset_stream(struct areader *r)
+{
+    if (r->a) {
+        archive_read_free(r->a);
+        r->a = NULL;
+    }
+    r->produced = 0;
+    r->win_len = 0;
+    r->end_checked = false;
+}
+
 static ssize_t reader_fail(struct areader *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static ssize_t reader_fail(struct areader *r, int err, const char *fmt, ...)
@@ -30,13 +42,7 @@ static ssize_t reader_fail(struct areader *r, int err, const char *fmt, ...)
     va_end(ap);
     for (size_t n = strlen(r->err); n > 0 && r->err[n - 1] == '\n'; n--)
         r->err[n - 1] = '\0';
-    if (r->a) {
-        archive_read_free(r->a);
-        r->a = NULL;
-    }
-    r->produced = 0;
-    r->win_len = 0;
-    r->end_checked = false;
+    reset_stream(r);
     r->zactive = false;
     return -err;
 }
@@ -138,13 +144,7 @@ static int start_entry(struct areader *r)
     const struct aindex *ix = r->ix;
     uint64_t data = r->node->data;
     struct archive *a = NULL;
-    if (r->a) {
-        archive_read_free(r->a);
-        r->a = NULL;
-    }
-    r->produced = 0;
-    r->win_len = 0;
-    r->end_checked = false;
+    reset_stream(r);
     if (data >= 30 && data <= ix->map_len) {
         uint64_t lo = data > LOCAL_HEADER_MAX ? data - LOCAL_HEADER_MAX : 0;
         int tried = 0;
@@ -382,14 +382,7 @@ static int zseek(struct areader *r, uint64_t offset)
         if (rc)
             return (int)reader_fail(r, -rc, "%s", err);
         r->zset = s;
-        uint32_t lo = 0, hi = s->n; /* last point with out <= offset */
-        while (hi - lo > 1) {
-            uint32_t mid = lo + (hi - lo) / 2;
-            if (s->pts[mid].out <= offset)
-                lo = mid;
-            else
-                hi = mid;
-        }
+        uint32_t lo = aix_span_of(s, offset);
         if (r->zactive && offset >= r->produced - r->win_len
             && s->pts[lo].out <= r->produced)
             return 0; /* forward from here is no longer than from a point */

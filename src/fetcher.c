@@ -151,6 +151,17 @@ static int fsync_path(const char *path)
     return rc;
 }
 
+/* Drops a downloaded copy that will not become the archive: its tree
+ * leaves the listings (once no listing uses it), then the files go. */
+static void discard_copy(struct registry *r, struct job *j, struct aindex *idx,
+                         const char *part, const char *final)
+{
+    registry_withdraw_pending(r, j);
+    aindex_free(idx);
+    unlink(part);
+    journal_unlink_sidecars(final);
+}
+
 static void fetch_one(struct registry *r, struct job *j)
 {
     char project[65], file_id[65], dir[PATH_MAX], part[PATH_MAX], final[PATH_MAX];
@@ -297,11 +308,7 @@ static void fetch_one(struct registry *r, struct job *j)
             if (++bad_archives < MAX_BAD_ARCHIVES) {
                 log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
                          MAX_BAD_ARCHIVES);
-                snprintf(damaged, sizeof damaged, "%s", msg);
-                registry_withdraw_pending(r, j);
-                aindex_free(idx);
-                unlink(part);
-                journal_unlink_sidecars(final);
+                discard_copy(r, j, idx, part, final);
                 continue;
             }
             log_error("job %s: %s (in every copy fetched); serving the rest", j->id,
@@ -322,10 +329,7 @@ static void fetch_one(struct registry *r, struct job *j)
          * for the disk. */
         if ((rc = fsync_path(part)) != 0) {
             snprintf(msg, sizeof msg, "cannot write %s to disk: %s", part, strerror(-rc));
-            registry_withdraw_pending(r, j);
-            aindex_free(idx);
-            unlink(part);
-            journal_unlink_sidecars(final);
+            discard_copy(r, j, idx, part, final);
             if (++transfer_failures >= MAX_TRANSFER_ATTEMPTS)
                 break;
             log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, transfer_failures,

@@ -270,6 +270,30 @@ static int job_is_known(const struct journal *j, const char *project, const char
  * sidecars ("<job>.zip.ckpt.tmp.*", "<job>.zip.idx.tmp.*"), downloads (".<job>.zip.part")
  * of jobs the journal no longer knows, and sidecars whose archive and
  * download are both gone.  Runs at load, before any worker starts. */
+static const char *const sidecar_suffixes[] = {".ckpt", ".idx", NULL};
+
+enum sidecar_kind { NOT_SIDECAR, SIDECAR, SIDECAR_TMP };
+
+/* Whether name is "<job>.zip<suffix>" (job set) or a temporary file of
+ * one being written ("<job>.zip<suffix>.tmp.*"). */
+static enum sidecar_kind sidecar_name(const char *name, char *job, size_t jobsize)
+{
+    for (size_t i = 0; sidecar_suffixes[i]; i++) {
+        char zsuffix[16];
+        snprintf(zsuffix, sizeof zsuffix, ".zip%s", sidecar_suffixes[i]);
+        size_t n = strlen(name), k = strlen(zsuffix);
+        char tmp[24];
+        snprintf(tmp, sizeof tmp, "%s.tmp.", zsuffix);
+        if (strstr(name, tmp))
+            return SIDECAR_TMP;
+        if (name[0] != '.' && n > k && strcmp(name + n - k, zsuffix) == 0) {
+            snprintf(job, jobsize, "%.*s", (int)(n - k), name);
+            return SIDECAR;
+        }
+    }
+    return NOT_SIDECAR;
+}
+
 static void clean_archives(const struct journal *j)
 {
     char top[PATH_MAX];
@@ -294,7 +318,8 @@ static void clean_archives(const struct journal *j)
             char path[PATH_MAX], job[NAME_MAX + 1], other[PATH_MAX];
             if (pathf(path, "%s/%s", sub, name))
                 continue;
-            if (strstr(name, ".zip.ckpt.tmp.") || strstr(name, ".zip.idx.tmp.")) {
+            enum sidecar_kind side = sidecar_name(name, job, sizeof job);
+            if (side == SIDECAR_TMP) {
                 log_info("removing %s (left by an interrupted write)", path);
                 unlink(path);
             } else if (name[0] == '.' && n > 10 && strcmp(name + n - 9, ".zip.part") == 0) {
@@ -303,10 +328,7 @@ static void clean_archives(const struct journal *j)
                     log_info("removing %s (download of a forgotten job)", path);
                     unlink(path);
                 }
-            } else if (name[0] != '.' && ((n > 9 && strcmp(name + n - 9, ".zip.ckpt") == 0)
-                                          || (n > 8 && strcmp(name + n - 8, ".zip.idx") == 0))) {
-                size_t suffix = name[n - 1] == 't' ? 9 : 8;
-                snprintf(job, sizeof job, "%.*s", (int)(n - suffix), name);
+            } else if (side == SIDECAR) {
                 struct stat st;
                 if (pathf(other, "%s/%s.zip", sub, job) == 0 && stat(other, &st) < 0
                     && errno == ENOENT && pathf(other, "%s/.%s.zip.part", sub, job) == 0
@@ -407,8 +429,6 @@ void journal_partial_path(const struct journal *j, const char *project, const ch
 {
     pathf(out, "%s/archives/%s/.%s.zip.part", j->dir, project, job);
 }
-
-static const char *const sidecar_suffixes[] = {".ckpt", ".idx", NULL};
 
 void journal_unlink_sidecars(const char *zip_path)
 {

@@ -149,3 +149,25 @@ def test_remount_with_cloud_stopped_serves_cache(mount_factory, private_emu):
     assert sorted(os.listdir(m.job(ok))) == sorted(list(CONTROL) + ["manifest.json",
                                                                      "part-001"])
     assert read(os.path.join(m.job(ok), ".wait")) == "success\n"
+
+
+def test_mount_removes_leftover_sidecars_only(mount_factory, emu):
+    """At mount, temporary sidecars of interrupted writes and sidecars whose archive is
+    gone are removed; a kept archive's own sidecars stay."""
+    m = mount_factory()
+    job = run_job(m)
+    assert md5s(walk_files(m.job(job)))
+    m.stop()
+    adir = [d for d, _, fs in os.walk(m.cache_dir) if job + ".zip" in fs][0]
+    gone = "f" * 32
+    junk = [gone + ".zip.idx", gone + ".zip.ckpt", job + ".zip.idx.tmp.77.1",
+            job + ".zip.ckpt.tmp.77.2"]
+    for name in junk:
+        with open(os.path.join(adir, name), "wb") as f:
+            f.write(b"left over")
+    kept = sorted(n for n in os.listdir(adir))
+    m.start()
+    left = sorted(os.listdir(adir))
+    assert not set(junk) & set(left), left
+    assert set(kept) - set(junk) <= set(left), (kept, left)
+    assert job + ".zip.idx" in left
