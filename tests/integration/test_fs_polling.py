@@ -191,8 +191,16 @@ def test_stat_agrees_with_read_right_after_job_ends(mnt, emu, name):
     p = os.path.join(mnt.job(job), name)
     os.stat(p)
     assert read(os.path.join(mnt.job(job), ".wait")) == "success\n"
-    st = os.stat(p).st_size
-    data = read(p, "rb")
+    # The archive's fetch starts now and .job.json changes with it (fetching,
+    # verifying, ready): a change between one stat and its read is not staleness.
+    # A stale cached attribute would last attr_timeout (1 s): three tries within
+    # 0.2 s would all see it.
+    for _ in range(3):
+        st = os.stat(p).st_size
+        data = read(p, "rb")
+        if st == len(data):
+            break
+        time.sleep(0.05)
     assert st == len(data), "%s: stat says %d right after the job ended, read gives %d" % (
         name, st, len(data))
 
