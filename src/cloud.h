@@ -20,6 +20,7 @@ struct cloud;
 struct cloud_config {
     const char *waf_base, *hss_base, *iam_base;  /* e.g. http://127.0.0.1:8080 */
     const char *enterprise_project_id;           /* NULL: not sent */
+    const char *region;                          /* NULL unless -o region=: HSS download's region header */
     const char *cafile;
     long request_timeout_s;
 };
