@@ -344,3 +344,5 @@ int auth_apply(struct auth *a, const struct auth_target *t, struct curl_slist **
     free(token);
     return rc;
 }
+
+int auth_renewable(const struct auth *a) { return a->creds.kind == CREDS_PASSWORD; }

@@ -37,6 +37,10 @@ struct auth_target {
  * file, IAM login refused), or another -errno for transport failures. */
 int auth_apply(struct auth *, const struct auth_target *, struct curl_slist **headers, char *why,
                size_t whylen);
+/* Whether a refused call may be retried with fresh credentials: only an
+ * IAM password token can be renewed.  A 401 to an AK/SK signature or a
+ * token file is final (the gateway locks a key after a few failures). */
+int auth_renewable(const struct auth *);
 /* Forgets a cached IAM token after the cloud refused it. */
 void auth_invalidate(struct auth *, const char *project);
 

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@ struct endpoint {
 struct cloud {
     struct endpoint waf, hss;
     char *enterprise_project_id;
+    char *region;
     struct http_client *http;
     struct auth *auth;
     pthread_mutex_t stop_lock;
@@ -93,6 +95,8 @@ int cloud_create(const struct cloud_config *cfg, struct creds *creds, struct clo
     if (!rc && cfg->enterprise_project_id &&
         !(c->enterprise_project_id = strdup(cfg->enterprise_project_id)))
         rc = -ENOMEM;
+    if (!rc && cfg->region && !(c->region = strdup(cfg->region)))
+        rc = -ENOMEM;
     if (!rc)
         rc = http_client_create(cfg->cafile, cfg->request_timeout_s, &c->http, why);
     if (!rc)
@@ -114,6 +118,7 @@ void cloud_destroy(struct cloud *c)
     endpoint_release(&c->waf);
     endpoint_release(&c->hss);
     free(c->enterprise_project_id);
+    free(c->region);
     pthread_mutex_destroy(&c->stop_lock);
     pthread_cond_destroy(&c->stop_cond);
     free(c);
@@ -203,13 +208,20 @@ static int errno_for_status(long status)
     return EIO;
 }
 
+/* Query parameters a call may carry: its own plus the enterprise project. */
+#define MAX_QUERY 512
+
 struct call_spec {
     enum http_call call;
     const char *what;           /* for messages: "submit job", ... */
     const char *method;
-    const struct endpoint *ep;
+    const struct endpoint *ep;  /* NULL with url: a pre-signed storage URL */
+    const char *url;            /* used as given; no credentials are sent */
     const char *project;
     char path[512];             /* decoded path below the base path */
+    struct cloud_param query[MAX_QUERY];
+    size_t nquery;
+    const char *region;         /* sent as the "region" header when set */
     const char *body;
     size_t body_len;
     int attempts;
@@ -244,10 +256,16 @@ static int build_url(const struct cloud *c, const struct call_spec *s, char **ur
         strbuf_putc(&u, '/');
         p = slash + 1;
     }
-    if (c->enterprise_project_id) {
-        char *enc = sign_uri_encode(c->enterprise_project_id);
-        strbuf_printf(&u, "?enterprise_project_id=%s", enc ? enc : "");
-        free(enc);
+    (void)c;
+    for (size_t i = 0; i < s->nquery; i++) {
+        char *name = sign_uri_encode(s->query[i].name);
+        char *value = sign_uri_encode(s->query[i].value);
+        if (name && value)
+            strbuf_printf(&u, "%c%s=%s", i ? '&' : '?', name, value);
+        else
+            u.failed = 1;
+        free(name);
+        free(value);
     }
     *url = strbuf_finish(&u);
     return *url ? 0 : -ENOMEM;
@@ -260,25 +278,42 @@ static int perform_call(struct cloud *c, const struct call_spec *s, struct http_
     char *url = NULL, *full_path = NULL;
     memset(e, 0, sizeof *e);
     e->retry_after = -1;
-    int rc = build_url(c, s, &url, &full_path);
+    int rc = s->url ? ((url = strdup(s->url)) && (full_path = strdup("(storage)")) ? 0 : -ENOMEM)
+                    : build_url(c, s, &url, &full_path);
     if (rc)
         goto out;
-    struct sign_param query = { "enterprise_project_id", c->enterprise_project_id };
+    struct sign_param query[MAX_QUERY];
+    for (size_t i = 0; i < s->nquery; i++)
+        query[i] = (struct sign_param){ s->query[i].name, s->query[i].value };
     int reauthed = 0;
     for (int attempt = 1;; attempt++) {
         struct curl_slist *headers = NULL;
-        struct auth_target target = {
-            .project = s->project, .method = s->method, .host = s->ep->host,
-            .path = full_path, .query = &query, .nquery = c->enterprise_project_id ? 1 : 0,
-            .content_type = s->body ? "application/json;charset=utf8" : NULL,
-            .body = s->body, .body_len = s->body_len,
-        };
-        rc = auth_apply(c->auth, &target, &headers, e->msg, sizeof e->msg);
-        if (rc) {
-            curl_slist_free_all(headers);
-            e->err = -rc;
-            goto out;
+        if (!s->url) {
+            struct auth_target target = {
+                .project = s->project, .method = s->method, .host = s->ep->host,
+                .path = full_path, .query = query, .nquery = s->nquery,
+                .content_type = s->body ? "application/json;charset=utf8" : NULL,
+                .body = s->body, .body_len = s->body_len,
+            };
+            rc = auth_apply(c->auth, &target, &headers, e->msg, sizeof e->msg);
+            if (!rc && s->region) {
+                char line[128];
+                snprintf(line, sizeof line, "region: %s", s->region);
+                struct curl_slist *more = curl_slist_append(headers, line);
+                if (more)
+                    headers = more;
+                else
+                    rc = -ENOMEM;
+            }
+            if (rc) {
+                curl_slist_free_all(headers);
+                e->err = -rc;
+                goto out;
+            }
         }
+        /* Storage URLs carry their own signature: no header of ours may
+         * reach a storage host (it refuses two kinds of authentication,
+         * and the user's credentials must not leave the cloud's APIs). */
         struct http_request req = {
             .call = s->call, .method = s->method, .url = url, .headers = headers,
             .body = s->body, .body_len = s->body_len, .out_fd = s->out_fd,
@@ -321,8 +356,11 @@ static int perform_call(struct cloud *c, const struct call_spec *s, struct http_
                     wait = resp->retry_after < 30 ? resp->retry_after : 30;
             } else if (resp->status >= 500) {
                 retryable = !is_post;
-            } else if (resp->status == 401 && !reauthed) {
-                /* An IAM token may have been revoked: log in again once. */
+            } else if (resp->status == 401 && !reauthed && !s->url &&
+                       auth_renewable(c->auth)) {
+                /* An IAM token may have been revoked: log in again once.
+                 * Never for a signature or a token file: the gateway locks
+                 * a key after a few failures, and retrying changes nothing. */
                 auth_invalidate(c->auth, s->project);
                 reauthed = 1;
                 retryable = 1;
@@ -394,7 +432,9 @@ static int parse_reply(const char *body, size_t len, const char *what, reply_fie
     return rc;
 }
 
-static int submit_fields(json_t *j, void *arg, const char **problem)
+const char *cloud_service_name(enum cloud_service svc) { return svc == SERVICE_HSS ? "hss" : "waf"; }
+
+static int submit_waf_fields(json_t *j, void *arg, const char **problem)
 {
     struct submit_reply *out = arg;
     *problem = "usable job_id";
@@ -407,44 +447,186 @@ static int submit_fields(json_t *j, void *arg, const char **problem)
     return 0;
 }
 
-static int query_fields(json_t *j, void *arg, const char **problem)
+static int submit_hss_fields(json_t *j, void *arg, const char **problem)
 {
-    struct task_info *out = arg;
-    *problem = "valid task_status/file_id";
-    if (copy_field(j, "task_status", out->task_status, sizeof out->task_status, 1) < 0 ||
-        (strcmp(out->task_status, "running") != 0 && strcmp(out->task_status, "success") != 0 &&
-         strcmp(out->task_status, "failure") != 0) ||
-        copy_field(j, "task_name", out->task_name, sizeof out->task_name, 0) < 0 ||
-        copy_field(j, "file_id", out->file_id, sizeof out->file_id, 0) < 0 ||
-        copy_field(j, "file_name", out->file_name, sizeof out->file_name, 0) < 0 ||
-        (out->file_id[0] != '\0' && !cloud_id_is_safe(out->file_id, 64)) ||
-        (strcmp(out->task_status, "success") == 0 && !out->file_id[0]))
+    struct submit_reply *out = arg;
+    *problem = "usable task_id";
+    memset(out, 0, sizeof *out);
+    if (copy_field(j, "task_id", out->job_id, sizeof out->job_id, 1) < 0 ||
+        !cloud_id_is_safe(out->job_id, 64))
         return -1;
+    snprintf(out->status, sizeof out->status, "running");
     return 0;
 }
 
-int cloud_parse_submit_reply(const char *body, size_t len, struct submit_reply *out,
-                             struct cloud_error *e)
+/* Maps a service's state word onto running/success/failure; a word the
+ * client does not know reads running (and is shown as the cloud's own). */
+void cloud_map_status(struct task_info *t, const char *word)
 {
-    return parse_reply(body, len, "submit export job", submit_fields, out, e);
+    copy_printable(t->cloud_status, sizeof t->cloud_status, word);
+    const char *state = "running";
+    if (strcasecmp(word, "success") == 0)
+        state = "success";
+    else if (strcasecmp(word, "failure") == 0 || strcasecmp(word, "failed") == 0)
+        state = "failure";
+    snprintf(t->task_status, sizeof t->task_status, "%s", state);
 }
 
-static void query_what(char *buf, size_t cap, const char *task_id)
+static int waf_job_fields(json_t *j, void *arg, const char **problem)
+{
+    struct task_info *out = arg;
+    char word[32];
+    *problem = "usable status";
+    memset(out, 0, sizeof *out);
+    if (copy_field(j, "status", word, sizeof word, 1) < 0 || !word[0])
+        return -1;
+    cloud_map_status(out, word);
+    return 0;
+}
+
+static int hss_task_fields(json_t *j, void *arg, const char **problem)
+{
+    struct task_info *out = arg;
+    char word[32];
+    *problem = "valid task_status/file_id";
+    memset(out, 0, sizeof *out);
+    if (copy_field(j, "task_status", word, sizeof word, 1) < 0 || !word[0] ||
+        copy_field(j, "task_name", out->task_name, sizeof out->task_name, 0) < 0 ||
+        copy_field(j, "file_id", out->file_id, sizeof out->file_id, 0) < 0 ||
+        copy_field(j, "file_name", out->file_name, sizeof out->file_name, 0) < 0 ||
+        (out->file_id[0] != '\0' && !cloud_id_is_safe(out->file_id, 64)))
+        return -1;
+    cloud_map_status(out, word);
+    if (strcmp(out->task_status, "success") == 0 && !out->file_id[0]) {
+        *problem = "file_id for a successful task";
+        return -1;
+    }
+    return 0;
+}
+
+int cloud_parse_submit_reply(enum cloud_service svc, const char *body, size_t len,
+                             struct submit_reply *out, struct cloud_error *e)
+{
+    return svc == SERVICE_HSS
+               ? parse_reply(body, len, "create HSS export task", submit_hss_fields, out, e)
+               : parse_reply(body, len, "submit WAF export job", submit_waf_fields, out, e);
+}
+
+static void query_what(char *buf, size_t cap, enum cloud_service svc, const char *task_id)
 {
     char safe[80];
     copy_printable(safe, sizeof safe, task_id);
-    snprintf(buf, cap, "query export task %s", safe);
+    snprintf(buf, cap, svc == SERVICE_HSS ? "query HSS export task %s" : "query WAF job %s",
+             safe);
 }
 
-int cloud_parse_query_reply(const char *body, size_t len, const char *task_id,
-                            struct task_info *out, struct cloud_error *e)
+int cloud_parse_query_reply(enum cloud_service svc, const char *body, size_t len,
+                            const char *task_id, struct task_info *out, struct cloud_error *e)
 {
     char what[128];
-    query_what(what, sizeof what, task_id);
-    return parse_reply(body, len, what, query_fields, out, e);
+    query_what(what, sizeof what, svc, task_id);
+    return parse_reply(body, len, what, svc == SERVICE_HSS ? hss_task_fields : waf_job_fields,
+                       out, e);
 }
 
-/* Runs a call whose 2xx answer is a JSON object (submit, query). */
+/* An optional integer field; -1 when absent or not an integer. */
+static int64_t int_field(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (int64_t)json_integer_value(v) : -1;
+}
+
+/* Pre-signed URLs are long but bounded; anything else is not a URL to fetch. */
+#define MAX_URL_BYTES 8192
+
+static int url_is_fetchable(const char *u)
+{
+    size_t n = strlen(u);
+    if (n == 0 || n > MAX_URL_BYTES ||
+        (strncasecmp(u, "https://", 8) != 0 && strncasecmp(u, "http://", 7) != 0))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)u[i] <= 0x20 || u[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* A listed file whose fields do not fit is skipped rather than cut: a cut
+ * id or name could match the wrong job. */
+static int event_file_from_json(json_t *o, struct event_file *f)
+{
+    memset(f, 0, sizeof *f);
+    if (!json_is_object(o) ||
+        copy_field(o, "id", f->id, sizeof f->id, 0) < 0 ||
+        copy_field(o, "filename", f->filename, sizeof f->filename, 0) < 0 ||
+        copy_field(o, "obsname", f->obsname, sizeof f->obsname, 0) < 0)
+        return -1;
+    if (copy_field(o, "description", f->description, sizeof f->description, 0) < 0)
+        f->description[0] = '\0';
+    f->start = int_field(o, "start");
+    f->end = int_field(o, "end");
+    f->timestamp = int_field(o, "timestamp");
+    f->total = int_field(o, "total");
+    const char *url = json_string_value(json_object_get(o, "url"));
+    if (url && url_is_fetchable(url) && !(f->url = strdup(url)))
+        return -ENOMEM;
+    return 0;
+}
+
+void event_page_release(struct event_page *p)
+{
+    for (size_t i = 0; p->items && i < p->n; i++)
+        free(p->items[i].url);
+    free(p->items);
+    memset(p, 0, sizeof *p);
+}
+
+/* Bounds one page: the client asks for at most this many items. */
+#define MAX_PAGE_ITEMS 1000
+
+static int event_page_fields(json_t *j, void *arg, const char **problem)
+{
+    struct event_page *out = arg;
+    json_t *items = json_object_get(j, "items");
+    *problem = "items array";
+    out->total = int_field(j, "total");
+    if (items && !json_is_null(items) && !json_is_array(items))
+        return -1;
+    size_t n = json_array_size(items);
+    if (n > MAX_PAGE_ITEMS) {
+        *problem = "page of a sane size";
+        return -1;
+    }
+    out->items = n ? calloc(n, sizeof *out->items) : NULL;
+    if (n && !out->items) {
+        *problem = "page that fits in memory";
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rc = event_file_from_json(json_array_get(items, i), &out->items[out->n]);
+        if (rc == -ENOMEM) {
+            *problem = "page that fits in memory";
+            return -1;
+        }
+        if (rc == 0)
+            out->n++;
+        else
+            free(out->items[out->n].url), out->items[out->n].url = NULL;
+    }
+    return 0;
+}
+
+int cloud_parse_event_page(const char *body, size_t len, struct event_page *out,
+                           struct cloud_error *e)
+{
+    memset(out, 0, sizeof *out);
+    int rc = parse_reply(body, len, "list WAF event-log files", event_page_fields, out, e);
+    if (rc)
+        event_page_release(out);
+    return rc;
+}
+
+/* Runs a call whose 2xx answer is a JSON object. */
 static int call_and_parse(struct cloud *c, const struct call_spec *s, const char *what,
                           reply_fields fields, void *out, struct cloud_error *e)
 {
@@ -457,44 +639,109 @@ static int call_and_parse(struct cloud *c, const struct call_spec *s, const char
     return rc;
 }
 
-int cloud_submit(struct cloud *c, const char *project, const char *body, size_t len,
-                 struct submit_reply *out, struct cloud_error *e)
+/* Adds the mount's enterprise project to a call that takes it, spelled as
+ * that call spells it (HSS: enterprise_project_id; WAF's async-job call:
+ * enterpriseProjectId; WAF's submit and list take none). */
+static void add_enterprise_project(const struct cloud *c, struct call_spec *s, const char *name)
 {
-    struct call_spec s = { .call = CALL_SUBMIT, .what = "submit export job", .method = "POST",
-                           .ep = &c->waf, .project = project, .body = body, .body_len = len,
-                           .attempts = 4, .out_fd = -1 };
+    for (size_t i = 0; i < s->nquery; i++)
+        if (strcmp(s->query[i].name, name) == 0)
+            return; /* the filter gave its own */
+    if (c->enterprise_project_id && s->nquery < MAX_QUERY)
+        s->query[s->nquery++] = (struct cloud_param){ name, c->enterprise_project_id };
+}
+
+int cloud_submit_waf(struct cloud *c, const char *project, const char *body, size_t len,
+                     struct submit_reply *out, struct cloud_error *e)
+{
+    struct call_spec s = { .call = CALL_SUBMIT, .what = "submit WAF export job",
+                           .method = "POST", .ep = &c->waf, .project = project, .body = body,
+                           .body_len = len, .attempts = 4, .out_fd = -1 };
     snprintf(s.path, sizeof s.path, "/v1/%s/waf/event/job/export", project);
-    return call_and_parse(c, &s, s.what, submit_fields, out, e);
+    return call_and_parse(c, &s, s.what, submit_waf_fields, out, e);
 }
 
-int cloud_query(struct cloud *c, const char *project, const char *task_id, int attempts,
-                struct task_info *out, struct cloud_error *e)
+int cloud_submit_hss(struct cloud *c, const char *project, const struct cloud_param *query,
+                     size_t nquery, const char *body, size_t len, struct submit_reply *out,
+                     struct cloud_error *e)
 {
-    struct call_spec s = { .call = CALL_QUERY, .what = "query export task", .method = "GET",
-                           .ep = &c->hss, .project = project, .attempts = attempts,
-                           .out_fd = -1 };
-    snprintf(s.path, sizeof s.path, "/v5/%s/event/export-task/%s", project, task_id);
-    char what[128];
-    query_what(what, sizeof what, task_id);
-    return call_and_parse(c, &s, what, query_fields, out, e);
+    struct call_spec s = { .call = CALL_SUBMIT, .what = "create HSS export task",
+                           .method = "POST", .ep = &c->hss, .project = project, .body = body,
+                           .body_len = len, .attempts = 4, .out_fd = -1 };
+    memset(e, 0, sizeof *e);
+    if (nquery >= MAX_QUERY) {
+        snprintf(e->msg, sizeof e->msg, "%s: more than %d query parameters", s.what,
+                 MAX_QUERY - 1);
+        e->err = EINVAL;
+        return -EINVAL;
+    }
+    memcpy(s.query, query, nquery * sizeof *query);
+    s.nquery = nquery;
+    add_enterprise_project(c, &s, "enterprise_project_id");
+    snprintf(s.path, sizeof s.path, "/v5/%s/event/export", project);
+    return call_and_parse(c, &s, s.what, submit_hss_fields, out, e);
 }
 
-int cloud_download(struct cloud *c, const char *project, const char *file_id, int fd,
-                   uint64_t have, void (*progress)(void *, uint64_t, int64_t), void *arg,
-                   int64_t *total, struct cloud_error *e)
+int cloud_job_status(struct cloud *c, enum cloud_service svc, const char *project,
+                     const char *id, int attempts, struct task_info *out, struct cloud_error *e)
+{
+    struct call_spec s = { .call = CALL_QUERY, .method = "GET", .project = project,
+                           .attempts = attempts, .out_fd = -1 };
+    char what[128];
+    query_what(what, sizeof what, svc, id);
+    s.what = what;
+    if (svc == SERVICE_HSS) {
+        s.ep = &c->hss;
+        snprintf(s.path, sizeof s.path, "/v5/%s/event/export-task/%s", project, id);
+        add_enterprise_project(c, &s, "enterprise_project_id");
+    } else {
+        s.ep = &c->waf;
+        snprintf(s.path, sizeof s.path, "/v1/%s/waf/async-job/%s", project, id);
+        add_enterprise_project(c, &s, "enterpriseProjectId");
+    }
+    int rc = call_and_parse(c, &s, what, svc == SERVICE_HSS ? hss_task_fields : waf_job_fields,
+                            out, e);
+    /* Services answer an id they do not know with 404, some with 400. */
+    if (rc == -EINVAL && e->status == 400)
+        rc = -ENOENT, e->err = ENOENT;
+    return rc;
+}
+
+int cloud_list_event_files(struct cloud *c, const char *project, int page, int pagesize,
+                           struct event_page *out, struct cloud_error *e)
+{
+    char pagebuf[16], sizebuf[16];
+    snprintf(pagebuf, sizeof pagebuf, "%d", page);
+    snprintf(sizebuf, sizeof sizebuf, "%d", pagesize);
+    struct call_spec s = { .call = CALL_LIST, .what = "list WAF event-log files",
+                           .method = "GET", .ep = &c->waf, .project = project, .attempts = 3,
+                           .out_fd = -1 };
+    s.query[s.nquery++] = (struct cloud_param){ "page", pagebuf };
+    s.query[s.nquery++] = (struct cloud_param){ "pagesize", sizebuf };
+    snprintf(s.path, sizeof s.path, "/v1/%s/waf/event/dump", project);
+    memset(out, 0, sizeof *out);
+    int rc = call_and_parse(c, &s, s.what, event_page_fields, out, e);
+    if (rc)
+        event_page_release(out);
+    return rc;
+}
+
+/* The shared part of both downloads: resume, restart, exact length. */
+static int download(struct cloud *c, struct call_spec *s, const char *name, int fd,
+                    uint64_t have, int64_t *total, struct cloud_error *e)
 {
     if (lseek(fd, (off_t)have, SEEK_SET) < 0) {
+        memset(e, 0, sizeof *e);
         snprintf(e->msg, sizeof e->msg, "download: seek: %s", strerror(errno));
         e->err = errno;
         return -e->err;
     }
-    struct call_spec s = { .call = CALL_DOWNLOAD, .what = "download archive", .method = "GET",
-                           .ep = &c->hss, .project = project, .attempts = 4, .out_fd = fd,
-                           .resume_from = have, .progress = progress, .progress_arg = arg };
-    snprintf(s.path, sizeof s.path, "/v5/%s/download/%s", project, file_id);
+    s->out_fd = fd;
+    s->resume_from = have;
+    s->attempts = 4;
     struct http_response resp;
     http_response_init(&resp);
-    int rc = perform_call(c, &s, &resp, e);
+    int rc = perform_call(c, s, &resp, e);
     if (rc && e->status == 416 && have > 0) {
         /* Nothing left to send: the partial file may already be whole
          * (interrupted between the last byte and the rename). */
@@ -502,26 +749,53 @@ int cloud_download(struct cloud *c, const char *project, const char *file_id, in
             rc = 0;
             resp.written = 0;
         } else if (ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0) {
-            log_info("download %s: partial file does not fit the archive; starting over",
-                     file_id);
-            s.resume_from = 0;
-            rc = perform_call(c, &s, &resp, e);
+            log_info("download %s: partial file does not fit the file; starting over", name);
+            s->resume_from = 0;
+            rc = perform_call(c, s, &resp, e);
         }
     }
     if (resp.restarted) {
-        log_info("download %s: the server ignored Range; fetched again from byte 0", file_id);
-        s.resume_from = 0;
+        log_info("download %s: the server ignored Range; fetched again from byte 0", name);
+        s->resume_from = 0;
     }
     if (total)
         *total = resp.total;
-    if (!rc && resp.total >= 0 && s.resume_from + resp.written != (uint64_t)resp.total) {
-        snprintf(e->msg, sizeof e->msg, "download archive: got %llu of %lld bytes",
-                 (unsigned long long)(s.resume_from + resp.written), (long long)resp.total);
+    if (!rc && resp.total >= 0 && s->resume_from + resp.written != (uint64_t)resp.total) {
+        snprintf(e->msg, sizeof e->msg, "%s: got %llu of %lld bytes", s->what,
+                 (unsigned long long)(s->resume_from + resp.written), (long long)resp.total);
         e->err = EIO;
         rc = -EIO;
     }
     http_response_release(&resp);
     return rc;
+}
+
+int cloud_download_url(struct cloud *c, const char *url, int fd, uint64_t have,
+                       cloud_progress_fn progress, void *arg, int64_t *total,
+                       struct cloud_error *e)
+{
+    struct call_spec s = { .call = CALL_DOWNLOAD, .what = "download WAF event-log file",
+                           .method = "GET", .url = url, .progress = progress,
+                           .progress_arg = arg };
+    if (!url_is_fetchable(url)) {
+        memset(e, 0, sizeof *e);
+        snprintf(e->msg, sizeof e->msg, "%s: the listed URL is not an http(s) URL", s.what);
+        e->err = EIO;
+        return -EIO;
+    }
+    return download(c, &s, "of the WAF file", fd, have, total, e);
+}
+
+int cloud_download_hss(struct cloud *c, const char *project, const char *file_id, int fd,
+                       uint64_t have, cloud_progress_fn progress, void *arg, int64_t *total,
+                       struct cloud_error *e)
+{
+    struct call_spec s = { .call = CALL_DOWNLOAD, .what = "download HSS export file",
+                           .method = "GET", .ep = &c->hss, .project = project,
+                           .progress = progress, .progress_arg = arg, .region = c->region };
+    snprintf(s.path, sizeof s.path, "/v5/%s/download/%s", project, file_id);
+    add_enterprise_project(c, &s, "enterprise_project_id");
+    return download(c, &s, file_id, fd, have, total, e);
 }
 
 json_t *cloud_stats_json(struct cloud *c) { return http_stats_json(c->http); }

@@ -1,4 +1,5 @@
-/* cloud: the four cloud calls of cloud-api.md (submit, query, download,
+/* cloud: the calls of cloud-api.md's two export flows (WAF: submit, async
+ * job, event-log list, pre-signed download; HSS: export, task, download;
  * IAM token via auth), with the retry policy and the errno mapping of the
  * filesystem contract.
  *
@@ -38,35 +39,85 @@ void cloud_destroy(struct cloud *);
 const char *cloud_auth_description(const struct cloud *);
 void cloud_stop(struct cloud *);      /* aborts waits and transfers (unmount) */
 
+/* The two export services; each follows only its own jobs (cloud-api.md). */
+enum cloud_service { SERVICE_WAF, SERVICE_HSS };
+const char *cloud_service_name(enum cloud_service);   /* "waf", "hss" */
+
 struct submit_reply {
-    char job_id[65];
+    char job_id[65];         /* WAF job_id, or HSS task_id */
     char status[16];
     char message[256];
 };
 
+/* A name/value pair of a query string (decoded; encoded when sent). */
+struct cloud_param {
+    const char *name;
+    const char *value;
+};
+
 /* Returns 0 or -errno (EINVAL 400, EACCES 401/403, EAGAIN 429, EIO 5xx or a
- * malformed answer, ETIMEDOUT no answer). */
-int cloud_submit(struct cloud *, const char *project, const char *body, size_t len,
-                 struct submit_reply *out, struct cloud_error *e);
+ * malformed answer, ETIMEDOUT no answer).
+ * WAF: POST /v1/{project}/waf/event/job/export with the JSON body.
+ * HSS: POST /v5/{project}/event/export with the filter as query parameters
+ * (query, nquery) and the columns as body (NULL: none, default columns). */
+int cloud_submit_waf(struct cloud *, const char *project, const char *body, size_t len,
+                     struct submit_reply *out, struct cloud_error *e);
+int cloud_submit_hss(struct cloud *, const char *project, const struct cloud_param *query,
+                     size_t nquery, const char *body, size_t len, struct submit_reply *out,
+                     struct cloud_error *e);
 
 struct task_info {
-    char task_status[16];    /* running, success, failure */
+    char task_status[16];    /* running, success, failure (mapped) */
+    char cloud_status[32];   /* the cloud's own word, printable */
     char task_name[129];
     char file_id[65];
     char file_name[256];
 };
 
-/* attempts: 1 for the poller (it schedules its own retries), more for
- * interactive callers.  -ENOENT for an unknown task. */
-int cloud_query(struct cloud *, const char *project, const char *task_id, int attempts,
-                struct task_info *out, struct cloud_error *e);
+/* Sets t's task_status (running, success, failure) and cloud_status from
+ * a service's word (RUNNING/SUCCESS/FAILED, running/success/failure);
+ * a word the client does not know reads running. */
+void cloud_map_status(struct task_info *t, const char *word);
 
-/* Appends the file to fd from offset have (Range when have > 0; restarts
+/* A job's state: WAF async-job (SUCCESS/FAILED/RUNNING; any other word is
+ * running) or HSS export task.  attempts: 1 for the poller (it schedules
+ * its own retries), more for interactive callers.  -ENOENT when the
+ * service does not know the id (404, or 400 for an id it refuses). */
+int cloud_job_status(struct cloud *, enum cloud_service, const char *project, const char *id,
+                     int attempts, struct task_info *out, struct cloud_error *e);
+
+/* One item of WAF's event-log file list (cloud-api.md §4): every field is
+ * optional ("" or -1 when absent). */
+struct event_file {
+    char id[65];
+    char filename[256];
+    char obsname[512];
+    char description[256];
+    int64_t start, end, timestamp, total;   /* ms since the epoch; total: events */
+    char *url;                              /* pre-signed, malloc'd; NULL when absent */
+};
+struct event_page {
+    struct event_file *items;
+    size_t n;
+    int64_t total;                          /* files in the whole list, -1 unknown */
+};
+/* GET /v1/{project}/waf/event/dump?page=&pagesize= (page from 1). */
+int cloud_list_event_files(struct cloud *, const char *project, int page, int pagesize,
+                           struct event_page *out, struct cloud_error *e);
+void event_page_release(struct event_page *);
+
+/* Downloads append to fd from offset have (Range when have > 0; restart
  * from 0 with ftruncate when the server ignores Range).  *total is the
- * archive's full size when known. */
-int cloud_download(struct cloud *, const char *project, const char *file_id, int fd,
-                   uint64_t have, void (*progress)(void *, uint64_t, int64_t), void *arg,
-                   int64_t *total, struct cloud_error *e);
+ * file's full size when known.
+ * cloud_download_url: a pre-signed storage URL, fetched exactly as given
+ * and with NO credential header of any kind; an expired URL is -EACCES
+ * with e->status 403.  cloud_download_hss: GET /v5/{project}/download/{id}. */
+typedef void (*cloud_progress_fn)(void *, uint64_t done, int64_t total);
+int cloud_download_url(struct cloud *, const char *url, int fd, uint64_t have,
+                       cloud_progress_fn, void *arg, int64_t *total, struct cloud_error *e);
+int cloud_download_hss(struct cloud *, const char *project, const char *file_id, int fd,
+                       uint64_t have, cloud_progress_fn, void *arg, int64_t *total,
+                       struct cloud_error *e);
 
 json_t *cloud_stats_json(struct cloud *);
 
@@ -74,11 +125,13 @@ json_t *cloud_stats_json(struct cloud *);
  * buffer (the fuzz targets use them).  body need not be NUL-terminated.
  * They return 0 with *out filled, or -EIO with e->err = EIO and e->msg
  * (printable, one line); they change nothing else in *e. */
-int cloud_parse_submit_reply(const char *body, size_t len, struct submit_reply *out,
-                             struct cloud_error *e);
+int cloud_parse_submit_reply(enum cloud_service, const char *body, size_t len,
+                             struct submit_reply *out, struct cloud_error *e);
 /* task_id only names the task in e->msg. */
-int cloud_parse_query_reply(const char *body, size_t len, const char *task_id,
-                            struct task_info *out, struct cloud_error *e);
+int cloud_parse_query_reply(enum cloud_service, const char *body, size_t len,
+                            const char *task_id, struct task_info *out, struct cloud_error *e);
+int cloud_parse_event_page(const char *body, size_t len, struct event_page *out,
+                           struct cloud_error *e);
 /* e->msg for an HTTP error answer: "<what>: HTTP <status> [<error_code>][: <error_msg>]"
  * from the cloud's error body when it has those fields (printable, cut to
  * fit); nothing else in *e is changed. */

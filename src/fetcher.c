@@ -1,11 +1,14 @@
-/* fetcher: background threads that bring succeeded jobs' archives into
- * the cache.
+/* fetcher: background threads that bring succeeded jobs' files into the
+ * cache: a WAF job's from the pre-signed storage URL its event-log list
+ * entry gives (a fresh URL is listed when one expires), an HSS task's
+ * through HSS's download call.
  *
  * A download streams into archives/<project>/.<job>.zip.part and resumes
  * from its size with Range (or starts over when the server ignores it).
- * Only an archive that arrived whole (its Content-Length) and whose
- * central directory libarchive can read is renamed to <job>.zip, so the
- * cache never holds a partial or unreadable archive under its real name.
+ * Its first bytes tell its format (zip, gzip, plain CSV); only a file that
+ * arrived whole (its Content-Length) and that reads back (a zip's central
+ * directory, a gzip stream) is renamed to <job>.<format>, so the cache
+ * never holds a partial or unreadable file under its real name.
  * Transport failures are retried a bounded number of times with backoff;
  * a bad archive is fetched again up to three times; after that the job
  * shows the error in .job.json and its directory lists no entries. */
@@ -97,11 +100,12 @@ static void on_progress(void *arg, uint64_t done, int64_t total)
 /* idx: the verified archive's index (READY only), handed to the job so
  * that its first use does not build it again; freed here if not taken. */
 static void finish(struct registry *r, struct job *j, enum archive_state state, const char *error,
-                   int64_t size, int64_t disk_bytes, struct aindex *idx)
+                   int64_t size, int64_t disk_bytes, struct aindex *idx, const char *format)
 {
     pthread_mutex_lock(&r->lock);
     j->archive = state;
     if (state == ARCHIVE_READY) {
+        snprintf(j->format, sizeof j->format, "%s", format);
         j->dl_done = j->dl_total = size;
         j->archive_bytes = disk_bytes; /* the zip and its sidecars */
         j->fetch_failures = 0;
@@ -162,35 +166,90 @@ static void discard_copy(struct registry *r, struct job *j, struct aindex *idx,
     journal_unlink_sidecars(final);
 }
 
+/* The job's pre-signed URL, listing again when it has none (restart,
+ * eviction) or when storage refused it (expired).  0 or -errno with msg. */
+static int storage_url(struct registry *r, struct job *j, int refresh, char **url, char *msg,
+                       size_t msglen)
+{
+    free(*url);
+    *url = NULL;
+    if (!refresh) {
+        pthread_mutex_lock(&r->lock);
+        *url = j->file_url ? strdup(j->file_url) : NULL;
+        pthread_mutex_unlock(&r->lock);
+        if (*url)
+            return 0;
+    }
+    int rc = locator_refresh_url(r, j, msg, msglen);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&r->lock);
+    *url = j->file_url ? strdup(j->file_url) : NULL;
+    pthread_mutex_unlock(&r->lock);
+    return *url ? 0 : -ENOMEM;
+}
+
+/* Its format, from the first bytes of the downloaded file. */
+static int sniff_file(const char *path, enum aformat *fmt)
+{
+    unsigned char head[8];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    int rc = n < 0 ? -errno : 0;
+    close(fd);
+    if (!rc)
+        *fmt = aformat_sniff(head, (size_t)n);
+    return rc;
+}
+
+/* How many times a fetch lists again for a fresh storage URL. */
+enum { MAX_URL_REFRESHES = 3 };
+
 static void fetch_one(struct registry *r, struct job *j)
 {
     char project[65], file_id[65], dir[PATH_MAX], part[PATH_MAX], final[PATH_MAX];
-    char sidecar[PATH_MAX];
+    char sidecar[PATH_MAX], entry[256];
     char msg[PATH_MAX + 600];
     pthread_mutex_lock(&r->lock);
     snprintf(project, sizeof project, "%s", j->project->id);
     snprintf(file_id, sizeof file_id, "%s", j->task.file_id);
+    enum cloud_service service = j->service;
     pthread_mutex_unlock(&r->lock);
 
     int rc = journal_archive_dir(r->journal, project, dir);
     if (rc) {
         snprintf(msg, sizeof msg, "cannot create %s: %s", dir, strerror(-rc));
         log_error("job %s: %s", j->id, msg);
-        finish(r, j, ARCHIVE_FAILED, msg, 0, 0, NULL);
+        finish(r, j, ARCHIVE_FAILED, msg, 0, 0, NULL, NULL);
         return;
     }
     journal_partial_path(r->journal, project, j->id, part);
-    journal_archive_path(r->journal, project, j->id, final);
-    if (pathf(sidecar, "%s.ckpt", final)) {
-        finish(r, j, ARCHIVE_FAILED, "archive path too long", 0, 0, NULL);
-        return;
-    }
 
-    int transfer_failures = 0, bad_archives = 0;
+    int transfer_failures = 0, bad_archives = 0, refreshes = 0, refresh = 0;
     char damaged[sizeof msg] = "";
+    char *url = NULL;
     struct progress_ctx progress = { .r = r, .j = j };
     double started = monotonic_now();
     while (!r->stopping) {
+        if (service == SERVICE_WAF) {
+            rc = storage_url(r, j, refresh, &url, msg, sizeof msg);
+            refresh = 0;
+            if (rc == -ECANCELED)
+                break;
+            if (rc == -ENOENT)
+                break; /* no longer listed: nothing to fetch it from */
+            if (rc) {
+                if (++transfer_failures >= MAX_TRANSFER_ATTEMPTS)
+                    break;
+                log_warn("job %s: %s; retrying (%d/%d)", j->id, msg, transfer_failures,
+                         MAX_TRANSFER_ATTEMPTS);
+                if (sleep_unless_stopping(r, 1 << (transfer_failures < 4 ? transfer_failures : 4)) < 0)
+                    break;
+                continue;
+            }
+        }
         int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0) {
@@ -201,18 +260,33 @@ static void fetch_one(struct registry *r, struct job *j)
         }
         if (st.st_size > 0)
             log_info("job %s: resuming download at byte %lld", j->id, (long long)st.st_size);
-        log_debug("job %s: GET download of file %s for project %s from byte %lld", j->id, file_id,
-                  project, (long long)st.st_size);
+        log_debug("job %s: GET %s file %s for project %s from byte %lld", j->id,
+                  cloud_service_name(service), file_id[0] ? file_id : "(listed)", project,
+                  (long long)st.st_size);
         progress_start(&progress, (uint64_t)st.st_size);
         struct cloud_error e;
         int64_t total = -1;
-        rc = cloud_download(r->cloud, project, file_id, fd, (uint64_t)st.st_size, on_progress,
-                            &progress, &total, &e);
+        if (service == SERVICE_WAF)
+            rc = cloud_download_url(r->cloud, url, fd, (uint64_t)st.st_size, on_progress,
+                                    &progress, &total, &e);
+        else
+            rc = cloud_download_hss(r->cloud, project, file_id, fd, (uint64_t)st.st_size,
+                                    on_progress, &progress, &total, &e);
         double last_byte = monotonic_now();
         off_t size = fstat(fd, &st) == 0 ? st.st_size : -1;
         close(fd);
         if (rc == -ECANCELED)
-            return; /* unmounting: the .part file is resumed next time */
+            break; /* unmounting: the .part file is resumed next time */
+        if (rc && service == SERVICE_WAF && (e.status == 403 || e.status == 404) &&
+            refreshes < MAX_URL_REFRESHES) {
+            /* An expired (or withdrawn) pre-signed URL: the list has a
+             * fresh one.  The partial file stays and is resumed. */
+            refreshes++;
+            refresh = 1;
+            log_info("job %s: storage refused the file's URL (HTTP %ld); listing again for a "
+                     "fresh one", j->id, e.status);
+            continue;
+        }
         if (rc) {
             snprintf(msg, sizeof msg, "%s", e.msg[0] ? e.msg : strerror(-rc));
             if (rc == -ENOSPC || rc == -EDQUOT) {
@@ -233,9 +307,25 @@ static void fetch_one(struct registry *r, struct job *j)
             log_warn("job %s: %s; retrying (%d/%d)", j->id, msg, transfer_failures,
                      MAX_TRANSFER_ATTEMPTS);
             if (sleep_unless_stopping(r, 1 << (transfer_failures < 4 ? transfer_failures : 4)) < 0)
-                return;
+                break;
             continue;
         }
+        enum aformat fmt = AFORMAT_PLAIN;
+        if ((rc = sniff_file(part, &fmt)) != 0) {
+            snprintf(msg, sizeof msg, "cannot read %s: %s", part, strerror(-rc));
+            break;
+        }
+        const char *format = aformat_suffix(fmt);
+        journal_archive_path(r->journal, project, j->id, format, final);
+        if (pathf(sidecar, "%s.ckpt", final)) {
+            snprintf(msg, sizeof msg, "archive path too long");
+            break;
+        }
+        pthread_mutex_lock(&r->lock);
+        job_single_name_locked(j, format, entry, sizeof entry);
+        struct aindex_single single = { .entry_name = entry,
+                                        .mtime = (time_t)job_file_mtime_locked(j) };
+        pthread_mutex_unlock(&r->lock);
         /* The index is built once, on the .part file but under the final
          * name (the mapping survives the rename; the sidecar goes straight
          * to <job>.zip.ckpt), and handed to the job: the first access does
@@ -243,7 +333,7 @@ static void fetch_one(struct registry *r, struct job *j)
         struct aindex *idx = NULL;
         char *why = NULL;
         double verify_start = monotonic_now();
-        rc = aindex_open_as(part, final, control_files, &idx, &why);
+        rc = aindex_open_format(part, final, fmt, &single, control_files, &idx, &why);
         if (rc) {
             snprintf(msg, sizeof msg, "downloaded archive is unreadable: %s",
                      why ? why : strerror(-rc));
@@ -346,6 +436,7 @@ static void fetch_one(struct registry *r, struct job *j)
             pthread_mutex_unlock(&r->journal_lock);
             registry_withdraw_pending(r, j);
             aindex_free(idx);
+            free(url);
             return;
         }
         int renamed = rename(part, final);
@@ -364,13 +455,15 @@ static void fetch_one(struct registry *r, struct job *j)
         log_info("job %s: archive fetched (%lld bytes in %.2fs; verified in %.2fs, browsable "
                  "%.2fs after the last byte)",
                  j->id, (long long)size, now - started, verify_secs, now - last_byte);
-        finish(r, j, ARCHIVE_READY, damaged[0] ? damaged : NULL, size, disk, idx);
+        finish(r, j, ARCHIVE_READY, damaged[0] ? damaged : NULL, size, disk, idx, format);
+        free(url);
         return;
     }
+    free(url);
     if (r->stopping)
         return;
     log_error("job %s: download failed: %s", j->id, msg);
-    finish(r, j, ARCHIVE_FAILED, msg, 0, 0, NULL);
+    finish(r, j, ARCHIVE_FAILED, msg, 0, 0, NULL, NULL);
 }
 
 static struct job *next_queued_locked(struct registry *r)

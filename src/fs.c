@@ -30,6 +30,7 @@ struct node {
     char project[65];
     char job[65];
     const char *entry;      /* path below the job directory, for N_ENTRY */
+    char format[JOB_FORMAT_MAX]; /* N_ARCHIVE_FILE: the name's suffix */
 };
 
 static struct registry *reg(void) { return fuse_get_context()->private_data; }
@@ -83,11 +84,21 @@ static int parse_path(const char *path, struct node *n)
         n->kind = N_ARCHIVES;
         if ((rc = next_component(&p, part, sizeof part)) <= 0)
             return rc;
-        size_t len = strlen(part);
-        if (len <= 4 || len - 4 >= sizeof n->job || strcmp(part + len - 4, ".zip") != 0)
+        /* <job>.<format>: ".csv.gz" is tried before ".csv". */
+        size_t len = strlen(part), k = 0;
+        for (size_t f = 0; journal_formats[f] && !k; f++) {
+            size_t flen = strlen(journal_formats[f]);
+            if (len > flen + 1 && part[len - flen - 1] == '.' &&
+                strcmp(part + len - flen, journal_formats[f]) == 0 &&
+                len - flen - 1 < sizeof n->job) {
+                k = len - flen - 1;
+                snprintf(n->format, sizeof n->format, "%s", journal_formats[f]);
+            }
+        }
+        if (!k)
             return -ENOENT;
-        memcpy(n->job, part, len - 4);
-        n->job[len - 4] = '\0';
+        memcpy(n->job, part, k);
+        n->job[k] = '\0';
         n->kind = N_ARCHIVE_FILE;
         return next_component(&p, part, sizeof part) == 0 ? 0 : -ENOTDIR;
     }
@@ -325,9 +336,12 @@ static int hcx_getattr(const char *path, struct stat *st, struct fuse_file_info 
         rc = registry_job_index(r, j, request_cancelled, &idx);
         if (!rc) {
             char file[PATH_MAX];
-            journal_archive_path(r->journal, n.project, n.job, file);
+            pthread_mutex_lock(&r->lock);
+            rc = strcmp(j->format, n.format) == 0 ? job_archive_path_locked(r, j, file) : -ENOENT;
+            pthread_mutex_unlock(&r->lock);
             struct stat real;
-            rc = stat(file, &real) < 0 ? -errno : 0;
+            if (!rc)
+                rc = stat(file, &real) < 0 ? -errno : 0;
             if (!rc)
                 fill_file(st, 0444, real.st_size, real.st_mtime);
             registry_index_done(r, j);
@@ -381,7 +395,7 @@ static int list_job(struct registry *r, struct job *j, struct dirfill *d, const 
     struct aindex *idx;
     const struct anode *dir;
     int rc = lookup_entry(r, j, entry, true, &dir, &idx);
-    if (rc == -EIO && !entry)
+    if ((rc == -EIO || rc == -EAGAIN) && !entry)
         return 0; /* the error shows in .job.json; the control files stay usable */
     if (rc)
         return rc;
@@ -451,10 +465,12 @@ static int hcx_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_
         return 0;
     case N_ARCHIVES:
         for (size_t i = 0; i < p->njobs; i++) {
-            if (strcmp(p->jobs[i]->task.task_status, "success") != 0)
+            /* A job's file shows once it has been local (its format is
+             * known from its first bytes). */
+            if (strcmp(p->jobs[i]->task.task_status, "success") != 0 || !p->jobs[i]->format[0])
                 continue;
             char name[80];
-            snprintf(name, sizeof name, "%s.zip", p->jobs[i]->id);
+            snprintf(name, sizeof name, "%s.%s", p->jobs[i]->id, p->jobs[i]->format);
             emit(&d, name, NULL);
         }
         pthread_mutex_unlock(&r->lock);
@@ -731,9 +747,12 @@ static int hcx_open(const char *path, struct fuse_file_info *fi)
         if (!rc) {
             h->holds_index = 1;
             char file[PATH_MAX];
-            journal_archive_path(r->journal, n.project, n.job, file);
-            h->fd = open(file, O_RDONLY | O_CLOEXEC);
-            rc = h->fd < 0 ? -errno : 0;
+            pthread_mutex_lock(&r->lock);
+            rc = strcmp(j->format, n.format) == 0 ? job_archive_path_locked(r, j, file) : -ENOENT;
+            pthread_mutex_unlock(&r->lock);
+            h->fd = rc ? -1 : open(file, O_RDONLY | O_CLOEXEC);
+            if (!rc)
+                rc = h->fd < 0 ? -errno : 0;
             fi->keep_cache = 1; /* a verified archive never changes */
         }
         break;

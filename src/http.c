@@ -23,7 +23,8 @@ struct http_client {
     atomic_ullong bytes_downloaded;
 };
 
-static const char *const call_names[CALL_KINDS] = { "submit", "query", "download", "token" };
+static const char *const call_names[CALL_KINDS] = { "submit", "query", "download", "token",
+                                                        "list" };
 
 static void global_init(void)
 {

@@ -14,7 +14,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-enum http_call { CALL_SUBMIT, CALL_QUERY, CALL_DOWNLOAD, CALL_TOKEN, CALL_KINDS };
+/* "list" is WAF's event-log file list; downloads count storage and HSS alike. */
+enum http_call { CALL_SUBMIT, CALL_QUERY, CALL_DOWNLOAD, CALL_TOKEN, CALL_LIST, CALL_KINDS };
 
 struct http_client;
 

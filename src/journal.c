@@ -274,24 +274,38 @@ static const char *const sidecar_suffixes[] = {".ckpt", ".idx", NULL};
 
 enum sidecar_kind { NOT_SIDECAR, SIDECAR, SIDECAR_TMP };
 
-/* Whether name is "<job>.zip<suffix>" (job set) or a temporary file of
- * one being written ("<job>.zip<suffix>.tmp.*"). */
+const char *const journal_formats[] = { "zip", "csv.gz", "csv", NULL };
+
+/* Whether name is "<job>.<format><suffix>" (job set) or a temporary file
+ * of one being written ("<job>.<format><suffix>.tmp.*"). */
 static enum sidecar_kind sidecar_name(const char *name, char *job, size_t jobsize)
 {
-    for (size_t i = 0; sidecar_suffixes[i]; i++) {
-        char zsuffix[16];
-        snprintf(zsuffix, sizeof zsuffix, ".zip%s", sidecar_suffixes[i]);
-        size_t n = strlen(name), k = strlen(zsuffix);
-        char tmp[24];
-        snprintf(tmp, sizeof tmp, "%s.tmp.", zsuffix);
-        if (strstr(name, tmp))
-            return SIDECAR_TMP;
-        if (name[0] != '.' && n > k && strcmp(name + n - k, zsuffix) == 0) {
-            snprintf(job, jobsize, "%.*s", (int)(n - k), name);
-            return SIDECAR;
+    for (size_t f = 0; journal_formats[f]; f++)
+        for (size_t i = 0; sidecar_suffixes[i]; i++) {
+            char zsuffix[24];
+            snprintf(zsuffix, sizeof zsuffix, ".%s%s", journal_formats[f], sidecar_suffixes[i]);
+            size_t n = strlen(name), k = strlen(zsuffix);
+            char tmp[32];
+            snprintf(tmp, sizeof tmp, "%s.tmp.", zsuffix);
+            if (strstr(name, tmp))
+                return SIDECAR_TMP;
+            if (name[0] != '.' && n > k && strcmp(name + n - k, zsuffix) == 0) {
+                snprintf(job, jobsize, "%.*s", (int)(n - k), name);
+                return SIDECAR;
+            }
         }
-    }
     return NOT_SIDECAR;
+}
+
+/* Whether the job has a local file in dir, of any format. */
+static int archive_exists(const char *dir, const char *job)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    for (size_t f = 0; journal_formats[f]; f++)
+        if (pathf(path, "%s/%s.%s", dir, job, journal_formats[f]) == 0 && stat(path, &st) == 0)
+            return 1;
+    return 0;
 }
 
 static void clean_archives(const struct journal *j)
@@ -330,8 +344,7 @@ static void clean_archives(const struct journal *j)
                 }
             } else if (side == SIDECAR) {
                 struct stat st;
-                if (pathf(other, "%s/%s.zip", sub, job) == 0 && stat(other, &st) < 0
-                    && errno == ENOENT && pathf(other, "%s/.%s.zip.part", sub, job) == 0
+                if (!archive_exists(sub, job) && pathf(other, "%s/.%s.zip.part", sub, job) == 0
                     && stat(other, &st) < 0 && errno == ENOENT) {
                     log_info("removing %s (its archive is gone)", path);
                     unlink(path);
@@ -412,17 +425,20 @@ int journal_remove_job(struct journal *j, const char *project, const char *job)
     if (unlink(path) < 0 && errno != ENOENT)
         return -errno;
     fsync_dir(dir);
-    journal_archive_path(j, project, job, path);
-    unlink(path);
-    journal_unlink_sidecars(path);
+    for (size_t f = 0; journal_formats[f]; f++) {
+        journal_archive_path(j, project, job, journal_formats[f], path);
+        unlink(path);
+        journal_unlink_sidecars(path);
+    }
     journal_partial_path(j, project, job, path);
     unlink(path);
     return 0;
 }
 
-void journal_archive_path(const struct journal *j, const char *project, const char *job, char *out)
+void journal_archive_path(const struct journal *j, const char *project, const char *job,
+                          const char *format, char *out)
 {
-    pathf(out, "%s/archives/%s/%s.zip", j->dir, project, job);
+    pathf(out, "%s/archives/%s/%s.%s", j->dir, project, job, format);
 }
 
 void journal_partial_path(const struct journal *j, const char *project, const char *job, char *out)

@@ -5,7 +5,8 @@
  *   lock                             flock()ed: one mount per cache_dir
  *   journal/projects/<project>.json  one record per known project
  *   journal/jobs/<project>/<job>.json one record per known job
- *   archives/<project>/<job>.zip     verified archives (.<job>.zip.part while fetching)
+ *   archives/<project>/<job>.<fmt>   verified files, fmt zip, csv.gz or csv
+ *                                    (.<job>.zip.part while fetching, whatever the format)
  * Every record is written to a temporary file, fsync()ed, renamed over the
  * old one and the directory fsync()ed, so a crash leaves the old or the new
  * record, never a torn one.  One file per job means a damaged file costs at
@@ -31,8 +32,12 @@ int journal_save_project(struct journal *, const char *project, const json_t *re
 int journal_save_job(struct journal *, const char *project, const char *job, const json_t *record);
 int journal_remove_job(struct journal *, const char *project, const char *job);
 
-/* Paths of a job's archive; out must hold PATH_MAX bytes. */
-void journal_archive_path(const struct journal *, const char *project, const char *job, char *out);
+/* The formats a job's local file can have, NULL-terminated. */
+extern const char *const journal_formats[];
+/* Paths of a job's file (format: one of journal_formats) and of its
+ * download in progress; out must hold PATH_MAX bytes. */
+void journal_archive_path(const struct journal *, const char *project, const char *job,
+                          const char *format, char *out);
 void journal_partial_path(const struct journal *, const char *project, const char *job, char *out);
 /* The sidecars kept beside an archive "<job>.zip" (its checkpoints and its
  * saved index, rebuilt from the archive when missing): removed with it and

@@ -1,4 +1,6 @@
-/* poller: one background thread that queries running jobs.
+/* poller: one background thread that queries running jobs, each through
+ * its own service (WAF's async-job call, HSS's export-task query), and
+ * looks up the files of succeeded WAF jobs (locator.c).
  *
  * Each running job is queried at most once per poll_interval; after ten
  * polls the interval doubles every ten polls up to 8x (long jobs cost
@@ -41,7 +43,7 @@ static void poll_one(struct registry *r, struct job *j)
     snprintf(project, sizeof project, "%s", j->project->id);
     pthread_mutex_unlock(&r->lock);
 
-    int rc = cloud_query(r->cloud, project, j->id, 1, &info, &e);
+    int rc = cloud_job_status(r->cloud, j->service, project, j->id, 1, &info, &e);
 
     pthread_mutex_lock(&r->lock);
     int save = 0;
@@ -57,7 +59,9 @@ static void poll_one(struct registry *r, struct job *j)
         struct task_info gone = j->task;
         snprintf(gone.task_status, sizeof gone.task_status, "failure");
         job_apply_task_locked(r, j, &gone);
-        job_set_error_locked(j, "the cloud does not know this task (HTTP 404)");
+        job_set_error_locked(j, j->service == SERVICE_HSS
+                                    ? "HSS no longer knows this export task"
+                                    : "WAF no longer knows this job");
         log_error("project %s: job %s: %s", project, j->id, e.msg);
         save = 1;
     } else if (rc != -ECANCELED) {
@@ -78,14 +82,22 @@ static void *poller_main(void *arg)
     struct registry *r = arg;
     enum { BATCH = 32 };
     struct job *due[BATCH];
+    char locate[BATCH][65];
     pthread_mutex_lock(&r->lock);
     while (!r->stopping) {
         double now = monotonic_now(), earliest = now + 3600;
-        size_t n = 0;
+        size_t n = 0, nlocate = 0;
         for (size_t p = 0; p < r->nprojects; p++) {
             struct project *proj = r->projects[p];
+            int project_due = 0;
             for (size_t k = 0; k < proj->njobs; k++) {
                 struct job *j = proj->jobs[k];
+                if (j->archive == ARCHIVE_LOCATING) {
+                    if (j->next_lookup <= now)
+                        project_due = 1;
+                    else if (j->next_lookup < earliest)
+                        earliest = j->next_lookup;
+                }
                 if (job_has_ended_locked(j))
                     continue;
                 if (j->next_poll <= now && n < BATCH) {
@@ -95,8 +107,10 @@ static void *poller_main(void *arg)
                     earliest = j->next_poll;
                 }
             }
+            if (project_due && nlocate < BATCH)
+                snprintf(locate[nlocate++], sizeof locate[0], "%s", proj->id);
         }
-        if (n == 0) {
+        if (n == 0 && nlocate == 0) {
             struct timespec until = { (time_t)earliest,
                                       (long)((earliest - (double)(time_t)earliest) * 1e9) };
             pthread_cond_timedwait(&r->work, &r->lock, &until);
@@ -108,6 +122,10 @@ static void *poller_main(void *arg)
                 poll_one(r, due[i]);
             registry_put_job(r, due[i]);
         }
+        /* Jobs that succeeded in this round are due for a lookup at
+         * once (next_lookup is now): the next turn of the loop finds them. */
+        for (size_t i = 0; i < nlocate && !r->stopping; i++)
+            locator_run(r, locate[i]);
         pthread_mutex_lock(&r->lock);
     }
     pthread_mutex_unlock(&r->lock);

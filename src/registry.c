@@ -1,6 +1,7 @@
 /* registry: projects and jobs in memory, their journal records, and the
  * waits that user calls make on background work. */
 #include "registry.h"
+#include "filter.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,6 +61,7 @@ static void job_free(struct job *j)
 {
     json_decref(j->filter);
     free(j->error);
+    free(j->file_url);
     aindex_free(j->index);
     free(j);
 }
@@ -227,29 +230,65 @@ static void put_time(json_t *o, const char *key, time_t t)
 
 static json_t *string_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
 
-static const char *const archive_state_names[] = { "none",  "queued", "fetching",
-                                                   "ready", "failed", "evicted" };
+static const char *const archive_state_names[] = { "none",  "queued", "fetching", "ready",
+                                                   "failed", "evicted", "locating" };
+
+static json_t *ms_or_null(int64_t ms) { return ms >= 0 ? json_integer(ms) : json_null(); }
 
 json_t *job_to_json_locked(const struct job *j)
 {
     json_t *o = json_object();
     json_object_set_new(o, "job_id", json_string(j->id));
     json_object_set_new(o, "project_id", json_string(j->project->id));
+    json_object_set_new(o, "service", json_string(cloud_service_name(j->service)));
     json_object_set(o, "filter", j->filter ? j->filter : json_null());
     json_object_set_new(o, "task_name", string_or_null(j->task.task_name));
-    json_object_set_new(o, "task_status", json_string(j->task.task_status));
+    /* The cloud's own word; `state` is what `status` shows. */
+    json_object_set_new(o, "task_status", json_string(j->task.cloud_status[0]
+                                                      ? j->task.cloud_status
+                                                      : j->task.task_status));
+    json_object_set_new(o, "state", json_string(j->task.task_status));
     json_object_set_new(o, "file_id", string_or_null(j->task.file_id));
     json_object_set_new(o, "file_name", string_or_null(j->task.file_name));
+    json_object_set_new(o, "file_match", string_or_null(j->file_match));
+    json_object_set_new(o, "file_obsname", string_or_null(j->file_obsname));
+    json_object_set_new(o, "file_time", ms_or_null(j->file_time_ms));
     json_object_set_new(o, "message", string_or_null(j->message));
     put_time(o, "submitted_at", j->submitted_at);
     put_time(o, "polled_at", j->polled_at);
+    if (j->attached_at)
+        put_time(o, "attached_at", j->attached_at);
     json_object_set_new(o, "download",
                         json_pack("{s:I, s:o}", "done", (json_int_t)j->dl_done, "total",
                                   j->dl_total >= 0 ? json_integer(j->dl_total) : json_null()));
     json_object_set_new(o, "error", string_or_null(j->error));
     json_object_set_new(o, "archive", json_string(j->pending ? "verifying"
                                                   : archive_state_names[j->archive]));
+    json_object_set_new(o, "format", string_or_null(j->format));
     return o;
+}
+
+int job_archive_path_locked(struct registry *r, const struct job *j, char out[PATH_MAX])
+{
+    if (!j->format[0])
+        return -ENOENT;
+    journal_archive_path(r->journal, j->project->id, j->id, j->format, out);
+    return 0;
+}
+
+void job_single_name_locked(const struct job *j, const char *format, char *out, size_t cap)
+{
+    /* filesystem.md: named by the file's name, gunzipped when it came
+     * gzipped; "<id>.csv" when the list gave no name. */
+    const char *name = j->task.file_name;
+    size_t n = strlen(name);
+    if (n == 0) {
+        snprintf(out, cap, "%s.csv", j->task.file_id[0] ? j->task.file_id : j->id);
+        return;
+    }
+    if (strcmp(format, "csv.gz") == 0 && n > 3 && strcasecmp(name + n - 3, ".gz") == 0)
+        n -= 3;
+    snprintf(out, cap, "%.*s", (int)n, name);
 }
 
 void registry_notify(struct registry *r, struct job *j)
@@ -306,13 +345,48 @@ static void project_from_journal(void *arg, const char *id, json_t *rec)
     add_project_locked(r, id, (time_t)added, &p);
 }
 
+static int is_state_word(const char *s)
+{
+    return s && (!strcmp(s, "running") || !strcmp(s, "success") || !strcmp(s, "failure"));
+}
+
+/* Where a loaded success job's file stands: local, evicted or to fetch. */
+static void archive_from_journal_locked(struct registry *r, struct job *j, json_t *rec)
+{
+    const char *was = json_string_value(json_object_get(rec, "archive"));
+    char path[PATH_MAX];
+    struct stat st;
+    if (j->format[0] && job_archive_path_locked(r, j, path) == 0 && stat(path, &st) == 0) {
+        j->archive = ARCHIVE_READY;
+        j->archive_bytes = st.st_size + journal_sidecar_bytes(path);
+        j->last_used = j->fetched_at = st.st_mtime;
+    } else if (j->service == SERVICE_WAF && !j->task.file_id[0] && !j->file_obsname[0]) {
+        j->archive = ARCHIVE_LOCATING; /* look the file up (again) */
+        j->next_lookup = monotonic_now();
+        j->locating_since = monotonic_now();
+    } else if (j->service == SERVICE_HSS && !j->task.file_id[0]) {
+        j->archive = ARCHIVE_FAILED;
+    } else if (was && strcmp(was, "evicted") == 0) {
+        j->archive = ARCHIVE_EVICTED; /* fetched again when used */
+    } else {
+        j->archive = ARCHIVE_QUEUED;  /* interrupted or never fetched */
+    }
+}
+
 static void job_from_journal(void *arg, const char *project, const char *job_id, json_t *rec)
 {
     struct registry *r = arg;
-    const char *status = json_string_value(json_object_get(rec, "task_status"));
-    if (!project_id_is_valid(project) || !status ||
-        (strcmp(status, "running") && strcmp(status, "success") && strcmp(status, "failure"))) {
-        log_error("journal: job %s/%s has no valid task_status; skipped", project, job_id);
+    /* Records of the previous version have no service (they are WAF
+     * jobs), a lower-case task_status and no state: upgraded on load. */
+    const char *service = json_string_value(json_object_get(rec, "service"));
+    const char *word = json_string_value(json_object_get(rec, "task_status"));
+    const char *state = json_string_value(json_object_get(rec, "state"));
+    if (!state)
+        state = word;
+    if (!project_id_is_valid(project) || !is_state_word(state) ||
+        (service && strcmp(service, "waf") && strcmp(service, "hss"))) {
+        log_error("journal: job %s/%s has no valid task_status or service; skipped", project,
+                  job_id);
         return;
     }
     struct project *p;
@@ -322,41 +396,47 @@ static void job_from_journal(void *arg, const char *project, const char *job_id,
     if (!j)
         return;
     snprintf(j->id, sizeof j->id, "%s", job_id);
+    j->service = service && !strcmp(service, "hss") ? SERVICE_HSS : SERVICE_WAF;
+    j->upgrade = !service;
     json_t *filter = json_object_get(rec, "filter");
     j->filter = json_is_object(filter) ? json_incref(filter) : NULL;
-    copy_str(j->task.task_status, sizeof j->task.task_status, json_object_get(rec, "task_status"));
+    snprintf(j->task.task_status, sizeof j->task.task_status, "%s", state);
+    copy_str(j->task.cloud_status, sizeof j->task.cloud_status, json_object_get(rec, "task_status"));
     copy_str(j->task.task_name, sizeof j->task.task_name, json_object_get(rec, "task_name"));
     copy_str(j->task.file_id, sizeof j->task.file_id, json_object_get(rec, "file_id"));
     copy_str(j->task.file_name, sizeof j->task.file_name, json_object_get(rec, "file_name"));
+    copy_str(j->file_match, sizeof j->file_match, json_object_get(rec, "file_match"));
+    copy_str(j->file_obsname, sizeof j->file_obsname, json_object_get(rec, "file_obsname"));
     copy_str(j->message, sizeof j->message, json_object_get(rec, "message"));
+    json_t *ft = json_object_get(rec, "file_time");
+    j->file_time_ms = json_is_integer(ft) ? json_integer_value(ft) : -1;
+    const char *format = json_string_value(json_object_get(rec, "format"));
+    for (size_t f = 0; format && journal_formats[f]; f++)
+        if (strcmp(format, journal_formats[f]) == 0)
+            snprintf(j->format, sizeof j->format, "%s", format);
+    if (j->upgrade) {
+        /* The previous version kept only zips, and its file_id came from
+         * HSS, which never knew a WAF job: only a local file is kept. */
+        snprintf(j->format, sizeof j->format, "zip");
+        char path[PATH_MAX];
+        struct stat st;
+        if (job_archive_path_locked(r, j, path) != 0 || stat(path, &st) != 0)
+            j->format[0] = '\0';
+        j->task.file_id[0] = '\0';
+    }
     const char *err = json_string_value(json_object_get(rec, "error"));
     j->error = err ? strdup(err) : NULL;
     j->submitted_at = parse_time(json_object_get(rec, "submitted_at"));
     j->polled_at = parse_time(json_object_get(rec, "polled_at"));
+    j->attached_at = parse_time(json_object_get(rec, "attached_at"));
     json_t *dl = json_object_get(rec, "download");
     j->dl_done = json_integer_value(json_object_get(dl, "done"));
     json_t *total = json_object_get(dl, "total");
     j->dl_total = json_is_integer(total) ? json_integer_value(total) : -1;
     j->next_poll = monotonic_now();
     j->archive = ARCHIVE_NONE;
-    if (strcmp(status, "success") == 0) {
-        char path[PATH_MAX];
-        struct stat st;
-        const char *was = json_string_value(json_object_get(rec, "archive"));
-        journal_archive_path(r->journal, project, job_id, path);
-        if (stat(path, &st) == 0) {
-            j->archive = ARCHIVE_READY;
-            j->archive_bytes = st.st_size;
-            j->last_used = j->fetched_at = st.st_mtime;
-            j->archive_bytes += journal_sidecar_bytes(path);
-        } else if (!j->task.file_id[0]) {
-            j->archive = ARCHIVE_FAILED;
-        } else if (was && strcmp(was, "evicted") == 0) {
-            j->archive = ARCHIVE_EVICTED; /* fetched again when used */
-        } else {
-            j->archive = ARCHIVE_QUEUED;  /* interrupted or never fetched */
-        }
-    }
+    if (strcmp(state, "success") == 0)
+        archive_from_journal_locked(r, j, rec);
     if (add_job_locked(p, j) < 0)
         job_free(j);
 }
@@ -366,15 +446,31 @@ int registry_load(struct registry *r)
     pthread_mutex_lock(&r->lock);
     int damaged = journal_load(r->journal, project_from_journal, job_from_journal, r);
     pthread_mutex_unlock(&r->lock);
+    /* Records of the previous version are written again in this one's
+     * form (single-threaded: no worker runs yet). */
+    size_t upgraded = 0;
+    for (size_t p = 0; p < r->nprojects; p++)
+        for (size_t k = 0; k < r->projects[p]->njobs; k++) {
+            struct job *j = r->projects[p]->jobs[k];
+            if (j->upgrade) {
+                j->upgrade = 0;
+                registry_save_job(r, j);
+                upgraded++;
+            }
+        }
+    if (upgraded)
+        log_info("journal: %zu job records of an older version upgraded (WAF jobs)", upgraded);
     return damaged;
 }
 
-static struct job *new_job(const char *id)
+static struct job *new_job(const char *id, enum cloud_service service)
 {
     struct job *j = calloc(1, sizeof *j);
     if (!j)
         return NULL;
     snprintf(j->id, sizeof j->id, "%s", id);
+    j->service = service;
+    j->file_time_ms = -1;
     snprintf(j->task.task_status, sizeof j->task.task_status, "running");
     j->dl_total = -1;
     return j;
@@ -384,20 +480,61 @@ static struct job *new_job(const char *id)
 int job_apply_task_locked(struct registry *r, struct job *j, const struct task_info *t)
 {
     int was_running = !job_has_ended_locked(j);
-    char keep_name[sizeof j->task.task_name];
-    snprintf(keep_name, sizeof keep_name, "%s", j->task.task_name);
-    j->task = *t;
-    if (!j->task.task_name[0])
-        snprintf(j->task.task_name, sizeof j->task.task_name, "%s", keep_name);
+    struct task_info keep = j->task;
+    snprintf(j->task.task_status, sizeof j->task.task_status, "%s", t->task_status);
+    snprintf(j->task.cloud_status, sizeof j->task.cloud_status, "%s", t->cloud_status);
+    if (t->task_name[0])
+        snprintf(j->task.task_name, sizeof j->task.task_name, "%s", t->task_name);
+    if (j->service == SERVICE_HSS) {
+        /* HSS names the file in the task; WAF's is found by the locator. */
+        snprintf(j->task.file_id, sizeof j->task.file_id, "%s", t->file_id);
+        snprintf(j->task.file_name, sizeof j->task.file_name, "%s", t->file_name);
+    } else {
+        snprintf(j->task.file_id, sizeof j->task.file_id, "%s", keep.file_id);
+        snprintf(j->task.file_name, sizeof j->task.file_name, "%s", keep.file_name);
+    }
     j->polled_at = time(NULL);
     int ended = was_running && job_has_ended_locked(j);
     if (strcmp(t->task_status, "success") == 0 && j->archive == ARCHIVE_NONE) {
-        j->archive = ARCHIVE_QUEUED;
+        if (j->service == SERVICE_WAF && !j->task.file_id[0] && !j->file_obsname[0]) {
+            j->archive = ARCHIVE_LOCATING;
+            j->next_lookup = monotonic_now();
+            j->locating_since = monotonic_now();
+        } else {
+            j->archive = ARCHIVE_QUEUED;
+        }
         pthread_cond_broadcast(&r->work);
     }
     if (ended)
         pthread_cond_broadcast(&r->changed);
     return ended;
+}
+
+/* Sends a validated filter to its service. */
+static int submit_to_cloud(struct registry *r, const char *project, json_t *filter,
+                           const char *body, struct submit_reply *reply, struct cloud_error *e)
+{
+    if (filter_service_of(filter) == FILTER_WAF)
+        return cloud_submit_waf(r->cloud, project, body, strlen(body), reply, e);
+    struct filter_param *fp = NULL;
+    size_t n = 0;
+    int rc = filter_hss_query(filter, &fp, &n);
+    struct cloud_param *q = rc == 0 && n ? calloc(n, sizeof *q) : NULL;
+    if (rc == 0 && n && !q)
+        rc = -ENOMEM;
+    if (rc) {
+        memset(e, 0, sizeof *e);
+        snprintf(e->msg, sizeof e->msg, "create HSS export task: %s", strerror(-rc));
+        e->err = -rc;
+        free(fp);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++)
+        q[i] = (struct cloud_param){ fp[i].name, fp[i].value };
+    rc = cloud_submit_hss(r->cloud, project, q, n, body, body ? strlen(body) : 0, reply, e);
+    free(q);
+    free(fp);
+    return rc;
 }
 
 int registry_submit(struct registry *r, const char *project, json_t *filter, const char *body,
@@ -410,23 +547,27 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
         snprintf(why, whylen, "unknown project %s", project);
         return -ENOENT;
     }
+    enum cloud_service service =
+        filter_service_of(filter) == FILTER_HSS ? SERVICE_HSS : SERVICE_WAF;
     struct submit_reply reply;
     struct cloud_error e;
     atomic_fetch_add(&r->submits, 1);
-    int rc = cloud_submit(r->cloud, project, body, strlen(body), &reply, &e);
+    int rc = submit_to_cloud(r, project, filter, body, &reply, &e);
     if (rc) {
         snprintf(why, whylen, "%s", e.msg);
         log_error("project %s: %s", project, e.msg);
         return rc;
     }
-    struct job *j = new_job(reply.job_id);
+    struct job *j = new_job(reply.job_id, service);
     if (!j)
         return -ENOMEM;
     j->filter = json_incref(filter);
     j->submitted_at = time(NULL);
     snprintf(j->message, sizeof j->message, "%s", reply.message);
-    if (strcasecmp(reply.status, "FAILED") == 0)
-        snprintf(j->task.task_status, sizeof j->task.task_status, "failure");
+    struct task_info first = { 0 };
+    cloud_map_status(&first, reply.status[0] ? reply.status : "running");
+    snprintf(j->task.task_status, sizeof j->task.task_status, "%s", first.task_status);
+    snprintf(j->task.cloud_status, sizeof j->task.cloud_status, "%s", first.cloud_status);
     pthread_mutex_lock(&r->lock);
     struct project *p = registry_project_locked(r, project);
     j->next_poll = monotonic_now() + r->poll_interval;
@@ -444,7 +585,8 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
     }
     registry_save_job(r, j);
     snprintf(job_id, 65, "%s", reply.job_id);
-    log_info("project %s: submitted job %s", project, reply.job_id);
+    log_info("project %s: submitted %s job %s", project, cloud_service_name(service),
+             reply.job_id);
     return 0;
 }
 
@@ -461,17 +603,38 @@ int registry_attach(struct registry *r, const char *project, const char *job_id,
     pthread_mutex_unlock(&r->lock);
     if (rc)
         return rc;
+    /* Each service knows only its own ids: WAF first, then HSS. */
     struct task_info info;
     struct cloud_error e;
-    rc = cloud_query(r->cloud, project, job_id, 3, &info, &e);
+    enum cloud_service service = SERVICE_WAF;
+    rc = cloud_job_status(r->cloud, SERVICE_WAF, project, job_id, 3, &info, &e);
+    /* A user may hold rights to one service only: WAF's 403 does not
+     * stop the HSS lookup (a 401 would fail there the same way). */
+    if (rc == -ENOENT || (rc == -EACCES && e.status == 403)) {
+        struct cloud_error waf_e = e;
+        int waf_rc = rc;
+        service = SERVICE_HSS;
+        rc = cloud_job_status(r->cloud, SERVICE_HSS, project, job_id, 3, &info, &e);
+        if (rc == -ENOENT && waf_rc == -ENOENT)
+            snprintf(e.msg, sizeof e.msg, "neither WAF nor HSS knows job %s", job_id);
+        else if (rc == -ENOENT) {
+            e = waf_e;
+            rc = waf_rc;
+        }
+    }
     if (rc) {
         snprintf(why, whylen, "%s", e.msg);
         log_error("project %s: attach %s: %s", project, job_id, e.msg);
         return rc;
     }
-    struct job *j = new_job(job_id);
+    struct job *j = new_job(job_id, service);
     if (!j)
         return -ENOMEM;
+    /* A WAF job seen running has its file made after now; one that has
+     * already succeeded can only be matched by id or name (an attached
+     * job's submission time is unknown). */
+    if (strcmp(info.task_status, "running") == 0)
+        j->attached_at = time(NULL);
     pthread_mutex_lock(&r->lock);
     p = registry_project_locked(r, project);
     j->next_poll = monotonic_now() + r->poll_interval;
@@ -486,7 +649,8 @@ int registry_attach(struct registry *r, const char *project, const char *job_id,
         return rc;
     }
     registry_save_job(r, j);
-    log_info("project %s: attached job %s (%s)", project, job_id, info.task_status);
+    log_info("project %s: attached %s job %s (%s)", project, cloud_service_name(service),
+             job_id, info.task_status);
     return 0;
 }
 
@@ -545,6 +709,53 @@ int registry_wait_ended(struct registry *r, struct job *j, int (*interrupted)(vo
     return rc;
 }
 
+/* Opens the index of a READY job's local file (lock held on entry and
+ * return; dropped while reading the file). */
+static void load_index_locked(struct registry *r, struct job *j)
+{
+    j->index_loading = 1;
+    char path[PATH_MAX], entry[256];
+    job_archive_path_locked(r, j, path);
+    job_single_name_locked(j, j->format, entry, sizeof entry);
+    struct aindex_single single = { .entry_name = entry, .mtime = job_file_mtime_locked(j) };
+    enum aformat fmt = job_aformat_locked(j);
+    pthread_mutex_unlock(&r->lock);
+    struct aindex *idx = NULL;
+    char *why = NULL;
+    int orc = aindex_open_format(path, path, fmt, &single, control_files, &idx, &why);
+    int64_t saved_bytes = 0;
+    if (orc == 0 && !aindex_from_sidecar(idx)) {
+        char *save_why = NULL; /* files fetched by older versions */
+        if (aindex_save(idx, control_files, &save_why) != 0)
+            log_warn("job %s: %s", j->id, save_why ? save_why : "index not saved");
+        else
+            saved_bytes = aindex_saved_bytes(idx);
+        free(save_why);
+    }
+    pthread_mutex_lock(&r->lock);
+    j->archive_bytes += saved_bytes;
+    j->index_loading = 0;
+    if (orc == 0) {
+        j->index = idx;
+    } else {
+        log_error("job %s: cannot read %s: %s", j->id, path, why ? why : strerror(-orc));
+        char msg[512];
+        snprintf(msg, sizeof msg, "archive unreadable: %s", why ? why : strerror(-orc));
+        job_set_error_locked(j, msg);
+        /* Fetch it again: the local copy is damaged. */
+        unlink(path);
+        j->archive = ARCHIVE_QUEUED;
+        j->fetch_failures++;
+        if (j->fetch_failures > 3) {
+            j->archive = ARCHIVE_FAILED;
+            j->fetch_failed_at = time(NULL);
+        }
+        pthread_cond_broadcast(&r->work);
+    }
+    free(why);
+    pthread_cond_broadcast(&r->changed);
+}
+
 static int job_index(struct registry *r, struct job *j, int (*interrupted)(void),
                      bool listing, struct aindex **out)
 {
@@ -569,7 +780,8 @@ static int job_index(struct registry *r, struct job *j, int (*interrupted)(void)
         }
         if (j->archive == ARCHIVE_FAILED) {
             /* Try again when asked, but not in a tight loop. */
-            if (time(NULL) - j->fetch_failed_at >= 30 && j->task.file_id[0]) {
+            if (time(NULL) - j->fetch_failed_at >= 30 &&
+                (j->task.file_id[0] || j->file_obsname[0])) {
                 j->archive = ARCHIVE_QUEUED;
                 pthread_cond_broadcast(&r->work);
                 continue;
@@ -581,45 +793,13 @@ static int job_index(struct registry *r, struct job *j, int (*interrupted)(void)
             rc = -ENOENT; /* no archive: running or failed job */
             break;
         }
+        if (j->archive == ARCHIVE_LOCATING &&
+            monotonic_now() - j->locating_since >= r->locate_wait) {
+            rc = -EAGAIN; /* not listed yet: .job.json says so */
+            break;
+        }
         if (j->archive == ARCHIVE_READY && !j->index_loading) {
-            j->index_loading = 1;
-            char path[PATH_MAX];
-            journal_archive_path(r->journal, j->project->id, j->id, path);
-            pthread_mutex_unlock(&r->lock);
-            struct aindex *idx = NULL;
-            char *why = NULL;
-            int orc = aindex_open(path, control_files, &idx, &why);
-            int64_t saved_bytes = 0;
-            if (orc == 0 && !aindex_from_sidecar(idx)) {
-                char *save_why = NULL; /* archives fetched by older versions */
-                if (aindex_save(idx, control_files, &save_why) != 0)
-                    log_warn("job %s: %s", j->id, save_why ? save_why : "index not saved");
-                else
-                    saved_bytes = aindex_saved_bytes(idx);
-                free(save_why);
-            }
-            pthread_mutex_lock(&r->lock);
-            j->archive_bytes += saved_bytes;
-            j->index_loading = 0;
-            if (orc == 0) {
-                j->index = idx;
-            } else {
-                log_error("job %s: cannot read archive %s: %s", j->id, path, why ? why : strerror(-orc));
-                char msg[512];
-                snprintf(msg, sizeof msg, "archive unreadable: %s", why ? why : strerror(-orc));
-                job_set_error_locked(j, msg);
-                /* Fetch it again: the local copy is damaged. */
-                unlink(path);
-                j->archive = ARCHIVE_QUEUED;
-                j->fetch_failures++;
-                if (j->fetch_failures > 3) {
-                    j->archive = ARCHIVE_FAILED;
-                    j->fetch_failed_at = time(NULL);
-                }
-                pthread_cond_broadcast(&r->work);
-            }
-            free(why);
-            pthread_cond_broadcast(&r->changed);
+            load_index_locked(r, j);
             continue;
         }
         rc = wait_slice_locked(r, interrupted);
@@ -628,6 +808,18 @@ static int job_index(struct registry *r, struct job *j, int (*interrupted)(void)
     }
     pthread_mutex_unlock(&r->lock);
     return rc;
+}
+
+int64_t job_file_mtime_locked(const struct job *j)
+{
+    return j->file_time_ms >= 0 ? j->file_time_ms / 1000 : (int64_t)j->submitted_at;
+}
+
+enum aformat job_aformat_locked(const struct job *j)
+{
+    return !strcmp(j->format, "csv.gz") ? AFORMAT_GZIP
+           : !strcmp(j->format, "csv")  ? AFORMAT_PLAIN
+                                        : AFORMAT_ZIP;
 }
 
 int registry_job_index(struct registry *r, struct job *j, int (*interrupted)(void),
@@ -733,14 +925,13 @@ void registry_enforce_cache_max(struct registry *r)
         victim->index = NULL;
         victim->archive = ARCHIVE_EVICTED;
         victim->refs++;
-        char project[65], path[PATH_MAX];
-        snprintf(project, sizeof project, "%s", victim->project->id);
+        char path[PATH_MAX];
+        job_archive_path_locked(r, victim, path);
         long long bytes = (long long)victim->archive_bytes;
         pthread_mutex_unlock(&r->lock);
 
         aindex_free(idx);
         pthread_mutex_lock(&r->journal_lock);
-        journal_archive_path(r->journal, project, victim->id, path);
         if (unlink(path) < 0 && errno != ENOENT)
             log_error("cannot evict %s: %s", path, strerror(errno));
         journal_unlink_sidecars(path);

@@ -27,16 +27,36 @@ enum archive_state {
     ARCHIVE_READY,      /* verified and local */
     ARCHIVE_FAILED,     /* fetching failed; retried on access after a pause */
     ARCHIVE_EVICTED,    /* dropped by cache_max; fetched again on access */
+    ARCHIVE_LOCATING,   /* WAF: succeeded, its file not found in the event-log list yet */
 };
+
+/* Formats of a job's local file (told by its first bytes at download). */
+#define JOB_FORMAT_MAX 8
 
 struct project;
 
 struct job {
     char id[65];
     struct project *project;
+    enum cloud_service service;     /* set at creation, never changed */
     /* Everything below is guarded by registry.lock. */
     json_t *filter;                 /* NULL for an attached job */
     struct task_info task;          /* task_status is "running" until known */
+    char format[JOB_FORMAT_MAX];    /* local file: "zip", "csv.gz", "csv"; "" before the
+                                     * first download (remembered after eviction) */
+    /* WAF: the job's file in the event-log list (locator.c).  file_id and
+     * file_name live in task; the claim is file_id, else file_obsname. */
+    char file_match[8];             /* "id", "name", "time"; "" until found */
+    char file_obsname[512];
+    int64_t file_time_ms;           /* the file's generation time; -1 unknown */
+    char *file_url;                 /* current pre-signed URL: memory only (a bearer
+                                     * credential for the file; it expires anyway) */
+    int lookups;                    /* list lookups that did not find the file */
+    double next_lookup;             /* CLOCK_MONOTONIC seconds */
+    double locating_since;          /* when the lookup started (listings wait) */
+    time_t attached_at;             /* mkdir of a job seen running: lower bound of
+                                     * its file's time (no submission time known) */
+    int upgrade;                    /* journal record of an older version: rewrite */
     char message[256];
     char *error;                    /* last error, NULL when none */
     time_t submitted_at, polled_at;
@@ -82,6 +102,7 @@ struct registry {
     pthread_mutex_t journal_lock;
     struct cloud *cloud;
     double poll_interval;
+    double locate_wait;             /* how long a listing waits for a file lookup */
     uint64_t cache_max;             /* 0: unbounded */
     uint64_t fetch_seq;             /* last job->fetch_seq given */
     int cache_over;                 /* over cache_max with every archive in use */
@@ -118,11 +139,12 @@ int registry_add_project(struct registry *, const char *id);
 struct job *registry_get_job(struct registry *, const char *project, const char *job_id);
 void registry_put_job(struct registry *, struct job *);
 
-/* Submits a validated filter; on success *job_id is filled.  On failure,
- * why holds the reason for the user's "error:" line. */
+/* Submits a validated filter (filter.h) to its service; on success
+ * *job_id is filled.  On failure, why holds the reason for the user's
+ * "error:" line. */
 int registry_submit(struct registry *, const char *project, json_t *filter, const char *body,
                     char job_id[65], char *why, size_t whylen);
-/* mkdir exports/<job>: asks the cloud; -ENOENT when it does not know it. */
+/* mkdir exports/<job>: asks WAF, then HSS; -ENOENT when neither knows it. */
 int registry_attach(struct registry *, const char *project, const char *job_id, char *why,
                     size_t whylen);
 /* rmdir exports/<job>: forgets the job and drops its cached data. */
@@ -166,6 +188,27 @@ void registry_enforce_cache_max(struct registry *);
 
 /* Sets job->error (copied); lock held. */
 void job_set_error_locked(struct job *, const char *msg);
+/* The local file's path, archives/<project>/<job>.<format>; lock held.
+ * -ENOENT when the format is not known yet (never downloaded). */
+int job_archive_path_locked(struct registry *, const struct job *, char out[4096]);
+/* The name of the one file a CSV or gzipped CSV export (format) shows;
+ * lock held. */
+void job_single_name_locked(const struct job *, const char *format, char *out, size_t cap);
+/* Its modification time: the listed file's generation time, else the
+ * submission; and the archive layer's name for the job's format. */
+int64_t job_file_mtime_locked(const struct job *);
+enum aformat job_aformat_locked(const struct job *);
+
+/* WAF file lookup (locator.c), run by the poller: matches the project's
+ * succeeded WAF jobs that have no file yet to files of the event-log list
+ * (by id, then name, then time; cloud-api.md §4), claims them and queues
+ * their download.  Jobs whose file is not listed yet are looked for again
+ * with backoff. */
+void locator_run(struct registry *, const char *project);
+/* A fresh pre-signed URL for a job whose file is known (its claim), for a
+ * download whose URL expired or was never had.  0, -ENOENT (no longer
+ * listed), or -errno with why. */
+int locator_refresh_url(struct registry *, struct job *, char *why, size_t whylen);
 
 /* Background workers (poller.c, fetcher.c). */
 int poller_start(struct registry *);

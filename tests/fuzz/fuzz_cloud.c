@@ -35,11 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cloud_error e;
     memset(&e, 0, sizeof e);
     e.retry_after = -1;
-    switch (data[0] % 3) {
+    enum cloud_service svc = data[1] & 1 ? SERVICE_HSS : SERVICE_WAF;
+    switch (data[0] % 4) {
     case 0: {
         struct submit_reply out;
         memset(&out, 0x55, sizeof out); /* no help from zeroed memory */
-        int rc = cloud_parse_submit_reply(body, len, &out, &e);
+        int rc = cloud_parse_submit_reply(svc, body, len, &out, &e);
         if (rc == 0) {
             FUZZ_CHECK(e.err == 0 && e.msg[0] == '\0', "accepted but an error was set");
             FUZZ_CHECK(cloud_id_is_safe(out.job_id, 64), "accepted an unsafe job_id");
@@ -53,11 +54,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1: {
         struct task_info out;
         memset(&out, 0x55, sizeof out);
-        int rc = cloud_parse_query_reply(body, len, "task\n\x1b[1m", &out, &e);
+        int rc = cloud_parse_query_reply(svc, body, len, "task\n\x1b[1m", &out, &e);
         if (rc == 0) {
             FUZZ_CHECK(e.err == 0 && e.msg[0] == '\0', "accepted but an error was set");
             FUZZ_CHECK(!strcmp(out.task_status, "running") || !strcmp(out.task_status, "success") ||
                        !strcmp(out.task_status, "failure"), "task_status '%s'", out.task_status);
+            check_field(out.cloud_status, sizeof out.cloud_status, "cloud_status");
             check_field(out.task_name, sizeof out.task_name, "task_name");
             check_field(out.file_id, sizeof out.file_id, "file_id");
             check_field(out.file_name, sizeof out.file_name, "file_name");
@@ -65,6 +67,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(strcmp(out.task_status, "success") || out.file_id[0],
                        "success without a file_id");
         } else {
+            check_error(rc, &e);
+        }
+        break;
+    }
+    case 2: {
+        struct event_page pg;
+        int rc = cloud_parse_event_page(body, len, &pg, &e);
+        if (rc == 0) {
+            FUZZ_CHECK(e.err == 0 && e.msg[0] == '\0', "accepted but an error was set");
+            for (size_t i = 0; i < pg.n; i++) {
+                check_field(pg.items[i].id, sizeof pg.items[i].id, "id");
+                check_field(pg.items[i].filename, sizeof pg.items[i].filename, "filename");
+                check_field(pg.items[i].obsname, sizeof pg.items[i].obsname, "obsname");
+                FUZZ_CHECK(!pg.items[i].url || (!strncmp(pg.items[i].url, "http", 4) &&
+                                                fuzz_no_control(pg.items[i].url)),
+                           "unfetchable url kept");
+            }
+            event_page_release(&pg);
+        } else {
+            FUZZ_CHECK(pg.n == 0 && !pg.items, "failed parse left items");
             check_error(rc, &e);
         }
         break;

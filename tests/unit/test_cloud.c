@@ -1,5 +1,6 @@
 /* Checks the cloud's reply parsers on buffers (cloud_parse_submit_reply,
- * cloud_parse_query_reply, cloud_describe_error): the spec's example
+ * cloud_parse_query_reply, cloud_parse_event_page, cloud_describe_error)
+ * for both services: the spec's example
  * answers, the fields that must be refused, and that every message stays
  * one line without the server's control characters. */
 #include "cloud.h"
@@ -30,13 +31,13 @@ static int one_line(const char *s)
 static int submit(const char *body, struct submit_reply *out, struct cloud_error *e)
 {
     *e = fresh();
-    return cloud_parse_submit_reply(body, strlen(body), out, e);
+    return cloud_parse_submit_reply(SERVICE_WAF, body, strlen(body), out, e);
 }
 
 static int query(const char *body, struct task_info *out, struct cloud_error *e)
 {
     *e = fresh();
-    return cloud_parse_query_reply(body, strlen(body), "t1", out, e);
+    return cloud_parse_query_reply(SERVICE_HSS, body, strlen(body), "t1", out, e);
 }
 
 static void test_submit(void)
@@ -64,7 +65,7 @@ static void test_submit(void)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         CHECK(submit(bad[i], &r, &e) == -EIO && e.err == EIO, "accepted %s", bad[i]);
-        CHECK(!strcmp(e.msg, "submit export job: the answer has no usable job_id"), "msg %s",
+        CHECK(!strcmp(e.msg, "submit WAF export job: the answer has no usable job_id"), "msg %s",
               e.msg);
     }
     /* An unusable message is dropped, not fatal. */
@@ -79,8 +80,8 @@ static void test_malformed(void)
 {
     struct submit_reply r;
     struct cloud_error e = fresh();
-    CHECK(cloud_parse_submit_reply(NULL, 0, &r, &e) == -EIO && e.err == EIO, "empty body");
-    CHECK(strstr(e.msg, "submit export job: malformed answer from the cloud (") == e.msg, "msg %s",
+    CHECK(cloud_parse_submit_reply(SERVICE_WAF, NULL, 0, &r, &e) == -EIO && e.err == EIO, "empty body");
+    CHECK(strstr(e.msg, "submit WAF export job: malformed answer from the cloud (") == e.msg, "msg %s",
           e.msg);
     CHECK(submit("[\"job_id\"]", &r, &e) == -EIO, "array accepted");
     CHECK(strstr(e.msg, "(not an object)") != NULL, "msg %s", e.msg);
@@ -91,7 +92,7 @@ static void test_malformed(void)
     /* Not NUL-terminated: only len bytes are read. */
     const char body[] = "{\"job_id\":\"j2\"}XXXX";
     e = fresh();
-    CHECK(cloud_parse_submit_reply(body, sizeof body - 5, &r, &e) == 0 && !strcmp(r.job_id, "j2"),
+    CHECK(cloud_parse_submit_reply(SERVICE_WAF, body, sizeof body - 5, &r, &e) == 0 && !strcmp(r.job_id, "j2"),
           "%s", e.msg);
 }
 
@@ -113,21 +114,97 @@ static void test_query(void)
 
     const char *bad[] = {
         "{}",
-        "{\"task_status\":\"done\"}",
         "{\"task_status\":\"success\"}",                       /* no file_id */
         "{\"task_status\":\"success\",\"file_id\":\"../x\"}",
         "{\"task_status\":\"running\",\"file_name\":7}",
-        "{\"task_status\":\"RUNNING\"}",
+        "{\"task_status\":7}",
+        "{\"task_status\":\"\"}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         CHECK(query(bad[i], &t, &e) == -EIO && e.err == EIO, "accepted %s", bad[i]);
-        CHECK(!strcmp(e.msg, "query export task t1: the answer has no valid task_status/file_id"),
+        CHECK(!strcmp(e.msg, "query HSS export task t1: the answer has no valid task_status/file_id"),
               "msg %s", e.msg);
     }
     e = fresh();
-    CHECK(cloud_parse_query_reply("x", 1, "id\n\x1b", &t, &e) == -EIO, "bad JSON");
-    CHECK(strstr(e.msg, "query export task id  : malformed answer") == e.msg && one_line(e.msg),
+    CHECK(cloud_parse_query_reply(SERVICE_HSS, "x", 1, "id\n\x1b", &t, &e) == -EIO, "bad JSON");
+    CHECK(strstr(e.msg, "query HSS export task id  : malformed answer") == e.msg && one_line(e.msg),
           "msg %s", e.msg);
+}
+
+/* A word the client does not know reads running and is kept as the
+ * cloud's own (filesystem.md: status). */
+static void test_status_words(void)
+{
+    struct task_info t;
+    struct cloud_error e;
+    CHECK(query("{\"task_status\":\"done\"}", &t, &e) == 0 &&
+          !strcmp(t.task_status, "running") && !strcmp(t.cloud_status, "done"), "unknown word");
+    const char *waf[][2] = { { "RUNNING", "running" }, { "SUCCESS", "success" },
+                             { "FAILED", "failure" }, { "PENDING", "running" } };
+    for (size_t i = 0; i < sizeof waf / sizeof *waf; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"status\":\"%s\",\"message\":\"m\",\"job_id\":\"j\"}",
+                 waf[i][0]);
+        e = fresh();
+        CHECK(cloud_parse_query_reply(SERVICE_WAF, body, strlen(body), "j", &t, &e) == 0 &&
+              !strcmp(t.task_status, waf[i][1]) && !strcmp(t.cloud_status, waf[i][0]),
+              "WAF %s -> %s (%s)", waf[i][0], t.task_status, e.msg);
+    }
+    e = fresh();
+    CHECK(cloud_parse_query_reply(SERVICE_WAF, "{\"job_id\":\"j\"}", 14, "j", &t, &e) == -EIO &&
+          !strcmp(e.msg, "query WAF job j: the answer has no usable status"), "msg %s", e.msg);
+    /* The cloud's word is made printable and bounded. */
+    const char *odd = "{\"status\":\"A\\u001bB\"}";
+    e = fresh();
+    CHECK(cloud_parse_query_reply(SERVICE_WAF, odd, strlen(odd), "j", &t, &e) == 0 &&
+          !strcmp(t.cloud_status, "A B") && !strcmp(t.task_status, "running"), "odd word");
+}
+
+static void test_hss_submit(void)
+{
+    struct submit_reply r;
+    struct cloud_error e = fresh();
+    const char *ok = "{ \"task_id\": \"41d200ee-6f9c-4855-9936-e50b94561544\", "
+                     "\"record_total_num\": 120 }";
+    CHECK(cloud_parse_submit_reply(SERVICE_HSS, ok, strlen(ok), &r, &e) == 0 &&
+          !strcmp(r.job_id, "41d200ee-6f9c-4855-9936-e50b94561544") &&
+          !strcmp(r.status, "running"), "hss submit %s", e.msg);
+    const char *bad = "{\"job_id\":\"x\"}";
+    e = fresh();
+    CHECK(cloud_parse_submit_reply(SERVICE_HSS, bad, strlen(bad), &r, &e) == -EIO &&
+          !strcmp(e.msg, "create HSS export task: the answer has no usable task_id"), "msg %s",
+          e.msg);
+}
+
+static void test_event_page(void)
+{
+    struct event_page pg;
+    struct cloud_error e = fresh();
+    const char *body =
+        "{\"total\": 3, \"items\": ["
+        "{\"id\":\"f1\",\"filename\":\"waf-events-1.csv\",\"obsname\":\"o/1\","
+        "\"start\":1,\"end\":2,\"timestamp\":1764547200000,\"total\":5,"
+        "\"url\":\"https://obs.example.com/b/o1?Expires=1&Signature=x\",\"urltimestamp\":3},"
+        "{\"filename\":7},"                                        /* skipped: mistyped */
+        "{\"id\":\"f3\",\"url\":\"file:///etc/passwd\"},"           /* no fetchable url */
+        "{}]}";
+    CHECK(cloud_parse_event_page(body, strlen(body), &pg, &e) == 0, "%s", e.msg);
+    CHECK(pg.total == 3 && pg.n == 3, "total %lld n %zu", (long long)pg.total, pg.n);
+    CHECK(!strcmp(pg.items[0].id, "f1") && !strcmp(pg.items[0].filename, "waf-events-1.csv") &&
+          pg.items[0].timestamp == 1764547200000LL && pg.items[0].start == 1 &&
+          pg.items[0].url && strstr(pg.items[0].url, "https://obs.example.com/") == pg.items[0].url,
+          "item 0");
+    CHECK(!strcmp(pg.items[1].id, "f3") && pg.items[1].url == NULL, "file URL refused");
+    CHECK(pg.items[2].id[0] == '\0' && pg.items[2].timestamp == -1 && !pg.items[2].url,
+          "empty item");
+    event_page_release(&pg);
+    e = fresh();
+    CHECK(cloud_parse_event_page("{\"items\":{}}", 12, &pg, &e) == -EIO && pg.n == 0 &&
+          !pg.items, "items object");
+    e = fresh();
+    CHECK(cloud_parse_event_page("{}", 2, &pg, &e) == 0 && pg.n == 0 && pg.total == -1,
+          "empty list");
+    event_page_release(&pg);
 }
 
 static void test_errors(void)
@@ -156,6 +233,9 @@ int main(void)
     test_submit();
     test_malformed();
     test_query();
+    test_status_words();
+    test_hss_submit();
+    test_event_page();
     test_errors();
     printf("cloud: %d checks, %d failed\n", checks, failures);
     return failures ? 1 : 0;
