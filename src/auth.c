@@ -288,16 +288,22 @@ void auth_invalidate(struct auth *a, const char *project)
     pthread_mutex_unlock(&a->lock);
 }
 
+/* Signs every header that auth_apply() sends, as the Node.js and Python
+ * SDKs do (cloud-api.md §9): Host, Content-Type, X-Sdk-Date, and
+ * X-Project-Id on a project-level call (the SDKs' BasicCredentials always
+ * add it; a sub-project needs it), X-Security-Token with temporary keys. */
 static int sign_aksk(struct auth *a, const struct auth_target *t, struct curl_slist **headers)
 {
     char date[17];
     sign_format_date(time(NULL), date);
-    struct sign_param signed_headers[4];
+    struct sign_param signed_headers[5];
     size_t n = 0;
     signed_headers[n++] = (struct sign_param){ "host", t->host };
     signed_headers[n++] = (struct sign_param){ "x-sdk-date", date };
     if (t->content_type)
         signed_headers[n++] = (struct sign_param){ "content-type", t->content_type };
+    if (t->project)
+        signed_headers[n++] = (struct sign_param){ "x-project-id", t->project };
     if (a->creds.security_token)
         signed_headers[n++] = (struct sign_param){ "x-security-token", a->creds.security_token };
     char *authorization = sign_authorization(a->creds.ak, a->creds.sk, t->method, t->path,
@@ -306,6 +312,8 @@ static int sign_aksk(struct auth *a, const struct auth_target *t, struct curl_sl
     if (!authorization)
         return -ENOMEM;
     int rc = add_header(headers, "X-Sdk-Date", date);
+    if (!rc && t->project)
+        rc = add_header(headers, "X-Project-Id", t->project);
     if (!rc && a->creds.security_token)
         rc = add_header(headers, "X-Security-Token", a->creds.security_token);
     if (!rc)
@@ -314,9 +322,29 @@ static int sign_aksk(struct auth *a, const struct auth_target *t, struct curl_sl
     return rc;
 }
 
+/* A header value must not be able to end its line or add a header. */
+static int header_safe(const char *v)
+{
+    for (; *v; v++)
+        if ((unsigned char)*v < 0x20 || *v == 0x7f)
+            return 0;
+    return 1;
+}
+
+int auth_renewable(const struct auth *a)
+{
+    return a && a->creds.kind == CREDS_PASSWORD;
+}
+
 int auth_apply(struct auth *a, const struct auth_target *t, struct curl_slist **headers,
                char *why, size_t whylen)
 {
+    if (!header_safe(t->host) || (t->project && (!*t->project || !header_safe(t->project))) ||
+        (t->content_type && !header_safe(t->content_type))) {
+        snprintf(why, whylen, "refusing a request with a control character in its host, "
+                              "project or content type");
+        return -EINVAL;
+    }
     int rc = add_header(headers, "Host", t->host);
     if (!rc && t->content_type)
         rc = add_header(headers, "Content-Type", t->content_type);
@@ -344,5 +372,3 @@ int auth_apply(struct auth *a, const struct auth_target *t, struct curl_slist **
     free(token);
     return rc;
 }
-
-int auth_renewable(const struct auth *a) { return a->creds.kind == CREDS_PASSWORD; }

@@ -1,6 +1,7 @@
 /* auth: turns the resolved credentials into request headers.
  *
- * AK/SK requests are signed (sign.h) with X-Sdk-Date and Host; a token
+ * AK/SK requests are signed (sign.h) with X-Sdk-Date, Host, Content-Type
+ * and, for a project-level call, X-Project-Id; a token
  * file is re-read when it changes; IAM password credentials are exchanged
  * for a per-project token that is renewed before it expires.  Secrets live
  * only here and are never logged. */
@@ -21,7 +22,7 @@ void auth_destroy(struct auth *);
 const char *auth_describe(const struct auth *);
 
 struct auth_target {
-    const char *project;
+    const char *project;              /* a project-level call: X-Project-Id with AK/SK */
     const char *method;
     const char *host;                 /* Host header value */
     const char *path;                 /* decoded path as sent */
@@ -32,16 +33,23 @@ struct auth_target {
     size_t body_len;
 };
 
-/* Appends the auth headers (and Host, X-Sdk-Date, Content-Type) to *headers.
+/* Appends the auth headers (and Host, Content-Type; with AK/SK X-Sdk-Date,
+ * X-Project-Id when t->project is set, X-Security-Token) to *headers.
  * Returns 0, or -EACCES with why filled (no credentials, unreadable token
- * file, IAM login refused), or another -errno for transport failures. */
+ * file, IAM login refused), -EINVAL for a host, project or content type
+ * with a control character (or an empty project), or another -errno for
+ * transport failures. */
 int auth_apply(struct auth *, const struct auth_target *, struct curl_slist **headers, char *why,
                size_t whylen);
-/* Whether a refused call may be retried with fresh credentials: only an
- * IAM password token can be renewed.  A 401 to an AK/SK signature or a
- * token file is final (the gateway locks a key after a few failures). */
-int auth_renewable(const struct auth *);
 /* Forgets a cached IAM token after the cloud refused it. */
 void auth_invalidate(struct auth *, const char *project);
+
+/* 1 when a 401 can be cured by asking again: the credentials are an IAM
+ * password login, whose token auth_invalidate() drops and auth_apply()
+ * obtains anew.  0 for AK/SK (environment or file; the gateway locks a key
+ * after a few bad signatures, so a refused signature is never retried), for
+ * a token file or an environment token (the same token would be sent
+ * again), for no credentials, and for NULL. */
+int auth_renewable(const struct auth *);
 
 #endif

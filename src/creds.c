@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -153,11 +154,13 @@ static int read_private_file(const char *label, const char *path, size_t max, ch
 
 /* ---- the INI profile ---- */
 
+static int is_blank(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f'; }
+
 static char *trim(char *s, char *end)
 {
-    while (s < end && (*s == ' ' || *s == '\t'))
+    while (s < end && is_blank(*s))
         s++;
-    while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+    while (end > s && is_blank(end[-1]))
         end--;
     *end = '\0';
     return s;
@@ -177,12 +180,76 @@ static const struct profile_key profile_keys[] = {
     { "password", offsetof(struct creds, password) },
     { "domain", offsetof(struct creds, domain) },
 };
+#define NKEYS (sizeof profile_keys / sizeof *profile_keys)
 
-/* Parses the SDKs' profile: [basic] with `key = value` lines; '#' and ';'
- * start comment lines; other sections and unknown keys are ignored (the
- * SDKs' own profiles carry project_id, domain_id and the like).  Values are
- * taken verbatim after trimming: like the SDKs' parser there are no quotes
- * and no inline comments.  data is modified in place. */
+/* The last occurrence of q (1 or 3 bytes) in s, or NULL. */
+static char *last_quote(char *s, const char *q)
+{
+    char *found = NULL;
+    for (char *p = strstr(s, q); p; p = strstr(p + 1, q))
+        found = p;
+    return found;
+}
+
+/* A value as the SDKs' INI readers take it, from v (trimmed; modified in
+ * place): surrounded by """...""", "...", '...' or `...` (go-ini's quotes),
+ * the text inside the quotes verbatim, and after the closing quote only
+ * blanks or a comment; otherwise the text up to an inline comment, a '#' or
+ * ';' that starts the value or follows a blank, trimmed.  go-ini cuts at
+ * any '#' or ';' and Python's configparser at none: AK/SK never hold one,
+ * so both SDKs read them alike; a password with " #" needs quotes here. */
+static char *profile_value(char *v)
+{
+    const char *q = NULL;
+    if (!strncmp(v, "\"\"\"", 3))
+        q = "\"\"\"";
+    else if (*v == '"')
+        q = "\"";
+    else if (*v == '\'')
+        q = "'";
+    else if (*v == '`')
+        q = "`";
+    if (q) {
+        size_t ql = strlen(q);
+        char *close = v[ql] ? last_quote(v + ql, q) : NULL;
+        if (close) {
+            const char *rest = close + ql;
+            while (is_blank(*rest))
+                rest++;
+            if (*rest == '\0' || *rest == '#' || *rest == ';') {
+                *close = '\0';
+                return v + ql;
+            }
+        }
+    }
+    for (char *c = v; *c; c++) {
+        if ((*c == '#' || *c == ';') && (c == v || is_blank(c[-1]))) {
+            *c = '\0';
+            break;
+        }
+    }
+    return trim(v, v + strlen(v));
+}
+
+/* Parses the SDKs' profile as leniently as their INI readers (go-ini in
+ * the Go SDK, configparser in the Python SDK):
+ *  - lines end with LF or CRLF; a UTF-8 BOM is skipped; blanks around
+ *    everything are ignored; blank lines and lines whose first non-blank
+ *    is '#' or ';' are comments;
+ *  - "[name]" starts a section; the name is trimmed and, as in both SDKs,
+ *    case-sensitive ("[Basic]" is not [basic]); text after the last ']' is
+ *    ignored; a second [basic] continues the first;
+ *  - in [basic], "key = value" or "key: value" (the first '=' or ':' ends
+ *    the key); key names are case-insensitive and may be quoted with '"' or
+ *    '`'; values as profile_value() reads them; an empty value is as if the
+ *    key were absent;
+ *  - keys outside [basic] (before any section, or in other sections) and
+ *    unknown keys (project_id, domain_id, ...) are ignored;
+ *  - refused: a NUL byte, an unclosed '[', a line in [basic] without '='
+ *    or ':', a value with a control character, and a key given twice in
+ *    [basic] (any case; go-ini keeps the last, configparser refuses: for
+ *    credentials, refusing is the safe reading of an ambiguous file).
+ * data is modified in place. */
 static int parse_profile(char *data, size_t len, const char *label, const char *path,
                          struct creds *c, char **why)
 {
@@ -193,7 +260,9 @@ static int parse_profile(char *data, size_t len, const char *label, const char *
     char *p = data, *end = data + len;
     if (len >= 3 && !memcmp(p, "\xEF\xBB\xBF", 3))
         p += 3; /* a UTF-8 BOM, as Windows editors write */
-    int in_basic = 0, seen_basic = 0;
+    int in_basic = 0, seen_basic = 0, any_section = 0;
+    unsigned seen[NKEYS] = { 0 }; /* the line each key was given on */
+    unsigned case_line = 0, orphan_line = 0;
     for (unsigned line = 1; p < end; line++) {
         char *nl = memchr(p, '\n', (size_t)(end - p));
         char *eol = nl ? nl : end;
@@ -205,47 +274,71 @@ static int parse_profile(char *data, size_t len, const char *label, const char *
         if (*s == '\0' || *s == '#' || *s == ';')
             continue;
         if (*s == '[') {
-            char *close = strchr(s, ']');
-            if (!close || close[1] != '\0') {
-                set_why(why, "%s %s line %u: malformed section header", label, path, line);
+            char *close = strrchr(s, ']');
+            if (!close) {
+                set_why(why, "%s %s line %u: malformed section header (no ']')", label, path,
+                        line);
                 return -EINVAL;
             }
-            in_basic = !strcmp(trim(s + 1, close), "basic");
+            const char *name = trim(s + 1, close);
+            in_basic = !strcmp(name, "basic");
             seen_basic |= in_basic;
+            any_section = 1;
+            if (!in_basic && !strcasecmp(name, "basic") && !case_line)
+                case_line = line;
             continue;
         }
-        if (!in_basic)
+        if (!in_basic) {
+            if (!any_section && !orphan_line)
+                orphan_line = line;
             continue;
-        char *eq = strchr(s, '=');
+        }
+        char *eq = strpbrk(s, "=:");
         if (!eq) {
             set_why(why, "%s %s line %u: expected 'key = value' in [basic]", label, path, line);
             return -EINVAL;
         }
         char *key = trim(s, eq);
-        char *value = trim(eq + 1, eq + 1 + strlen(eq + 1));
-        const struct profile_key *k = NULL;
-        for (size_t i = 0; i < sizeof profile_keys / sizeof *profile_keys; i++)
-            if (!strcmp(key, profile_keys[i].name))
-                k = &profile_keys[i];
-        if (!k)
+        size_t klen = strlen(key);
+        if (klen >= 2 && (key[0] == '"' || key[0] == '`') && key[klen - 1] == key[0]) {
+            key[klen - 1] = '\0';
+            key++;
+        }
+        char *value = profile_value(trim(eq + 1, eq + 1 + strlen(eq + 1)));
+        size_t k = NKEYS;
+        for (size_t i = 0; i < NKEYS; i++)
+            if (!strcasecmp(key, profile_keys[i].name))
+                k = i;
+        if (k == NKEYS)
             continue;
-        char **slot = (char **)((char *)c + k->offset);
-        if (*slot) {
-            set_why(why, "%s %s line %u: duplicate key '%s' in [basic]", label, path, line,
-                    k->name);
+        if (seen[k]) {
+            set_why(why, "%s %s line %u: duplicate key '%s' in [basic] (first on line %u)",
+                    label, path, line, profile_keys[k].name, seen[k]);
             return -EINVAL;
         }
+        seen[k] = line;
         if (has_control(value)) {
             set_why(why, "%s %s line %u: the value of '%s' contains a control character", label,
-                    path, line, k->name);
+                    path, line, profile_keys[k].name);
             return -EINVAL;
         }
         if (*value == '\0')
             continue; /* "security_token =" means none */
+        char **slot = (char **)((char *)c + profile_keys[k].offset);
         if (!(*slot = strdup(value))) {
             set_why(why, "%s %s: out of memory", label, path);
             return -ENOMEM;
         }
+    }
+    if (!seen_basic && case_line) {
+        set_why(why, "%s %s has no [basic] section (section names are case-sensitive, as in "
+                     "the SDKs; line %u has another spelling)", label, path, case_line);
+        return -EINVAL;
+    }
+    if (!seen_basic && orphan_line) {
+        set_why(why, "%s %s has no [basic] section (the keys from line %u on, before any "
+                     "section header, are not read)", label, path, orphan_line);
+        return -EINVAL;
     }
     if (!seen_basic) {
         set_why(why, "%s %s has no [basic] section", label, path);

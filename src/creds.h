@@ -3,7 +3,9 @@
  * files.
  *
  * Owns: the lookup order, the credentials file format (the SDKs' INI
- * profile, section [basic]), the ownership and permission checks on
+ * profile, section [basic], read as leniently as the SDKs' INI readers:
+ * case-insensitive key names, '=' or ':', quotes, '#'/';' comments; the
+ * rules are listed at parse_profile() in creds.c), the ownership and permission checks on
  * credential files, and wiping secrets when they are dropped.  It does no
  * network I/O; auth.c turns the result into request headers. */
 #ifndef HCX_CREDS_H
@@ -42,10 +44,11 @@ struct creds {
  *  -ENOENT/-EACCES/...  an option's file cannot be opened;
  *  -EPERM   a credentials or token file is accessible by group or others
  *           ("chmod 600 FILE") or not owned by the effective user;
- *  -EINVAL  not a regular file, over CREDS_FILE_MAX, no [basic] section,
- *           neither ak+sk nor user+password+domain, a malformed line, a
- *           value with control characters, or an environment pair with one
- *           half set.
+ *  -EINVAL  not a regular file, over CREDS_FILE_MAX, a NUL byte, no
+ *           [basic] section (case-sensitive), neither ak+sk nor
+ *           user+password+domain, a malformed line, a key given twice in
+ *           [basic], a value with control characters, or an environment
+ *           pair with one half set.
  * On error *out is left empty (CREDS_NONE); creds_clear() is safe either way.
  * why may be NULL. */
 int creds_resolve(const char *credentials_opt, const char *token_file_opt, struct creds *out,

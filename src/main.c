@@ -10,6 +10,7 @@
 #include "fs.h"
 #include "journal.h"
 #include "log.h"
+#include "region.h"
 #include "registry.h"
 
 #include <archive.h>
@@ -84,7 +85,8 @@ static void usage(const char *prog)
            "SOURCE (as passed by mount.fuse3) is accepted and ignored.\n\n"
            "hcexportfs options:\n"
            "    -o endpoint=URL             one base URL for all services (emulator, proxy)\n"
-           "    -o region=NAME              use https://{waf,hss,iam}.NAME.myhuaweicloud.com\n"
+           "    -o region=NAME              WAF, HSS and IAM URLs from the official SDKs' region "
+           "tables (e.g. cn-north-4)\n"
            "    -o waf_endpoint=URL         WAF service URL (overrides endpoint/region)\n"
            "    -o hss_endpoint=URL         HSS service URL (overrides endpoint/region)\n"
            "    -o iam_endpoint=URL         IAM service URL (overrides endpoint/region)\n"
@@ -198,33 +200,68 @@ struct endpoints {
     char *waf, *hss, *iam;
 };
 
+/* A region name is also sent to the cloud (cloud_config.region): lower-case letters,
+ * digits and '-' only, as every SDK region is. */
+static int region_name_ok(const char *r)
+{
+    if (!*r || strlen(r) > 64)
+        return 0;
+    for (const char *c = r; *c; c++)
+        if (!(*c >= 'a' && *c <= 'z') && !(*c >= '0' && *c <= '9') &&
+            *c != '-')
+            return 0;
+    return 1;
+}
+
+/* Per service: its own option, else endpoint=, else the SDK region table
+ * for region=.  WAF and HSS need an endpoint; a region their table lacks
+ * is refused unless the service's endpoint is given.  IAM is only used for
+ * password login: a region the IAM table lacks gets the global IAM
+ * endpoint, as the SDKs' own IAM calls do. */
 static int resolve_endpoints(const struct options *o, struct endpoints *e)
 {
-    char *base_waf = NULL, *base_hss = NULL, *base_iam = NULL;
-    if (o->endpoint) {
-        base_waf = strdup(o->endpoint);
-        base_hss = strdup(o->endpoint);
-        base_iam = strdup(o->endpoint);
-    } else if (o->region) {
-        for (const char *c = o->region; *c; c++)
-            if (!(*c >= 'a' && *c <= 'z') && !(*c >= '0' && *c <= '9') && *c != '-') {
-                fprintf(stderr, "hcexportfs: region=%s: not a region name\n", o->region);
+    if (o->region && !region_name_ok(o->region)) {
+        fprintf(stderr, "hcexportfs: region=%s: not a region name (lower case, such as cn-north-4)\n",
+                o->region);
+        return -1;
+    }
+    static const struct {
+        enum region_service svc;
+        const char *option;
+        size_t field;    /* in struct options */
+        size_t out;      /* in struct endpoints */
+    } svcs[] = {
+        { REGION_WAF, "waf_endpoint", offsetof(struct options, waf_endpoint),
+          offsetof(struct endpoints, waf) },
+        { REGION_HSS, "hss_endpoint", offsetof(struct options, hss_endpoint),
+          offsetof(struct endpoints, hss) },
+        { REGION_IAM, "iam_endpoint", offsetof(struct options, iam_endpoint),
+          offsetof(struct endpoints, iam) },
+    };
+    for (size_t i = 0; i < sizeof svcs / sizeof *svcs; i++) {
+        const char *own = *(char *const *)((const char *)o + svcs[i].field);
+        char **out = (char **)((char *)e + svcs[i].out);
+        const char *url = own ? own : o->endpoint;
+        if (!url && o->region) {
+            url = region_endpoint(svcs[i].svc, o->region);
+            if (!url && svcs[i].svc == REGION_IAM) {
+                url = REGION_IAM_GLOBAL_ENDPOINT;
+                log_debug("region %s is not in the SDK's IAM region table; IAM password login "
+                         "uses %s (set iam_endpoint= to change)", o->region, url);
+            } else if (!url) {
+                fprintf(stderr, "hcexportfs: region=%s: the %s service has no endpoint in that "
+                                "region (not in the official SDK's %s region table); give "
+                                "%s=URL\n",
+                        o->region, region_service_name(svcs[i].svc),
+                        region_service_name(svcs[i].svc), svcs[i].option);
                 return -1;
             }
-        if (asprintf(&base_waf, "https://waf.%s.myhuaweicloud.com", o->region) < 0 ||
-            asprintf(&base_hss, "https://hss.%s.myhuaweicloud.com", o->region) < 0 ||
-            asprintf(&base_iam, "https://iam.%s.myhuaweicloud.com", o->region) < 0)
+        }
+        if (url && !(*out = strdup(url))) {
+            fprintf(stderr, "hcexportfs: out of memory\n");
             return -1;
+        }
     }
-    e->waf = o->waf_endpoint ? strdup(o->waf_endpoint) : base_waf;
-    e->hss = o->hss_endpoint ? strdup(o->hss_endpoint) : base_hss;
-    e->iam = o->iam_endpoint ? strdup(o->iam_endpoint) : base_iam;
-    if (e->waf != base_waf)
-        free(base_waf);
-    if (e->hss != base_hss)
-        free(base_hss);
-    if (e->iam != base_iam)
-        free(base_iam);
     if (!e->waf || !e->hss) {
         fprintf(stderr, "hcexportfs: no cloud endpoint: give -o endpoint=URL or -o region=NAME "
                         "(or waf_endpoint= and hss_endpoint=)\n");
@@ -436,6 +473,7 @@ int main(int argc, char **argv)
 
     struct cloud_config cc = { .waf_base = ep.waf, .hss_base = ep.hss, .iam_base = ep.iam,
                                .enterprise_project_id = o.enterprise_project_id,
+                               .region = o.region,
                                .cafile = o.cafile, .request_timeout_s = (long)request_timeout };
     char cafile[PATH_MAX];
     if (o.cafile && (access(o.cafile, R_OK) < 0 || !realpath(o.cafile, cafile))) {

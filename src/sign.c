@@ -62,15 +62,20 @@ static void sha256_hex(const void *data, size_t len, char out[65])
 }
 
 struct encoded_param {
+    const char *raw_name, *raw_value; /* as given: the sort keys */
     char *name;
     char *value;
 };
 
+/* The SDKs sort the parameters by their decoded names, and a repeated
+ * name's values by decoded value, and encode afterwards (Go signer.go
+ * canonicalQueryString, Node.js signer.js CanonicalQueryString): sorting
+ * the encoded forms orders "a-" and "a/" ("a%2F") the other way round. */
 static int compare_params(const void *a, const void *b)
 {
     const struct encoded_param *x = a, *y = b;
-    int c = strcmp(x->name, y->name);
-    return c ? c : strcmp(x->value, y->value);
+    int c = strcmp(x->raw_name, y->raw_name);
+    return c ? c : strcmp(x->raw_value, y->raw_value);
 }
 
 struct lower_header {
@@ -126,6 +131,8 @@ char *sign_canonical_request(const char *method, const char *path,
         goto out;
 
     for (size_t i = 0; i < nquery; i++) {
+        params[i].raw_name = query[i].name;
+        params[i].raw_value = query[i].value;
         params[i].name = sign_uri_encode(query[i].name);
         params[i].value = sign_uri_encode(query[i].value);
         if (!params[i].name || !params[i].value)

@@ -30,7 +30,8 @@ char *sign_authorization(const char *ak, const char *sk, const char *method,
                          const void *body, size_t body_len);
 
 /* The canonical request that sign_authorization() hashes (method, canonical
- * URI, sorted encoded query, sorted lower-cased headers with trimmed values,
+ * URI, the encoded query sorted by decoded name then decoded value (as the
+ * SDKs sort), sorted lower-cased headers with trimmed values,
  * signed header names, hex SHA-256 of the body), with *signed_headers = the
  * SignedHeaders list ("host;x-sdk-date").  Both malloc'd; NULL (and
  * *signed_headers NULL) when out of memory.  Separate so that it can be

@@ -7,7 +7,7 @@
  *   - the canonical request has its 6 + nheaders lines: the method, the
  *     canonical URI (each byte but '/' and A-Z a-z 0-9 - _ . ~ as
  *     upper-case %XX, then '/' unless it ends with one), nquery params
- *     sorted and encoded, the headers with lower-case names, sorted,
+ *     encoded and sorted by decoded name, then decoded value, the headers with lower-case names, sorted,
  *     values trimmed, an empty line, SignedHeaders, hex SHA-256 of the body;
  *   - the order in which query parameters and (distinct) headers are given
  *     does not change it;
@@ -23,6 +23,24 @@
 #include <strings.h>
 
 #define MAX_PARAMS 64
+
+/* Undoes %XX (upper-case hex, as the signer writes it); malloc'd. */
+static char *decode(const char *s)
+{
+    char *out = malloc(strlen(s) + 1), *o = out;
+    FUZZ_CHECK(out != NULL, "out of memory");
+    for (; *s; s++) {
+        if (s[0] == '%' && isxdigit((unsigned char)s[1]) && isxdigit((unsigned char)s[2])) {
+            char hex[3] = { s[1], s[2], 0 };
+            *o++ = (char)strtol(hex, NULL, 16);
+            s += 2;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return out;
+}
 
 struct input {
     char *method, *path;
@@ -151,9 +169,16 @@ static void check_canonical(const struct input *in, char *canon, const char *sig
         FUZZ_CHECK(eq != NULL && !strchr(eq + 1, '='), "parameter '%s' not name=value", q);
         *eq = '\0';
         if (prev_name) {
-            int c = strcmp(prev_name, q);
-            FUZZ_CHECK(c < 0 || (c == 0 && strcmp(prev_value, eq + 1) <= 0),
+            /* Sorted by decoded name, then decoded value, as the SDKs sort. */
+            char *pn = decode(prev_name), *pv = decode(prev_value), *n = decode(q),
+                 *v = decode(eq + 1);
+            int c = strcmp(pn, n);
+            FUZZ_CHECK(c < 0 || (c == 0 && strcmp(pv, v) <= 0),
                        "query not sorted: %s=%s before %s=%s", prev_name, prev_value, q, eq + 1);
+            free(pn);
+            free(pv);
+            free(n);
+            free(v);
         }
         prev_name = q;
         prev_value = eq + 1;

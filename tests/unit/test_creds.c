@@ -370,7 +370,6 @@ static void test_contents(void)
         { __LINE__, "[default]\nak = AKID\nsk = SK_" MARK "\n", -EINVAL, "no [basic] section" },
         { __LINE__, "[Basic]\nak = AKID\nsk = SK_" MARK "\n", -EINVAL, "no [basic] section" },
         { __LINE__, "[basic]\n", -EINVAL, "neither ak and sk nor user, password and domain" },
-        { __LINE__, "[basic]\nAK = AKID\nSK = SK_" MARK "\n", -EINVAL, "neither" },
         { __LINE__, "[basic]\nak = AKID\n", -EINVAL, "has ak but no sk" },
         { __LINE__, "[basic]\nsk = SK_" MARK "\n", -EINVAL, "has sk but no ak" },
         { __LINE__, "[basic]\nak = AKID\nsk =\n", -EINVAL, "has ak but no sk" },
@@ -388,7 +387,7 @@ static void test_contents(void)
           "line 3: expected 'key = value'" },
         { __LINE__, "[basic\nak = AKID\nsk = SK_" MARK "\n", -EINVAL,
           "line 1: malformed section header" },
-        { __LINE__, "[basic] x\nak = AKID\nsk = SK_" MARK "\n", -EINVAL, "malformed section" },
+        { __LINE__, "[[basic\nak = AKID\nsk = SK_" MARK "\n", -EINVAL, "malformed section" },
         { __LINE__, "[basic]\nak = AKID\nsk = SK_" MARK "\niam_endpoint = iam.example\n",
           -EINVAL, "iam_endpoint must be an http:// or https:// URL" },
     };
@@ -407,7 +406,7 @@ static void test_contents(void)
     free(f);
 
     /* Accepted: comments, blanks, CRLF, a BOM, other sections, unknown
-     * keys, values kept verbatim (no quotes or inline comments removed). */
+     * keys, an inline comment after a blank, '=' inside a value. */
     f = put_file("good.ini",
                  "\xEF\xBB\xBF# profile\r\n"
                  "; another comment\r\n"
@@ -427,10 +426,10 @@ static void test_contents(void)
                  0600);
     RESOLVE(f, NULL, &c, 0, NULL);
     CHECK(c.kind == CREDS_AKSK && streq(c.ak, "AKID_GOOD") &&
-              streq(c.sk, "SK_" MARK "=x # not a comment") &&
+              streq(c.sk, "SK_" MARK "=x") &&
               streq(c.security_token, "ST_" MARK) &&
               streq(c.iam_endpoint, "https://iam.example:8443") && !c.user && !c.password,
-          "good profile: ak '%s' sk ok %d", c.ak ? c.ak : "", streq(c.sk, "SK_" MARK "=x # not a comment"));
+          "good profile: ak '%s' sk ok %d", c.ak ? c.ak : "", streq(c.sk, "SK_" MARK "=x"));
     creds_clear(&c);
     free(f);
 
@@ -453,6 +452,140 @@ static void test_contents(void)
     CHECK(c.kind == CREDS_AKSK && !c.security_token && streq(c.sk, "SK_" MARK), "empty token");
     creds_clear(&c);
     free(f);
+}
+
+/* One profile text, resolved; returns the creds (cleared by the caller). */
+static int profile_n(int line, const char *text, struct creds *c, int want_rc, const char *want_why)
+{
+    char *f = put_file("lenient.ini", text, 0600);
+    int rc = resolve_n(line, f, NULL, c, want_rc, want_why);
+    free(f);
+    return rc;
+}
+#define PROFILE(text, c, rc, why) profile_n(__LINE__, (text), (c), (rc), (why))
+
+/* The SDKs' INI leniency, one rule at a time. */
+static void test_lenient(void)
+{
+    clean_env();
+    struct creds c;
+
+    /* Key names are case-insensitive. */
+    PROFILE("[basic]\nAK = AKID\nSk = SK_" MARK "\nSECURITY_TOKEN = ST_" MARK "\n", &c, 0, NULL);
+    CHECK(c.kind == CREDS_AKSK && streq(c.ak, "AKID") && streq(c.sk, "SK_" MARK) &&
+              streq(c.security_token, "ST_" MARK), "upper-case keys");
+    creds_clear(&c);
+    PROFILE("[basic]\nUser = alice\nPASSWORD = PW_" MARK "\nDomain = acme\n", &c, 0, NULL);
+    CHECK(c.kind == CREDS_PASSWORD && streq(c.user, "alice") && streq(c.domain, "acme"),
+          "mixed-case password keys");
+    creds_clear(&c);
+
+    /* '=' or ':' separate; the first one ends the key. */
+    PROFILE("[basic]\nak: AKID\nsk :SK_" MARK "=a:b\niam_endpoint: https://iam.x:8443/p\n", &c, 0,
+            NULL);
+    CHECK(streq(c.ak, "AKID") && streq(c.sk, "SK_" MARK "=a:b") &&
+              streq(c.iam_endpoint, "https://iam.x:8443/p"),
+          "':' separator: ak '%s' iam '%s'", c.ak ? c.ak : "", c.iam_endpoint ? c.iam_endpoint : "");
+    creds_clear(&c);
+    PROFILE("[basic]\nak=AKID\nsk=SK_" MARK "\n", &c, 0, NULL);
+    CHECK(streq(c.ak, "AKID") && streq(c.sk, "SK_" MARK), "no blanks around '='");
+    creds_clear(&c);
+
+    /* Surrounding quotes are removed; the inside is kept verbatim. */
+    PROFILE("[basic]\nak = \"AKID\"\nsk = 'SK_" MARK " x'\nsecurity_token = `ST_" MARK "`\n", &c,
+            0, NULL);
+    CHECK(streq(c.ak, "AKID") && streq(c.sk, "SK_" MARK " x") && streq(c.security_token, "ST_" MARK),
+          "quotes: ak '%s'", c.ak ? c.ak : "");
+    creds_clear(&c);
+    PROFILE("[basic]\nuser = \" alice \"\npassword = \"\"\"PW_" MARK " #1;\"\"\"\ndomain = 'acme' ; c\n",
+            &c, 0, NULL);
+    CHECK(streq(c.user, " alice ") && streq(c.password, "PW_" MARK " #1;") && streq(c.domain, "acme"),
+          "quotes keep blanks, '#' and ';': user '%s' domain '%s'", c.user ? c.user : "",
+          c.domain ? c.domain : "");
+    creds_clear(&c);
+    PROFILE("[basic]\nuser = \"a\"b\"\npassword = \"PW_" MARK "'\ndomain = \"\n", &c, 0, NULL);
+    CHECK(streq(c.user, "a\"b") && streq(c.password, "\"PW_" MARK "'") && streq(c.domain, "\""),
+          "unmatched quotes are kept: user '%s' domain '%s'", c.user ? c.user : "",
+          c.domain ? c.domain : "");
+    creds_clear(&c);
+    PROFILE("[basic]\nak = AKID\nsk = SK_" MARK "\nsecurity_token = \"\"\n", &c, 0, NULL);
+    CHECK(c.kind == CREDS_AKSK && !c.security_token, "\"\" is an empty value");
+    creds_clear(&c);
+    PROFILE("[basic]\n\"ak\" = AKID\n`sk` = SK_" MARK "\n", &c, 0, NULL);
+    CHECK(streq(c.ak, "AKID") && streq(c.sk, "SK_" MARK), "quoted key names");
+    creds_clear(&c);
+    PROFILE("[basic]\nak = AKID\nsk = \"SK_" MARK "\tX\"\n", &c, -EINVAL, "control character");
+    creds_clear(&c);
+
+    /* Comment lines ('#', ';', indented), inline comments after a blank,
+     * '#' and ';' inside a word kept. */
+    PROFILE("# c1\n; c2\n  # c3\n\t; c4\n[basic]\n   # ak = AKID_COMMENTED\n"
+            "ak = AKID ; the key\nsk = SK_" MARK "#1;2 # the secret\n#sk = SK_OLD\n"
+            "security_token = # none\n",
+            &c, 0, NULL);
+    CHECK(streq(c.ak, "AKID") && streq(c.sk, "SK_" MARK "#1;2") && !c.security_token,
+          "comments: ak '%s'", c.ak ? c.ak : "");
+    creds_clear(&c);
+
+    /* Blank lines and blanks (spaces, tabs) around everything. */
+    PROFILE("\n\n   \n\t[\tbasic\t]\t\n\n \t ak \t = \t AKID \t \n\n\tsk\t=\tSK_" MARK "\t\n\n",
+            &c, 0, NULL);
+    CHECK(streq(c.ak, "AKID") && streq(c.sk, "SK_" MARK), "blanks: ak '%s'", c.ak ? c.ak : "");
+    creds_clear(&c);
+
+    /* Section names: trimmed, case-sensitive as in both SDKs, text after
+     * the last ']' ignored; a second [basic] continues the first. */
+    PROFILE("[BASIC]\nak = AKID\nsk = SK_" MARK "\n", &c, -EINVAL, "section names are case-sensitive");
+    creds_clear(&c);
+    PROFILE("[basic] # the default\nak = AKID\n[global]\nak = AKID_G\n[basic]\nsk = SK_" MARK "\n",
+            &c, 0, NULL);
+    CHECK(streq(c.ak, "AKID") && streq(c.sk, "SK_" MARK), "[basic] twice: ak '%s'",
+          c.ak ? c.ak : "");
+    creds_clear(&c);
+    PROFILE("[basic]]\nak = AKID\nsk = SK_" MARK "\n", &c, -EINVAL, "no [basic] section");
+    creds_clear(&c);
+    PROFILE("[basic\nak = AKID\nsk = SK_" MARK "\n", &c, -EINVAL, "line 1: malformed section");
+    creds_clear(&c);
+
+    /* Keys before any section are not read. */
+    PROFILE("ak = AKID\nsk = SK_" MARK "\n", &c, -EINVAL, "line 1 on, before any section header");
+    creds_clear(&c);
+    PROFILE("ak = AKID_X\n[basic]\nak = AKID\nsk = SK_" MARK "\n", &c, 0, NULL);
+    CHECK(streq(c.ak, "AKID"), "keys before [basic] ignored");
+    creds_clear(&c);
+
+    /* Duplicates in [basic] are refused, whatever their case or section. */
+    PROFILE("[basic]\nak = AKID\nsk = SK_" MARK "\nAK = AKID2\n", &c, -EINVAL,
+            "line 4: duplicate key 'ak' in [basic] (first on line 2)");
+    creds_clear(&c);
+    PROFILE("[basic]\nak = AKID\nsk = SK_" MARK "\n[basic]\nsk = SK_" MARK "2\n", &c, -EINVAL,
+            "line 5: duplicate key 'sk'");
+    creds_clear(&c);
+    PROFILE("[basic]\nak = AKID\nsk = SK_" MARK "\nsecurity_token =\nsecurity_token = X\n", &c,
+            -EINVAL, "duplicate key 'security_token'");
+    creds_clear(&c);
+    PROFILE("[basic]\nak = AKID\nsk = SK_" MARK "\n[other]\nak = A\nak = B\n", &c, 0, NULL);
+    CHECK(streq(c.ak, "AKID"), "duplicates outside [basic] do not matter");
+    creds_clear(&c);
+
+    /* Hostile: a line as long as the file may be, keys with no value. */
+    size_t big = CREDS_FILE_MAX - 64;
+    char *text = malloc(big + 64);
+    int n = snprintf(text, 64, "[basic]\nak = AKID\nsk = SK_" MARK);
+    memset(text + n, 'x', big - (size_t)n);
+    text[big] = '\0';
+    PROFILE(text, &c, 0, NULL);
+    CHECK(c.sk && strlen(c.sk) == big - (size_t)n + strlen("SK_" MARK), "long line");
+    creds_clear(&c);
+    memset(text, '[', big);
+    PROFILE(text, &c, -EINVAL, "malformed section");
+    creds_clear(&c);
+    memset(text, '=', big);
+    PROFILE(text, &c, -EINVAL, "no [basic] section");
+    creds_clear(&c);
+    free(text);
+    PROFILE("[basic]\n=\n:\nak =\nsk:\n", &c, -EINVAL, "neither ak and sk");
+    creds_clear(&c);
 }
 
 static void test_token_file_resolve(void)
@@ -600,6 +733,7 @@ int main(void)
     test_env_pairs();
     test_file_checks();
     test_contents();
+    test_lenient();
     test_token_file_resolve();
     test_token_reading();
     test_clear();
