@@ -577,7 +577,7 @@ int filter_hss_query(const json_t *filter, struct filter_param **out, size_t *n)
     if (w.n > (SIZE_MAX - w.bytes) / sizeof(struct filter_param))
         return -ENOMEM;
     size_t array = w.n * sizeof(struct filter_param);
-    char *block = malloc(array + w.bytes ? array + w.bytes : 1);
+    char *block = malloc(array + w.bytes > 0 ? array + w.bytes : 1);
     if (!block)
         return -ENOMEM;
     struct query_walk fill = { (struct filter_param *)(void *)block, block + array, 0, 0 };
