@@ -36,7 +36,7 @@ def exercise(mnt):
     """A job that succeeds and a filter that is refused: info and error lines."""
     job = run_job(mnt)
     os.listdir(mnt.job(job))  # waits for the archive
-    bad = b'{"recent":"today","dump_columns":["no_such_column"]}'
+    bad = b'{"recent":"today","dump_columns":[""]}'
     fd = os.open(mnt.new(), os.O_WRONLY)
     try:
         expect_errno(22, os.write, fd, bad)
