@@ -91,7 +91,10 @@ static int list_files(struct registry *r, const char *project, int64_t stop_ms,
         size_t got = pg.n;
         int64_t total = pg.total;
         event_page_release(&pg);
-        if (older || got < PAGE_SIZE || (total >= 0 && (int64_t)page * PAGE_SIZE >= total))
+        /* A service that caps pages below PAGE_SIZE still says `total`:
+         * a short page ends the list only when no total is given. */
+        if (older || got == 0 || (total >= 0 && (int64_t)out->n >= total) ||
+            (total < 0 && got < PAGE_SIZE))
             return 0;
     }
     log_warn("project %s: WAF's event-log list is longer than %d files; looked at the newest",
