@@ -284,13 +284,14 @@ void aix_ckpt_load(struct aindex *ix)
         const struct side_entry *se =
             (const struct side_entry *)(m + h.table_off) + i;
         struct bigent *e = aix_find_big(ck, se->data);
-        bool adopt = e && e->usize == UINT64_MAX && !adopted;
+        bool adopt = e && e->measure && !adopted;
         if (!e || e->csize != se->csize
             || (!adopt && (e->usize != se->usize || e->crc != se->crc)))
             continue; /* not an entry of this archive (any more) */
         if (adopt) { /* a gzip stream: the sidecar knows its size and CRC */
             e->usize = se->usize;
             e->crc = se->crc;
+            e->measure = false;
             adopted = e;
         }
         uint64_t plen = (uint64_t)se->npoints * sizeof(struct ckpt_point);
@@ -332,6 +333,7 @@ void aix_ckpt_load(struct aindex *ix)
         if (adopted) {
             adopted->usize = UINT64_MAX;
             adopted->crc = 0;
+            adopted->measure = true;
         }
         munmap(map, flen);
         return;
@@ -712,25 +714,29 @@ struct win_sink {
     const unsigned char *map; /* the region, mapped read-only */
 };
 
-/* Inflates entry e once and makes its points.  0, -EIO (corrupt: e->why
- * says why) or -ENOMEM.  Caller holds e->lock.  sink: where the windows go
- * (NULL: a file of the build's own). */
-/* What a build of a stream of unknown size (e->usize UINT64_MAX, no sink)
+/* What a build of a stream of unknown size (e->measure, no sink)
  * measured. */
 struct measure {
     uint64_t stream_len, produced;
 };
 
+/* Inflates entry e once and makes its points.  0, -EIO (corrupt: e->why
+ * says why) or -ENOMEM.  Caller holds e->lock.  sink: where the windows go
+ * (NULL: a file of the build's own).  e->measure: its size and CRC are
+ * measured (ms) instead of checked, the points and windows grow as the
+ * output does. */
 static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct win_sink *sink,
                       struct zset **out, struct measure *ms)
 {
     struct ckpt_state *ck = ix->ck;
     uint64_t span = ckpt_span();
-    bool grow = e->usize == UINT64_MAX;
+    bool grow = e->measure;
     struct build_ctx b = {.max = grow ? 64 : ckpt_max_points(e), .grow = grow};
     size_t wlen = b.max * ZRAN_WINDOW;
-    if (grow && sink)
+    if (grow && (sink || !ms)) {
+        snprintf(e->why, sizeof e->why, "stream of unknown size");
         return -EINVAL;
+    }
     struct zset *s = calloc(1, sizeof *s);
     struct mapping *mp = sink ? NULL : malloc(sizeof *mp);
     b.pts = malloc(b.max * sizeof *b.pts);
@@ -769,6 +775,7 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
                 b.n--;
             e->usize = usize;
             e->crc = crc;
+            e->measure = false;
             ms->stream_len = stream_len;
         }
         wlen = b.max * ZRAN_WINDOW; /* what the windows hold now */
@@ -1133,6 +1140,7 @@ int aix_ckpt_single(struct aindex *ix, uint64_t data, uint64_t csize, uint64_t u
     big->csize = csize;
     big->usize = usize;
     big->crc = crc;
+    big->measure = usize == UINT64_MAX;
     pthread_mutex_init(&big->lock, NULL);
     atomic_init(&big->set, NULL);
     atomic_init(&big->bad, 0);
@@ -1159,12 +1167,14 @@ int aix_ckpt_build_measure(struct aindex *ix, uint64_t in_len, uint64_t *stream_
     uint64_t csize = e->csize;
     e->csize = in_len; /* the build's input: the rest of the file */
     e->usize = UINT64_MAX;
+    e->measure = true;
     int rc = ckpt_build(ix, e, NULL, &s, &ms);
     e->csize = csize;
     *produced = ms.produced;
     if (rc) {
         snprintf(err, errlen, "%s", e->why);
         e->usize = ms.produced;
+        e->measure = false;
         return rc;
     }
     *stream_len = ms.stream_len;
@@ -1178,6 +1188,7 @@ void aix_ckpt_single_bad(struct aindex *ix, const char *why)
     if (!e)
         return;
     atomic_store(&e->set, NULL); /* a built set stays listed (freed with ck) */
+    e->measure = false;
     atomic_store(&e->bad, 1);
     snprintf(e->why, sizeof e->why, "%s", why);
 }

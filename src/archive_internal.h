@@ -164,6 +164,7 @@ struct bigent {
     _Atomic(struct zset *) set;       /* published points, or NULL */
     atomic_int bad;                   /* the build found corrupt data */
     pthread_mutex_t lock;             /* one build at a time */
+    bool measure;                     /* gzip at open: usize/crc not known yet */
     char why[200];
 };
 
