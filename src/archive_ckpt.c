@@ -279,12 +279,21 @@ void aix_ckpt_load(struct aindex *ix)
               && h.table_off % 8 == 0
               && zran_crc32(0, m + h.table_off, (size_t)h.table_len) == h.table_crc;
     struct zset *sets = NULL;
+    struct bigent *adopted = NULL;
     for (uint32_t i = 0; ok && i < h.nentries; i++) {
         const struct side_entry *se =
             (const struct side_entry *)(m + h.table_off) + i;
         struct bigent *e = aix_find_big(ck, se->data);
-        if (!e || e->csize != se->csize || e->usize != se->usize || e->crc != se->crc)
+        bool adopt = e && e->measure && !adopted;
+        if (!e || e->csize != se->csize
+            || (!adopt && (e->usize != se->usize || e->crc != se->crc)))
             continue; /* not an entry of this archive (any more) */
+        if (adopt) { /* a gzip stream: the sidecar knows its size and CRC */
+            e->usize = se->usize;
+            e->crc = se->crc;
+            e->measure = false;
+            adopted = e;
+        }
         uint64_t plen = (uint64_t)se->npoints * sizeof(struct ckpt_point);
         if (se->points_off % 8 || se->points_off > h.table_len
             || plen > h.table_len - se->points_off || se->wins_off % SIDE_PAGE
@@ -320,6 +329,11 @@ void aix_ckpt_load(struct aindex *ix)
         for (struct zset *s = sets, *nx; s; s = nx) {
             nx = s->next;
             free(s);
+        }
+        if (adopted) {
+            adopted->usize = UINT64_MAX;
+            adopted->crc = 0;
+            adopted->measure = true;
         }
         munmap(map, flen);
         return;
@@ -600,13 +614,28 @@ struct build_ctx {
     int fd;              /* windows go to this file at base (not read back), or */
     off_t base;
     unsigned char *wins; /* to these max slots of anonymous memory */
+    bool grow;           /* size not known: pts and wins grow (no sink) */
 };
 
 static int on_point(void *c, const struct zran_point *p, const unsigned char *w, size_t wl)
 {
     struct build_ctx *b = c;
-    if (b->n == b->max)
+    if (b->n == b->max && !b->grow)
         return -EIO; /* more points than the entry's size allows */
+    if (b->n == b->max) {
+        size_t nmax = b->max * 2;
+        struct ckpt_point *np = realloc(b->pts, nmax * sizeof *np);
+        if (!np)
+            return -ENOMEM;
+        b->pts = np;
+        if (b->fd < 0) {
+            void *w = mremap(b->wins, b->max * ZRAN_WINDOW, nmax * ZRAN_WINDOW, MREMAP_MAYMOVE);
+            if (w == MAP_FAILED)
+                return -ENOMEM;
+            b->wins = w;
+        }
+        b->max = nmax;
+    }
     b->pts[b->n] = (struct ckpt_point){
         .out = p->out, .in_bits = p->in_bits, .win_crc = zran_crc32(0, w, wl),
     };
@@ -685,16 +714,29 @@ struct win_sink {
     const unsigned char *map; /* the region, mapped read-only */
 };
 
+/* What a build of a stream of unknown size (e->measure, no sink)
+ * measured. */
+struct measure {
+    uint64_t stream_len, produced;
+};
+
 /* Inflates entry e once and makes its points.  0, -EIO (corrupt: e->why
  * says why) or -ENOMEM.  Caller holds e->lock.  sink: where the windows go
- * (NULL: a file of the build's own). */
+ * (NULL: a file of the build's own).  e->measure: its size and CRC are
+ * measured (ms) instead of checked, the points and windows grow as the
+ * output does. */
 static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct win_sink *sink,
-                      struct zset **out)
+                      struct zset **out, struct measure *ms)
 {
     struct ckpt_state *ck = ix->ck;
     uint64_t span = ckpt_span();
-    struct build_ctx b = {.max = ckpt_max_points(e)};
+    bool grow = e->measure;
+    struct build_ctx b = {.max = grow ? 64 : ckpt_max_points(e), .grow = grow};
     size_t wlen = b.max * ZRAN_WINDOW;
+    if (grow && (sink || !ms)) {
+        snprintf(e->why, sizeof e->why, "stream of unknown size");
+        return -EINVAL;
+    }
     struct zset *s = calloc(1, sizeof *s);
     struct mapping *mp = sink ? NULL : malloc(sizeof *mp);
     b.pts = malloc(b.max * sizeof *b.pts);
@@ -719,7 +761,30 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
     const unsigned char *in = ix->map + e->data;
     b.ix = ix;
     b.in = in;
-    int rc = zran_build_consumed(in, e->csize, e->usize, e->crc, span, on_point, on_consumed,
+    int rc;
+    if (grow) {
+        uint64_t usize = 0;
+        uint32_t crc = 0;
+        rc = zran_build_measure(in, e->csize, UINT64_MAX - 1, span, on_point, on_consumed, &b,
+                                &stream_len, &usize, &crc, err, sizeof err);
+        ms->produced = usize;
+        if (rc == 0) {
+            /* A point at the very end (after a last non-final block that
+             * made no output) has no span: dropped. */
+            while (b.n > 1 && b.pts[b.n - 1].out >= usize)
+                b.n--;
+            e->usize = usize;
+            e->crc = crc;
+            e->measure = false;
+            ms->stream_len = stream_len;
+        }
+        wlen = b.max * ZRAN_WINDOW; /* what the windows hold now */
+        if (rc == 0 && b.fd >= 0 && ftruncate(b.fd, (off_t)wlen) != 0) {
+            snprintf(err, sizeof err, "windows file: %s", strerror(errno));
+            rc = -EIO;
+        }
+    } else
+        rc = zran_build_consumed(in, e->csize, e->usize, e->crc, span, on_point, on_consumed,
                                  &b, &stream_len, err, sizeof err);
     if (rc) {
         aix_release_map(ix, (uintptr_t)in, (uintptr_t)in + e->csize);
@@ -732,6 +797,11 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
         if (b.wins)
             munmap(b.wins, wlen);
         return rc == -ENOMEM ? -ENOMEM : -EIO;
+    }
+    if (grow) {
+        struct ckpt_point *np = realloc(b.pts, (b.n ? b.n : 1) * sizeof *np);
+        if (np)
+            b.pts = np; /* trimmed: the set keeps it */
     }
     if (sink) {
         b.wins = (unsigned char *)(uintptr_t)sink->map;
@@ -804,7 +874,7 @@ int aix_ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,
     if (!s) {
         if (atomic_load(&e->bad))
             rc = -EIO;
-        else if ((rc = ckpt_build(ix, e, NULL, &s)) == 0) {
+        else if ((rc = ckpt_build(ix, e, NULL, &s, NULL)) == 0) {
             atomic_store_explicit(&e->set, s, memory_order_release);
             built = true;
         } else if (rc == -EIO)
@@ -895,7 +965,7 @@ static void *build_worker(void *arg)
         if (!s) {
             if (atomic_load(&e->bad))
                 rc = -EIO;
-            else if ((rc = ckpt_build(bj->ix, e, &bj->sinks[i], &s)) == 0) {
+            else if ((rc = ckpt_build(bj->ix, e, &bj->sinks[i], &s, NULL)) == 0) {
                 atomic_store_explicit(&e->set, s, memory_order_release);
                 bj->pl->placed[i] = s;
             } else if (rc == -EIO)
@@ -1053,3 +1123,72 @@ void aindex_checkpoint_stats(const struct aindex *ix, struct aindex_ckpt_stats *
     st->built = atomic_load(&ix->ck->built);
 }
 
+
+/* ------------------------------------------------------- single gzip stream */
+
+int aix_ckpt_single(struct aindex *ix, uint64_t data, uint64_t csize, uint64_t usize,
+                    uint32_t crc)
+{
+    struct ckpt_state *ck = calloc(1, sizeof *ck);
+    struct bigent *big = calloc(1, sizeof *big);
+    if (!ck || !big) {
+        free(ck);
+        free(big);
+        return -ENOMEM;
+    }
+    big->data = data;
+    big->csize = csize;
+    big->usize = usize;
+    big->crc = crc;
+    big->measure = usize == UINT64_MAX;
+    pthread_mutex_init(&big->lock, NULL);
+    atomic_init(&big->set, NULL);
+    atomic_init(&big->bad, 0);
+    ck->big = big;
+    ck->nbig = 1;
+    pthread_mutex_init(&ck->lock, NULL);
+    ix->ck = ck;
+    return 0;
+}
+
+struct bigent *aix_ckpt_single_entry(const struct aindex *ix)
+{
+    return ix->ck && ix->ck->nbig == 1 ? &ix->ck->big[0] : NULL;
+}
+
+int aix_ckpt_build_measure(struct aindex *ix, uint64_t in_len, uint64_t *stream_len,
+                           uint64_t *produced, char *err, size_t errlen)
+{
+    struct bigent *e = aix_ckpt_single_entry(ix);
+    struct measure ms = {0, 0};
+    struct zset *s = NULL;
+    if (!e)
+        return -EINVAL;
+    uint64_t csize = e->csize;
+    e->csize = in_len; /* the build's input: the rest of the file */
+    e->usize = UINT64_MAX;
+    e->measure = true;
+    int rc = ckpt_build(ix, e, NULL, &s, &ms);
+    e->csize = csize;
+    *produced = ms.produced;
+    if (rc) {
+        snprintf(err, errlen, "%s", e->why);
+        e->usize = ms.produced;
+        e->measure = false;
+        return rc;
+    }
+    *stream_len = ms.stream_len;
+    atomic_store_explicit(&e->set, s, memory_order_release);
+    return 0;
+}
+
+void aix_ckpt_single_bad(struct aindex *ix, const char *why)
+{
+    struct bigent *e = aix_ckpt_single_entry(ix);
+    if (!e)
+        return;
+    atomic_store(&e->set, NULL); /* a built set stays listed (freed with ck) */
+    e->measure = false;
+    atomic_store(&e->bad, 1);
+    snprintf(e->why, sizeof e->why, "%s", why);
+}

@@ -806,6 +806,23 @@ out:
  * pinning it to C.UTF-8 for the index pass makes names independent of the
  * process's locale (raw bytes for non-UTF-8-flagged names, UTF-8 kept as
  * is for flagged ones). */
+/* The builder's root node. */
+static int builder_root(struct builder *b)
+{
+    b->cap = 1024;
+    b->nodes = malloc(b->cap * sizeof *b->nodes);
+    uint64_t root_name;
+    if (!b->nodes || arena_add(b, "", 0, &root_name) || grow_slots(b))
+        return -ENOMEM;
+    memset(&b->nodes[0], 0, sizeof b->nodes[0]);
+    b->nodes[0].kind = KIND_DIR;
+    b->nodes[0].first_child = b->nodes[0].next_sibling = NO_NODE;
+    b->nodes[0].parent = NO_NODE;
+    b->nodes[0].name_off = root_name;
+    b->n = 1;
+    return 0;
+}
+
 static locale_t pin_utf8_locale(locale_t *saved)
 {
     locale_t loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
@@ -864,21 +881,10 @@ int aindex_open_as(const char *path, const char *name, const char *const *reserv
         goto built;
     }
 
-    /* Root node. */
-    b->cap = 1024;
-    b->nodes = malloc(b->cap * sizeof *b->nodes);
-    uint64_t root_name;
-    if (!b->nodes || (rc = arena_add(b, "", 0, &root_name)) || (rc = grow_slots(b))) {
-        rc = -ENOMEM;
+    if ((rc = builder_root(b))) {
         aix_set_why(why, "%s: out of memory", path);
         goto fail;
     }
-    memset(&b->nodes[0], 0, sizeof b->nodes[0]);
-    b->nodes[0].kind = KIND_DIR;
-    b->nodes[0].first_child = b->nodes[0].next_sibling = NO_NODE;
-    b->nodes[0].parent = NO_NODE;
-    b->nodes[0].name_off = root_name;
-    b->n = 1;
 
     loc = pin_utf8_locale(&saved);
     struct view v = {.base = ix->map, .len = (int64_t)ix->map_len};
@@ -959,6 +965,7 @@ void aindex_free(struct aindex *ix)
     if (ix->map)
         munmap((void *)ix->map, ix->map_len);
     aix_ckpt_free(ix->ck);
+    free(ix->bad_why);
     free(ix->nodes);
     free(ix->arena);
     free(ix->path);
@@ -1025,3 +1032,341 @@ const struct anode *aindex_lookup(const struct aindex *ix, const char *relpath)
     return cur;
 }
 
+
+/* ------------------------------------------------- single-file formats */
+
+enum aformat aformat_sniff(const void *head, size_t len)
+{
+    const unsigned char *h = head;
+    if (len >= 4 && h[0] == 'P' && h[1] == 'K'
+        && ((h[2] == 3 && h[3] == 4) || (h[2] == 5 && h[3] == 6) || (h[2] == 7 && h[3] == 8)))
+        return AFORMAT_ZIP;
+    if (len >= 2 && h[0] == 0x1f && h[1] == 0x8b)
+        return AFORMAT_GZIP;
+    return AFORMAT_PLAIN;
+}
+
+const char *aformat_suffix(enum aformat f)
+{
+    switch (f) {
+    case AFORMAT_ZIP:
+        return "zip";
+    case AFORMAT_GZIP:
+        return "csv.gz";
+    case AFORMAT_PLAIN:
+        break;
+    }
+    return "csv";
+}
+
+/* The file at path, mapped read-only; any size (an empty file is not
+ * mapped: map NULL, length 0). */
+static int map_any(const char *path, struct aindex *ix, char **why)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        aix_set_why(why, "%s: open: %s", path, strerror(e));
+        return -e;
+    }
+    if (fstat(fd, &ix->st) != 0 || !S_ISREG(ix->st.st_mode)) {
+        int e = S_ISREG(ix->st.st_mode) ? errno : EIO;
+        close(fd);
+        aix_set_why(why, "%s: not a regular file", path);
+        return -e;
+    }
+    if (ix->st.st_size == 0) {
+        close(fd);
+        return 0;
+    }
+    void *p = mmap(NULL, (size_t)ix->st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED) {
+        aix_set_why(why, "%s: mmap: %s", path, strerror(e));
+        return e == ENOMEM ? -ENOMEM : -EIO;
+    }
+    ix->map = p;
+    ix->map_len = (size_t)ix->st.st_size;
+    return 0;
+}
+
+/* RFC 1952 member header at m[0..len): where the deflate data starts.
+ * Hostile input: every field is bounded by len; reserved flags, another
+ * method and a wrong header CRC are errors.  0 or -EIO with err. */
+static int gz_header(const unsigned char *m, size_t len, uint64_t *data, char *err, size_t errlen)
+{
+    if (len < 10) {
+        snprintf(err, errlen, "gzip header truncated (%zu bytes)", len);
+        return -EIO;
+    }
+    if (m[0] != 0x1f || m[1] != 0x8b) {
+        snprintf(err, errlen, "no gzip magic");
+        return -EIO;
+    }
+    if (m[2] != 8) {
+        snprintf(err, errlen, "gzip compression method %u (only 8, deflate, exists)", m[2]);
+        return -EIO;
+    }
+    unsigned flg = m[3];
+    if (flg & 0xE0) {
+        snprintf(err, errlen, "gzip header has reserved flags set (0x%02x)", flg);
+        return -EIO;
+    }
+    size_t p = 10;
+    if (flg & 4) { /* FEXTRA */
+        if (len - p < 2 || len - p - 2 < le16(m + p)) {
+            snprintf(err, errlen, "gzip header truncated in its extra field");
+            return -EIO;
+        }
+        p += 2 + (size_t)le16(m + p);
+    }
+    for (unsigned bit = 8; bit <= 16; bit <<= 1) { /* FNAME, FCOMMENT */
+        if (!(flg & bit))
+            continue;
+        const unsigned char *z = p < len ? memchr(m + p, 0, len - p) : NULL;
+        if (!z) {
+            snprintf(err, errlen, "gzip header truncated in its %s",
+                     bit == 8 ? "file name" : "comment");
+            return -EIO;
+        }
+        p = (size_t)(z - m) + 1;
+    }
+    if (flg & 2) { /* FHCRC: low 16 bits of the CRC-32 of the header before it */
+        if (len - p < 2) {
+            snprintf(err, errlen, "gzip header truncated in its CRC");
+            return -EIO;
+        }
+        uint32_t c = zran_crc32(0, m, p) & 0xFFFFu;
+        if (c != le16(m + p)) {
+            snprintf(err, errlen, "gzip header CRC mismatch (header %04x, stored %04x)", c,
+                     le16(m + p));
+            return -EIO;
+        }
+        p += 2;
+    }
+    if (p >= len) {
+        snprintf(err, errlen, "gzip file ends after its header");
+        return -EIO;
+    }
+    *data = p;
+    return 0;
+}
+
+/* The trailer after a deflate stream ending at end: CRC-32 and ISIZE
+ * must match what the stream inflated to, and the file must end there.
+ * 0 or -EIO with err. */
+static int gz_trailer(const unsigned char *m, size_t len, uint64_t end, uint32_t crc,
+                      uint64_t usize, char *err, size_t errlen)
+{
+    if (end > len || len - end < 8) {
+        snprintf(err, errlen, "gzip trailer truncated (%ju of 8 bytes)",
+                 (uintmax_t)(end > len ? 0 : len - end));
+        return -EIO;
+    }
+    if (le32(m + end) != crc) {
+        snprintf(err, errlen, "gzip CRC mismatch (data %08x, trailer %08x)", crc,
+                 le32(m + end));
+        return -EIO;
+    }
+    if (le32(m + end + 4) != (uint32_t)usize) {
+        snprintf(err, errlen,
+                 "gzip ISIZE %u does not match the %ju bytes inflated (mod 2^32: %u)",
+                 le32(m + end + 4), (uintmax_t)usize, (uint32_t)usize);
+        return -EIO;
+    }
+    uint64_t rest = len - end - 8;
+    if (rest >= 2 && m[end + 8] == 0x1f && m[end + 9] == 0x8b) {
+        snprintf(err, errlen, "multi-member gzip (another member at offset %ju) is not "
+                 "supported", (uintmax_t)(end + 8));
+        return -EIO;
+    }
+    if (rest) {
+        snprintf(err, errlen, "%ju bytes of trailing garbage after the gzip stream",
+                 (uintmax_t)rest);
+        return -EIO;
+    }
+    return 0;
+}
+
+static uint64_t single_hash(enum aformat fmt, const char *name, time_t mtime)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    unsigned char buf[16];
+    int64_t t = (int64_t)mtime;
+    memcpy(buf, &t, 8);
+    uint32_t f = (uint32_t)fmt + 1;
+    memcpy(buf + 8, &f, 4);
+    memset(buf + 12, 0, 4);
+    for (size_t i = 0; i < sizeof buf; i++)
+        h = (h ^ buf[i]) * 1099511628211ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+/* The single file node of a PLAIN/GZIP index (NO_NODE if the tree is not
+ * one file of that format, e.g. a stale .idx). */
+static uint32_t single_node(const struct aindex *ix, uint64_t data)
+{
+    uint32_t found = NO_NODE;
+    uint8_t want = ix->fmt == AFORMAT_PLAIN ? NODE_PLAIN : NODE_GZIP;
+    for (uint32_t i = 0; i < ix->nnodes; i++) {
+        const struct anode *n = &ix->nodes[i];
+        if (n->kind == KIND_DIR)
+            continue;
+        if (found != NO_NODE || n->kind != KIND_FILE || !(n->flags & want) || n->data != data
+            || (ix->fmt == AFORMAT_PLAIN && (n->flags != NODE_PLAIN || n->size != ix->map_len))
+            || (ix->fmt == AFORMAT_GZIP && (n->flags & ~(NODE_GZIP | NODE_BAD))))
+            return NO_NODE;
+        found = i;
+    }
+    return found;
+}
+
+/* The gzip stream's bigent: from the .idx's node, else measured (by the
+ * .ckpt sidecar, or inflating the stream once while its points are built)
+ * and the trailer checked.  A stream that fails makes the node NODE_BAD. */
+static int gzip_setup(struct aindex *ix, uint32_t fi, uint64_t data)
+{
+    struct anode *n = &ix->nodes[fi];
+    uint64_t rest = ix->map_len - data;
+    uint64_t csize = rest >= 8 ? rest - 8 : 0;
+    char err[300];
+    int rc;
+    if (ix->from_sidecar) {
+        bool bad = n->flags & NODE_BAD;
+        if ((rc = aix_ckpt_single(ix, data, csize, n->size, bad ? 0 : n->first_child)))
+            return rc;
+        if (bad)
+            aix_ckpt_single_bad(ix, "the gzip stream failed its checks when it was indexed");
+        else
+            aix_ckpt_load(ix);
+        return 0;
+    }
+    if ((rc = aix_ckpt_single(ix, data, csize, UINT64_MAX, 0)))
+        return rc;
+    aix_ckpt_load(ix); /* the sidecar knows the size: no inflate */
+    struct bigent *e = aix_ckpt_single_entry(ix);
+    const struct zset *s = atomic_load(&e->set);
+    uint64_t stream_len = 0, produced = 0;
+    if (s) {
+        stream_len = s->stream_len;
+        rc = 0;
+    } else
+        rc = aix_ckpt_build_measure(ix, rest, &stream_len, &produced, err, sizeof err);
+    if (rc == -ENOMEM)
+        return rc;
+    if (rc == 0)
+        rc = gz_trailer(ix->map, ix->map_len, data + stream_len, e->crc, e->usize, err,
+                        sizeof err);
+    if (rc) {
+        uint64_t size = e->usize && e->usize != UINT64_MAX ? e->usize : 1;
+        n->flags |= NODE_BAD;
+        n->size = size;
+        n->first_child = 0;
+        e->usize = size;
+        aix_ckpt_single_bad(ix, err);
+        if (!(ix->bad_why = strdup(err)))
+            return -ENOMEM;
+    } else {
+        n->size = e->usize;
+        n->first_child = e->crc;
+    }
+    ix->total_size = n->size;
+    return 0;
+}
+
+int aindex_open_format(const char *path, const char *name, enum aformat fmt,
+                       const struct aindex_single *single, const char *const *reserved,
+                       struct aindex **out, char **why)
+{
+    if (fmt == AFORMAT_ZIP)
+        return aindex_open_as(path, name, reserved, out, why);
+    *out = NULL;
+    if (why)
+        *why = NULL;
+    if ((fmt != AFORMAT_GZIP && fmt != AFORMAT_PLAIN) || !single) {
+        aix_set_why(why, "%s: unknown format, or no name for its file", path);
+        return -EINVAL;
+    }
+    const char *ename = single->entry_name ? single->entry_name : "";
+    struct aindex *ix = calloc(1, sizeof *ix);
+    struct builder *b = NULL;
+    int rc;
+    char err[300];
+    if (!ix || !(ix->path = strdup(name ? name : path))) {
+        rc = -ENOMEM;
+        aix_set_why(why, "%s: out of memory", path);
+        goto fail;
+    }
+    ix->fmt = fmt;
+    ix->single_hash = single_hash(fmt, ename, single->mtime);
+    if ((rc = map_any(path, ix, why)))
+        goto fail;
+    uint64_t data = 0;
+    if (fmt == AFORMAT_GZIP && (rc = gz_header(ix->map, ix->map_len, &data, err, sizeof err))) {
+        aix_set_why(why, "%s: not a readable gzip file: %s", path, err);
+        goto fail;
+    }
+    uint32_t fi = NO_NODE;
+    rc = aix_index_load(ix, reserved);
+    if (rc == -ENOMEM) {
+        aix_set_why(why, "%s: out of memory", path);
+        goto fail;
+    }
+    if (rc == 0 && (fi = single_node(ix, data)) != NO_NODE) {
+        ix->from_sidecar = true;
+    } else {
+        free(ix->nodes);
+        free(ix->arena);
+        ix->nodes = NULL;
+        ix->arena = NULL;
+        ix->nnodes = 0;
+        ix->arena_len = 0;
+        ix->total_size = 0;
+        memset(&ix->stats, 0, sizeof ix->stats);
+        rc = -ENOMEM;
+        if (!(b = calloc(1, sizeof *b)))
+            goto nomem;
+        b->reserved = reserved;
+        if (builder_root(b))
+            goto nomem;
+        b->stats.entries_seen = 1;
+        struct payload pl = {
+            .kind = KIND_FILE, .flags = fmt == AFORMAT_PLAIN ? NODE_PLAIN : NODE_GZIP,
+            .size = fmt == AFORMAT_PLAIN ? ix->map_len : 0, .data = data,
+            .mtime = (int64_t)single->mtime,
+        };
+        /* A name the rules would drop (empty, too deep or long) is shown
+         * as "data.csv": the file's one entry is never hidden. */
+        if (!clean_entry_name(b, ename) || b->cp.ncomp == 0)
+            clean_entry_name(b, "data.csv");
+        if ((rc = insert_entry(b, &pl)) || (rc = finalize(b, ix)))
+            goto nomem;
+        ix->stats = b->stats;
+        fi = single_node(ix, data);
+        if (fi == NO_NODE) {
+            rc = -EIO;
+            aix_set_why(why, "%s: internal error: no file node", path);
+            goto fail;
+        }
+    }
+    if (fmt == AFORMAT_GZIP && (rc = gzip_setup(ix, fi, data)))
+        goto nomem;
+    if (b) {
+        builder_free(b);
+        free(b);
+    }
+    *out = ix;
+    return 0;
+nomem:
+    aix_set_why(why, "%s: %s", path, strerror(-rc));
+fail:
+    if (b) {
+        builder_free(b);
+        free(b);
+    }
+    aindex_free(ix);
+    return rc;
+}

@@ -115,6 +115,44 @@
 
  * Children of a directory are sorted by name (bytewise), so readdir order
  * is stable and lookup is a binary search per path component.
+ *
+ * Single-file formats (aindex_open_format): a WAF export is a CSV, zipped
+ * (AFORMAT_ZIP: everything above), gzipped or plain, told by its first
+ * bytes (aformat_sniff).  A gzipped or plain file shows as ONE file, named
+ * by the caller's entry_name cleaned by the rules above (reserved root
+ * names get '_'; a '/' makes directories; a name the rules would drop is
+ * shown as "data.csv"), with the caller's mtime (the file's generation
+ * time); its directories take that mtime too.
+ *   - AFORMAT_PLAIN: the file's bytes as they are, read straight from the
+ *     mapping (any size, an empty file too; no libarchive).  Its size is
+ *     the file's.  Nothing to verify.
+ *   - AFORMAT_GZIP: the decompressed data.  The header (RFC 1952) is
+ *     parsed hostilely: FEXTRA, FNAME, FCOMMENT skipped within the file,
+ *     FHCRC checked, method other than deflate or reserved flags: the open
+ *     fails (-EIO).  The size is EXACT before the first read: the open
+ *     inflates the stream once (zlib: ~3.6 s per GiB of output), building
+ *     its checkpoints on the way (every AINDEX_CKPT_SPAN, as for large
+ *     deflate entries above, whatever the size; windows in an unlinked
+ *     file beside `name`), and checks the trailer: CRC-32, ISIZE (the size
+ *     mod 2^32) and that the file ends right after it; a later
+ *     aindex_build_checkpoints only writes them to the sidecar (no second
+ *     inflate).  Nothing is allocated by a
+ *     declared size.  A stream that is corrupt, truncated, has a bad CRC,
+ *     a lying ISIZE or trailing bytes still opens, but its file reads EIO
+ *     (every read, at any offset; its size is the bytes it inflated to, at
+ *     least 1, so that a read reaches the filesystem), and
+ *     aindex_build_checkpoints / aindex_verify_rest fail with the why
+ *     (aindex_checkpoint_stats counts it corrupt).  Multi-member gzip
+ *     (concatenated members) is NOT supported: such a file reads EIO,
+ *     "multi-member gzip ... is not supported".  Reads go through the
+ *     checkpoints with read-ahead exactly like a large deflate entry.
+ *     Sidecars: "<name>.ckpt" (the points; written by
+ *     aindex_build_checkpoints, or by a lazy build on first read) and
+ *     "<name>.idx" (aindex_save: the tree and the exact size and CRC).  A
+ *     reopen with the .idx inflates nothing; one with only the .ckpt takes
+ *     the size and CRC from it (the trailer is checked against them).
+ *   Both sidecars are bound to the file's size and mtime, and the .idx to
+ *   the format, entry_name and mtime given.
  */
 #ifndef HCEXPORTFS_ARCHIVE_INDEX_H
 #define HCEXPORTFS_ARCHIVE_INDEX_H
@@ -139,6 +177,18 @@
 #define AINDEX_CKPT_SPAN ((uint64_t)256 << 10)
 
 struct aindex;  /* immutable after open: shared read-only by all threads */
+
+/* What a job's file is, told by its first bytes (not its name). */
+enum aformat { AFORMAT_ZIP, AFORMAT_GZIP, AFORMAT_PLAIN };
+/* Told by the first bytes (len may be short): PK\3\4 / PK\5\6 / PK\7\8 zip,
+ * 1f 8b gzip, else plain (an empty file is plain). */
+enum aformat aformat_sniff(const void *head, size_t len);
+const char *aformat_suffix(enum aformat); /* "zip", "csv.gz", "csv" */
+
+struct aindex_single {      /* for GZIP and PLAIN: the one file shown */
+    const char *entry_name; /* cleaned by the usual name rules; reserved names get '_' */
+    time_t mtime;
+};
 struct anode;   /* a file or directory of the cleaned tree */
 
 /* What the cleaning rules did to the archive's entries (for logging). */
@@ -170,6 +220,14 @@ int aindex_open(const char *path, const char *const *reserved,
  * builds; temporary files beside it; messages after open) uses `name`. */
 int aindex_open_as(const char *path, const char *name, const char *const *reserved,
                    struct aindex **out, char **why);
+/* Like aindex_open_as, for any format (fmt from aformat_sniff of the
+ * file's first bytes; single is required for GZIP/PLAIN, ignored for ZIP).
+ * See "Single-file formats" above.  -EINVAL without single; -EIO for a
+ * gzip header that does not parse (a bad stream after a good header opens:
+ * its file reads EIO). */
+int aindex_open_format(const char *path, const char *name, enum aformat fmt,
+                       const struct aindex_single *single, const char *const *reserved,
+                       struct aindex **out, char **why);
 void aindex_free(struct aindex *ix);
 /* Saves the index to "<name>.idx" (the sidecar aindex_open_as loads instead
  * of walking the archive, when it matches the archive and the reserved

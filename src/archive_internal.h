@@ -60,6 +60,13 @@ enum node_kind { KIND_DIR = 1, KIND_FILE = 2, KIND_INLINE = 3 };
  * node keeps its CRC-32 in first_child and its compressed size in
  * nchildren (unused for files). */
 enum { NODE_ENCRYPTED = 1, NODE_DIRECT_STORED = 2, NODE_DIRECT_DEFLATE = 4 };
+/* Single-file formats (AFORMAT_PLAIN / AFORMAT_GZIP: the index's only file
+ * node).  NODE_PLAIN: the whole mapped file, read as is (data 0).
+ * NODE_GZIP: the deflate stream at data, read through its checkpoints
+ * (the index's only bigent); first_child keeps its CRC-32.  NODE_BAD: the
+ * gzip stream failed its checks when indexed: every read fails with EIO
+ * (size: the bytes it inflated to, at least 1). */
+enum { NODE_PLAIN = 8, NODE_GZIP = 16, NODE_BAD = 32 };
 
 struct anode {
     uint64_t size;
@@ -89,6 +96,9 @@ struct aindex {
     uint64_t total_size;
     struct aindex_stats stats;
     uint64_t bad_entries; /* entries skipped as unreadable, not for encryption */
+    enum aformat fmt;
+    uint64_t single_hash; /* of fmt and the single file's name and mtime (.idx) */
+    char *bad_why;        /* NODE_BAD: why (NULL when loaded from the .idx) */
 };
 
 /* ---------------------------------------------------------- archive_index.c */
@@ -154,6 +164,7 @@ struct bigent {
     _Atomic(struct zset *) set;       /* published points, or NULL */
     atomic_int bad;                   /* the build found corrupt data */
     pthread_mutex_t lock;             /* one build at a time */
+    bool measure;                     /* gzip at open: usize/crc not known yet */
     char why[200];
 };
 
@@ -168,6 +179,21 @@ static inline uint64_t le64(const unsigned char *p)
 }
 
 int aix_ckpt_find_entries(struct aindex *ix);
+/* AFORMAT_GZIP: the one bigent, for the deflate stream at data (csize:
+ * bytes up to the trailer).  usize UINT64_MAX: not known yet (a sidecar
+ * entry with the same data and csize then gives usize and crc). */
+int aix_ckpt_single(struct aindex *ix, uint64_t data, uint64_t csize, uint64_t usize,
+                    uint32_t crc);
+struct bigent *aix_ckpt_single_entry(const struct aindex *ix);
+/* Builds the points of the single bigent of unknown size by inflating the
+ * stream once (input: the rest of the file, in_len bytes): 0 with
+ * e->usize, e->crc and *stream_len measured (the set published), or
+ * -EIO / -ENOMEM with err set and *produced the output inflated. */
+int aix_ckpt_build_measure(struct aindex *ix, uint64_t in_len, uint64_t *stream_len,
+                           uint64_t *produced, char *err, size_t errlen);
+/* Forgets the published set of the single bigent and marks it bad
+ * (the stream's trailer did not check out). */
+void aix_ckpt_single_bad(struct aindex *ix, const char *why);
 void aix_ckpt_load(struct aindex *ix);
 void aix_ckpt_free(struct ckpt_state *ck);
 struct bigent *aix_find_big(const struct ckpt_state *ck, uint64_t data);

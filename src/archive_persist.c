@@ -20,7 +20,7 @@
 #define IDX_MAGIC "HCXIDX\0\1"
 /* Bump when the name rules, the node layout or what the builder records
  * change: older sidecars are then rebuilt. */
-#define IDX_VERSION 1u
+#define IDX_VERSION 2u
 #define IDX_MAX_NODES ((uint64_t)64 << 20)
 #define IDX_MAX_ARENA ((uint64_t)4 << 30)
 
@@ -32,6 +32,9 @@ struct idx_header {
     int64_t mtime_sec;
     int64_t mtime_nsec;
     uint64_t reserved_hash; /* of the root names the builder renamed */
+    uint32_t format;        /* enum aformat */
+    uint32_t zero;
+    uint64_t single_hash;   /* PLAIN/GZIP: of the format, file name and mtime */
     uint64_t nnodes;
     uint64_t arena_len;
     uint64_t total_size;
@@ -81,6 +84,8 @@ static void fill_header(const struct aindex *ix, const char *const *reserved,
     h->mtime_sec = (int64_t)ix->st.st_mtim.tv_sec;
     h->mtime_nsec = (int64_t)ix->st.st_mtim.tv_nsec;
     h->reserved_hash = reserved_hash(reserved);
+    h->format = (uint32_t)ix->fmt;
+    h->single_hash = ix->single_hash;
 }
 
 static int write_all(int fd, const void *buf, size_t n)
@@ -214,6 +219,10 @@ static bool nodes_valid(const struct aindex *ix)
                 return false;
             if ((n->flags & (NODE_DIRECT_STORED | NODE_DIRECT_DEFLATE))
                 && (n->nchildren > ix->map_len - n->data || n->size > AINDEX_WINDOW))
+                return false;
+            if ((n->flags & (NODE_PLAIN | NODE_GZIP | NODE_BAD)) && ix->fmt == AFORMAT_ZIP)
+                return false;
+            if ((n->flags & NODE_PLAIN) && n->size > ix->map_len - n->data)
                 return false;
             break;
         case KIND_INLINE:

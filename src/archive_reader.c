@@ -58,8 +58,8 @@ int areader_open(const struct aindex *ix, const struct anode *file,
         return -ENOMEM;
     r->ix = ix;
     r->node = file;
-    if (file->kind == KIND_FILE && !(file->flags & NODE_ENCRYPTED)
-        && file->size >= AINDEX_CKPT_MIN) {
+    if (file->kind == KIND_FILE && !(file->flags & (NODE_ENCRYPTED | NODE_PLAIN | NODE_BAD))
+        && (file->size >= AINDEX_CKPT_MIN || (file->flags & NODE_GZIP))) {
         struct bigent *e = aix_find_big(ix->ck, file->data);
         if (e && e->usize == file->size)
             r->big = e;
@@ -500,6 +500,11 @@ ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset
 {
     const struct anode *node = r->node;
     unsigned char *out = buf;
+    if (node->flags & NODE_BAD) {
+        r->err[0] = '\0';
+        return reader_fail(r, EIO, "%s", r->ix->bad_why ? r->ix->bad_why
+                                         : "the gzip stream failed its checks when indexed");
+    }
     if (offset >= node->size || size == 0)
         return 0;
     if (size > (size_t)SSIZE_MAX)
@@ -514,8 +519,18 @@ ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset
     }
     if (node->flags & NODE_ENCRYPTED)
         return reader_fail(r, EIO, "entry is encrypted");
+    if (node->flags & NODE_PLAIN) {
+        const unsigned char *p = r->ix->map + node->data + offset;
+        memcpy(out, p, total);
+        /* Out of this process's RSS again (the page cache keeps it). */
+        if (total >= 65536)
+            aix_release_map(r->ix, (uintptr_t)p, (uintptr_t)(p + total));
+        return (ssize_t)total;
+    }
     if (r->big)
         return aix_zpread(r, out, offset, end);
+    if (node->flags & NODE_GZIP)
+        return reader_fail(r, EIO, "gzip stream without checkpoints");
     if (node->kind == KIND_FILE && (node->flags & (NODE_DIRECT_STORED | NODE_DIRECT_DEFLATE))) {
         if (!r->fdata) {
             int rc = direct_load(r);

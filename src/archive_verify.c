@@ -372,10 +372,42 @@ static int verify_big(const struct aindex *ix, struct bigent *e, char *err, size
     return aix_ckpt_get(ix, e, false, discard, &s, err, errlen);
 }
 
+/* aindex_verify_rest for a plain file (nothing to check) or a gzip
+ * stream (its points: built, or the spans of loaded ones checked). */
+static int verify_single(const struct aindex *ix, char **why)
+{
+    if (ix->fmt != AFORMAT_GZIP)
+        return 0;
+    char err[400], path[MAX_PATH_BYTES + 64];
+    uint32_t fi = 0;
+    for (uint32_t i = 0; i < ix->nnodes && !fi; i++)
+        if (ix->nodes[i].kind == KIND_FILE)
+            fi = i;
+    struct bigent *e = aix_ckpt_single_entry(ix);
+    int rc = -EIO;
+    err[0] = '\0';
+    if (!e || !fi)
+        snprintf(err, sizeof err, "no gzip stream");
+    else if (ix->nodes[fi].flags & NODE_BAD)
+        snprintf(err, sizeof err, "%s", ix->bad_why ? ix->bad_why : e->why);
+    else
+        rc = verify_big(ix, e, err, sizeof err);
+    if (rc) {
+        if (fi)
+            aix_node_path(ix, fi, path, sizeof path);
+        else
+            snprintf(path, sizeof path, "?");
+        aix_set_why(why, "%s: file '%s': %s", ix->path, path, err);
+    }
+    return rc;
+}
+
 int aindex_verify_rest(const struct aindex *ix, char **why)
 {
     if (why)
         *why = NULL;
+    if (ix->fmt != AFORMAT_ZIP)
+        return verify_single(ix, why);
     size_t nv = 0;
     for (uint32_t i = 0; i < ix->nnodes; i++)
         if (ix->nodes[i].kind == KIND_FILE && !(ix->nodes[i].flags & NODE_ENCRYPTED))

@@ -79,10 +79,13 @@ int zran_build(const unsigned char *in, uint64_t in_len, uint64_t out_size,
                                err, errlen);
 }
 
-int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_size,
-                        uint32_t crc, uint64_t span, zran_point_fn fn,
-                        zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
-                        char *err, size_t errlen)
+/* known: out_size and crc are checked; else they are measured (out_size
+ * is only the most output allowed) and reported through *got_size and
+ * *got_crc (*got_size also on failure: the output produced until then). */
+static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_size,
+                      uint32_t crc, bool known, uint64_t span, zran_point_fn fn,
+                      zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
+                      uint64_t *got_size, uint32_t *got_crc, char *err, size_t errlen)
 {
     uint64_t step = consumed ? BUILD_IN_STEP : IN_CHUNK;
     z_stream s;
@@ -124,7 +127,8 @@ int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_s
             pos += got;
             total += got;
             if (total > out_size) {
-                snprintf(err, errlen, "deflate data longer than the declared %ju bytes",
+                snprintf(err, errlen, known ? "deflate data longer than the declared %ju bytes"
+                                            : "deflate data longer than %ju bytes",
                          (uintmax_t)out_size);
                 rc = -EIO;
                 goto out;
@@ -160,7 +164,9 @@ int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_s
             last = total;
         }
     }
-    if (total != out_size) {
+    if (!known)
+        *stream_len = fed - s.avail_in;
+    else if (total != out_size) {
         snprintf(err, errlen, "deflate data ends at %ju bytes, %ju declared",
                  (uintmax_t)total, (uintmax_t)out_size);
         rc = -EIO;
@@ -170,9 +176,31 @@ int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_s
     } else
         *stream_len = fed - s.avail_in;
 out:
+    if (got_size)
+        *got_size = total;
+    if (got_crc)
+        *got_crc = c;
     inflateEnd(&s);
     free(buf);
     return rc;
+}
+
+int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_size,
+                        uint32_t crc, uint64_t span, zran_point_fn fn,
+                        zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
+                        char *err, size_t errlen)
+{
+    return build_core(in, in_len, out_size, crc, true, span, fn, consumed, ctx, stream_len,
+                      NULL, NULL, err, errlen);
+}
+
+int zran_build_measure(const unsigned char *in, uint64_t in_len, uint64_t max_out,
+                       uint64_t span, zran_point_fn fn, zran_consumed_fn consumed, void *ctx,
+                       uint64_t *stream_len, uint64_t *out_size, uint32_t *crc, char *err,
+                       size_t errlen)
+{
+    return build_core(in, in_len, max_out, 0, false, span, fn, consumed, ctx, stream_len,
+                      out_size, crc, err, errlen);
 }
 
 /* --------------------------------------------------------------- stream */

@@ -58,6 +58,17 @@ int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_s
                         zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
                         char *err, size_t errlen);
 
+/* zran_build_consumed() for a stream whose size and CRC are not known
+ * beforehand (a gzip member's: its trailer is checked by the caller):
+ * measures them instead, *out_size and *crc (*out_size also on failure:
+ * the output produced until then).  Fails (-EIO) beyond max_out bytes of
+ * output.  Points are taken as by zran_build, possibly one at the very end
+ * of the output (after a last non-final block): callers drop it. */
+int zran_build_measure(const unsigned char *in, uint64_t in_len, uint64_t max_out,
+                       uint64_t span, zran_point_fn fn, zran_consumed_fn consumed, void *ctx,
+                       uint64_t *stream_len, uint64_t *out_size, uint32_t *crc, char *err,
+                       size_t errlen);
+
 enum zran_backend { ZRAN_ZLIB = 0, ZRAN_ISAL = 1 };
 /* Backend new streams use (ISA-L if compiled in and not disabled). */
 enum zran_backend zran_default_backend(void);

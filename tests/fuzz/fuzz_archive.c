@@ -8,6 +8,10 @@
  * verified, checkpoints built into a sidecar, and the archive indexed
  * again with that sidecar and read again.
  *
+ * The format is sniffed from the first bytes (aformat_sniff): a gzip or
+ * plain input is indexed as one file (aindex_open_format) and used the
+ * same way.
+ *
  * Checks, beyond memory safety: the hostile-name rules (every name
  * non-empty, no '/', not "." or "..", at most 255 bytes, valid UTF-8
  * without control characters, no reserved name at the root, siblings
@@ -214,8 +218,19 @@ static int use_index(int reopened)
 {
     struct aindex *ix = NULL;
     char *why = NULL;
-    int rc = aindex_open(zip, reserved, &ix, &why);
-    check_why(rc, why, "aindex_open");
+    /* The format by the first bytes, as the fetcher tells it: a gzip or
+     * plain input is one file (the gzip header and stream fuzzed). */
+    unsigned char head[4] = {0};
+    size_t hl = 0;
+    int hfd = open(zip, O_RDONLY | O_CLOEXEC);
+    if (hfd >= 0) {
+        ssize_t k = read(hfd, head, sizeof head);
+        hl = k > 0 ? (size_t)k : 0;
+        close(hfd);
+    }
+    struct aindex_single single = { .entry_name = "export.csv", .mtime = 1700000000 };
+    int rc = aindex_open_format(zip, zip, aformat_sniff(head, hl), &single, reserved, &ix, &why);
+    check_why(rc, why, "aindex_open_format");
     if (rc)
         return -1;
     const struct anode *root = aindex_root(ix);

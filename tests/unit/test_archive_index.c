@@ -1425,19 +1425,19 @@ static void test_saved_index(void)
         unsigned char *bad = malloc(len);
         memcpy(bad, good, len);
         uint64_t nnodes, arena_len;
-        memcpy(&nnodes, bad + 48, 8);
-        memcpy(&arena_len, bad + 56, 8);
+        memcpy(&nnodes, bad + 64, 8);
+        memcpy(&arena_len, bad + 72, 8);
         /* struct idx_node: size, data, name_off, mtime, first_child @32 */
         uint32_t far = (uint32_t)nnodes + 5;
-        memcpy(bad + 176 + 32, &far, 4);
-        uint32_t pc = crc32_of(bad + 176, len - 176);
-        memcpy(bad + 168, &pc, 4);
-        memset(bad + 172, 0, 4);
-        uint32_t hc = crc32_of(bad, 176);
-        memcpy(bad + 172, &hc, 4);
+        memcpy(bad + 192 + 32, &far, 4);
+        uint32_t pc = crc32_of(bad + 192, len - 192);
+        memcpy(bad + 184, &pc, 4);
+        memset(bad + 188, 0, 4);
+        uint32_t hc = crc32_of(bad, 192);
+        memcpy(bad + 188, &hc, 4);
         spit(idx, bad, len);
         free(bad);
-        CHECK(176 + nnodes * 48 + arena_len == len, "idx layout changed: update this test");
+        CHECK(192 + nnodes * 48 + arena_len == len, "idx layout changed: update this test");
         check_open(zip, reserved, 0, want, files, nfiles, "node out of range");
     }
 
