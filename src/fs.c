@@ -92,7 +92,7 @@ static int parse_path(const char *path, struct node *n)
                 strcmp(part + len - flen, journal_formats[f]) == 0 &&
                 len - flen - 1 < sizeof n->job) {
                 k = len - flen - 1;
-                snprintf(n->format, sizeof n->format, "%s", journal_formats[f]);
+                memcpy(n->format, journal_formats[f], flen + 1 <= sizeof n->format ? flen + 1 : 0);
             }
         }
         if (!k)
