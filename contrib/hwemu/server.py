@@ -223,8 +223,9 @@ class App:
         v["built"] = built
         v["archive_size"] = os.path.getsize(self.store.archive_path(job)) if built else None
         if job.get("file"):
-            v["file"] = self.file_item(job, None)
             v["listed"] = self.listed(job)
+            v["file"] = self.file_item(job, None)
+            v["file"]["listed"] = v["listed"]
         return v
 
     # ---- WAF event-log files ------------------------------------------------
