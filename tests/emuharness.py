@@ -146,6 +146,12 @@ class Emulator:
     def clear_log(self):
         self.admin("DELETE", "log")
 
+    def reset(self):
+        """Back to the state right after start-up: no jobs, tasks or files (the
+        event-log list is seeded again on the next WAF call), fault knobs as given by
+        --fault, config and clock as on the command line, no issued tokens, empty log."""
+        self.admin("POST", "reset")
+
     def calls(self, kind):
         """Log entries of one generic kind: submit, query, list, download, token
         (also unknown, trap)."""

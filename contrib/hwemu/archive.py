@@ -251,6 +251,16 @@ class Builder:
         finally:
             ev.set()
 
+    def quiesce(self, timeout=30):
+        """Wait for running builds to end, then forget every build (admin reset)."""
+        with self.lock:
+            evs = list(self.events.values())
+        for ev in evs:
+            ev.wait(timeout)
+        with self.lock:
+            self.events.clear()
+            self.errors.clear()
+
     def is_built(self, job):
         return os.path.exists(self.store.archive_path(job))
 

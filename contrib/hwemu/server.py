@@ -201,12 +201,28 @@ class App:
             self.faults.merge(init)
         except faults.FaultError as e:
             raise SystemExit("--fault: %s" % e)
+        self.initial = (dict(self.config), self.clock.offset, self.clock.fixed,
+                        self.auth.token_ttl, init)
         self.reqlog = RequestLog()
         self.trap = Trap(self.reqlog)
         self.builder = archive.Builder(self.store, log)
         for job in self.store.all():  # resume builds interrupted by a restart
             if job.get("origin", "job") == "job" and state.status(job, True) != "failure":
                 self.builder.ensure(job)
+
+    def reset(self):
+        """POST /_emulator/reset: back to the state right after start-up."""
+        config, offset, fixed, ttl, init = self.initial
+        self.faults.replace(init)
+        self.config = dict(config)
+        self.clock.offset, self.clock.fixed = offset, fixed
+        self.auth.token_ttl = ttl
+        with self.auth.lock:
+            self.auth.tokens = {}
+            self.auth._save_tokens()
+        self.builder.quiesce()
+        self.store.wipe()
+        self.reqlog.clear()
 
     def project_ok(self, pid):
         if self.projects:
@@ -972,6 +988,9 @@ class Handler(BaseHTTPRequestHandler):
         p, m = raw_path.rstrip("/"), self.command
         q = dict(qpairs)
         if p == "/_emulator/health" and m == "GET":
+            raise Reply(200, {"ok": True})
+        if p == "/_emulator/reset" and m == "POST":
+            app.reset()
             raise Reply(200, {"ok": True})
         if p == "/_emulator/log":
             if m == "GET":

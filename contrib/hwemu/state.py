@@ -110,6 +110,21 @@ class Store:
             self.save(job)
             return job
 
+    def wipe(self):
+        """Forget every record and file (admin reset)."""
+        with self.lock:
+            self.jobs, self.by_file = {}, {}
+            for d in (self.jobs_dir, self.arch_dir):
+                for name in os.listdir(d):
+                    try:
+                        os.unlink(os.path.join(d, name))
+                    except OSError:
+                        pass
+            try:
+                os.unlink(os.path.join(self.dir, "projects.json"))
+            except OSError:
+                pass
+
     def update(self, job_id, **kw):
         with self.lock:
             job = self.jobs[job_id]
