@@ -1,6 +1,8 @@
-# server.py -- owns the HTTP side: command line, the ThreadingHTTPServer
-# (HTTP/1.1 keep-alive, optional TLS), routing of the cloud calls (WAF submit,
-# HSS query/download, IAM tokens), the admin API under /_emulator/, the
+# server.py -- owns the HTTP side: command line, config knobs, the
+# ThreadingHTTPServer (HTTP/1.1 keep-alive, optional TLS), routing and handling
+# of the cloud calls (WAF submit/async-job/event dump, pre-signed storage
+# downloads, HSS export/export-task/download, IAM tokens), the WAF event-log
+# list (seeded daily and foreign files), the admin API under /_emulator/, the
 # request log, streaming downloads (Range, throttling, cut/corrupt faults),
 # and the process lifetime (parent watch, max lifetime, SIGTERM/SIGINT).
 import argparse
@@ -667,7 +669,7 @@ class Handler(BaseHTTPRequestHandler):
             if v is None:
                 vals[k] = dflt
                 continue
-            if not v.isdigit() or int(v) < 1 or (hi is not None and int(v) > hi):
+            if not re.fullmatch(r"[0-9]{1,9}", v) or int(v) < 1 or (hi is not None and int(v) > hi):
                 raise err(400, filters.BAD_PARAM, "query parameter '%s' must be an integer from 1%s"
                           % (k, " to %d" % hi if hi else ""))
             vals[k] = int(v)

@@ -86,7 +86,7 @@ def test_paging(emu):
 
 
 @pytest.mark.parametrize("q", [{"page": "0"}, {"page": "-1"}, {"page": "x"}, {"pagesize": "0"},
-                               {"pagesize": "101"}, {"pagesize": "1.5"}, {"offset": "0"},
+                               {"pagesize": "101"}, {"pagesize": "1.5"}, {"offset": "0"}, {"page": "\u00b2"},
                                {"limit": "10"}, {"enterprise_project_id": "0"},
                                {"page": ""}])
 def test_dump_bad_parameters(emu, q):
