@@ -8,6 +8,11 @@ Usage::
                               {"recent": "today", "dump_columns": ["id"]})
         emu.set_faults(every_nth=2, nth_status=429)
         emu.calls("submit")                        # request-log entries of one kind
+        job = submit(emu, {"recent": "today", "dump_columns": ["id"]})   # WAF
+        r = wait_job(emu, job)                     # async-job, then its file in the list
+        data = download(emu, r["file_id"])         # the pre-signed storage URL
+        task = submit_hss(emu, {"category": "host", "last_days": 7})
+        data = download(emu, wait_job(emu, task)["file_id"])   # HSS download
 
 The emulator always stops in stop()/__exit__ (and by itself when this process
 dies or after --max-lifetime).  Its stderr goes to <tmpdir>/emulator-<n>.log.
@@ -141,8 +146,53 @@ class Emulator:
     def clear_log(self):
         self.admin("DELETE", "log")
 
+    def reset(self):
+        """Back to the state right after start-up: no jobs, tasks or files (the
+        event-log list is seeded again on the next WAF call), fault knobs as given by
+        --fault, config and clock as on the command line, no issued tokens, empty log."""
+        self.admin("POST", "reset")
+
     def calls(self, kind):
+        """Log entries of one generic kind: submit, query, list, download, token
+        (also unknown, trap)."""
         return [e for e in self.log() if e["call"] == kind]
+
+    def api_calls(self, api):
+        """Log entries of one API: submit_waf, async_job, event_dump, storage,
+        export_hss, task_hss, download_hss, token."""
+        return [e for e in self.log() if e.get("api") == api]
+
+    def storage_log(self):
+        """Log entries of the storage downloads (each with the header names received)."""
+        return [e for e in self.log() if e.get("service") == "storage"]
+
+    def job(self, job_id):
+        """The admin view of one record (WAF job, HSS task, foreign job)."""
+        return self.admin("GET", "jobs/%s" % job_id)
+
+    def files(self, project=None):
+        """Every WAF event-log file the emulator holds (listed or not), newest first."""
+        return self.admin("GET", "files" + ("?project=" + project if project else ""))["files"]
+
+    def file_of(self, job_id):
+        """The event-log file record made by a WAF job (None while it has none)."""
+        v = self.job(job_id)
+        return v.get("file")
+
+    def add_file(self, **kw):
+        """POST /_emulator/files: origin (foreign|daily), project, timestamp | after_job
+        (+ offset_ms), recent, dump_columns, rows, format, link."""
+        return self.admin("POST", "files", kw)
+
+    def remove_file(self, file_id):
+        return self.admin("DELETE", "files/%s" % file_id)
+
+    def patch_file(self, file_id, **kw):
+        return self.admin("PATCH", "files/%s" % file_id, kw)
+
+    def file_url(self, file_id):
+        """A fresh pre-signed URL for a file (admin; not in the request log)."""
+        return self.admin("GET", "files/%s/url" % file_id)["url"]
 
     def set_faults(self, **knobs):
         """Replace all fault knobs (absent ones back to defaults)."""
@@ -228,10 +278,13 @@ def _request(base, method, path, body=None, headers=None, timeout=30):
 
 
 def call(emu, method, path, body=None, auth="aksk", token=None, query=None, headers=None,
-         ak=None, sk=None, date=None, content_type="application/json;charset=utf8"):
+         ak=None, sk=None, date=None, content_type="application/json;charset=utf8",
+         project_header=True):
     """One cloud call.  body: dict/list (sent as JSON), str or bytes.  auth: "aksk"
     (signs with ak/sk, default the emulator's), "token" (X-Auth-Token: token) or None.
-    query: dict or list of pairs.  Returns (status, headers lower-cased dict, body bytes)."""
+    query: dict or list of pairs (a list repeats names).  project_header: with aksk,
+    send and sign X-Project-Id (the project of a /v1/{p}/ or /v5/{p}/ path), as the
+    SDKs do.  Returns (status, headers lower-cased dict, body bytes)."""
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
     elif isinstance(body, str):
@@ -241,6 +294,9 @@ def call(emu, method, path, body=None, auth="aksk", token=None, query=None, head
     hdrs = {}
     if body is not None and content_type:
         hdrs["Content-Type"] = content_type
+    segs = path.split("?")[0].split("/")
+    if auth == "aksk" and project_header and len(segs) > 2 and segs[1] in ("v1", "v5"):
+        hdrs["X-Project-Id"] = urllib.parse.unquote(segs[2])
     if auth == "aksk":
         hdrs = sign_headers(method, emu.url + path, body or b"", ak or emu.ak or AK,
                             sk or emu.sk or SK, date, hdrs)
@@ -251,26 +307,117 @@ def call(emu, method, path, body=None, auth="aksk", token=None, query=None, head
 
 
 def submit(emu, flt, project=PROJECT, **kw):
-    """Submit a filter; returns the job id (asserts 200)."""
+    """Submit a WAF export job; returns the job id (asserts 200)."""
     st, _, data = call(emu, "POST", "/v1/%s/waf/event/job/export" % project, flt, **kw)
     assert st == 200, (st, data)
     return json.loads(data)["job_id"]
 
 
-def wait_job(emu, job_id, project=PROJECT, timeout=30, **kw):
-    """Poll until the task is no longer running; returns the query reply dict."""
-    deadline = time.monotonic() + timeout
+def submit_hss(emu, params, columns=None, project=PROJECT, **kw):
+    """Create an HSS event export: params as a dict (lists repeat the name) or a list
+    of pairs, sent as the query; columns ([[key, header], ...]) as the body.  Returns
+    the task id (asserts 200)."""
+    pairs = []
+    for k, v in (params.items() if isinstance(params, dict) else params):
+        for x in (v if isinstance(v, list) else [v]):
+            pairs.append((k, str(x)))
+    st, _, data = call(emu, "POST", "/v5/%s/event/export" % project, columns, query=pairs, **kw)
+    assert st == 200, (st, data)
+    return json.loads(data)["task_id"]
+
+
+def waf_status(emu, job_id, project=PROJECT, **kw):
+    """One WAF async-job call; returns the reply dict (asserts 200)."""
+    st, _, data = call(emu, "GET", "/v1/%s/waf/async-job/%s" % (project, job_id), **kw)
+    assert st == 200, (st, data)
+    return json.loads(data)
+
+
+def event_dump(emu, page=None, pagesize=None, project=PROJECT, **kw):
+    """One WAF event-log list call; returns {"total", "items"} (asserts 200)."""
+    q = {}
+    if page is not None:
+        q["page"] = page
+    if pagesize is not None:
+        q["pagesize"] = pagesize
+    st, _, data = call(emu, "GET", "/v1/%s/waf/event/dump" % project, query=q or None, **kw)
+    assert st == 200, (st, data)
+    return json.loads(data)
+
+
+def list_files(emu, project=PROJECT, **kw):
+    """Every item of the WAF event-log list (all pages of 100)."""
+    out, page = [], 1
     while True:
-        st, _, data = call(emu, "GET", "/v5/%s/event/export-task/%s" % (project, job_id), **kw)
-        assert st == 200, (st, data)
-        r = json.loads(data)
+        r = event_dump(emu, page, 100, project, **kw)
+        out += r["items"]
+        if not r["items"] or len(out) >= r["total"]:
+            return out
+        page += 1
+
+
+def storage_get(url, headers=None, method="GET"):
+    """Fetch a pre-signed storage URL as it is (no credentials unless in headers).
+    Returns (status, headers lower-cased dict, body bytes)."""
+    u = urllib.parse.urlsplit(url)
+    return _request("%s://%s" % (u.scheme, u.netloc), method,
+                    u.path + ("?" + u.query if u.query else ""), None, headers or {})
+
+
+def is_waf_job(emu, job_id):
+    try:
+        return emu.job(job_id).get("service") == "waf"
+    except RuntimeError:
+        return False
+
+
+def wait_job(emu, job_id, project=PROJECT, timeout=30, **kw):
+    """Poll until the job/task is no longer running; returns the reply dict.  For an
+    HSS task: the export-task reply.  For a WAF job: the async-job reply plus
+    task_status (running/success/failure) and, on success, the job's file from the
+    event-log list (file_id, file_name and the list item as `item`), waiting for it
+    to be listed."""
+    deadline = time.monotonic() + timeout
+    if not is_waf_job(emu, job_id):
+        while True:
+            st, _, data = call(emu, "GET", "/v5/%s/event/export-task/%s" % (project, job_id),
+                               **kw)
+            assert st == 200, (st, data)
+            r = json.loads(data)
+            if r["task_status"] != "running" or time.monotonic() > deadline:
+                return r
+            time.sleep(0.05)
+    while True:
+        r = waf_status(emu, job_id, project, **kw)
+        r["task_status"] = {"SUCCESS": "success", "FAILED": "failure"}.get(r["status"], "running")
         if r["task_status"] != "running" or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    if r["task_status"] != "success":
+        return r
+    fid = emu.file_of(job_id)["id"]
+    while True:
+        for it in list_files(emu, project, **kw):
+            if it["id"] == fid:
+                r.update(file_id=fid, file_name=it["filename"], item=it)
+                return r
+        if time.monotonic() > deadline:
             return r
-        time.sleep(0.1)
+        time.sleep(0.05)
 
 
 def download(emu, file_id, project=PROJECT, **kw):
-    """GET the file; returns its bytes (asserts 200)."""
+    """GET a file; returns its bytes (asserts 200).  An HSS file through the HSS
+    download call; a WAF event-log file through a fresh pre-signed storage URL
+    (from the admin API, so that no list call is logged)."""
+    try:
+        f = emu.admin("GET", "files/%s" % file_id)
+    except RuntimeError:
+        f = None
+    if f is not None and f.get("id") == file_id:
+        st, _, data = storage_get(emu.file_url(file_id))
+        assert st == 200, (st, data[:200])
+        return data
     st, _, data = call(emu, "GET", "/v5/%s/download/%s" % (project, file_id), **kw)
     assert st == 200, (st, data[:200])
     return data

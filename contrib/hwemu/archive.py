@@ -1,7 +1,8 @@
-# archive.py -- owns building a job's zip archive to a file on disk (streamed,
-# never whole in memory), the hostile archive, and the background builder
-# that builds each job's archive once and caches it.
+# archive.py -- owns building a record's file on disk (streamed, never whole in
+# memory): a WAF file (CSV, gzipped CSV or zip of CSVs), an HSS zip of CSVs, the
+# hostile archives, and the background builder that builds each file once.
 import datetime
+import gzip
 import io
 import json
 import os
@@ -12,7 +13,7 @@ import warnings
 import zipfile
 import zlib
 
-from . import events, rawzip
+from . import events, hss, rawzip
 
 
 def _date_time(submit_ms):
@@ -34,18 +35,24 @@ def _zinfo(name, dt, level, mode=0o100644):
     return zi
 
 
-def csv_names(files, folders):
+def csv_names(files, folders, stem="events"):
     names = []
     for i in range(files):
-        base = "events.csv" if files == 1 else "events-%04d.csv" % (i + 1)
+        base = stem + ".csv" if files == 1 else "%s-%04d.csv" % (stem, i + 1)
         if folders > 0:
             base = "part-%03d/%s" % (i % folders + 1, base)
         names.append(base)
     return names
 
 
+def ext_of(job):
+    """File extension of a record's file: zip (HSS, hostile, or waf_file_format zip),
+    csv or csv.gz."""
+    return job.get("ext") or "zip"
+
+
 def build(job, path):
-    """Write the archive of `job` (a state.Job record dict) to `path` atomically."""
+    """Write the file of `job` (a state record dict) to `path` atomically."""
     tmp = path + ".tmp"
     kind = job["params"].get("hostile_kind")
     if kind:
@@ -59,10 +66,59 @@ def build(job, path):
             f.write(data)
         os.replace(tmp, path)
         return
+    if job.get("service") == "hss":
+        build_hss(job, tmp)
+    elif ext_of(job) == "csv":
+        with open(tmp, "wb") as f:
+            write_waf_csv(job, f)
+    elif ext_of(job) == "csv.gz":
+        with open(tmp, "wb") as raw:
+            # mtime pinned and no name: rebuilding gives the same bytes
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw,
+                               compresslevel=max(1, int(job["params"]["compresslevel"])),
+                               mtime=job["submit_ms"] // 1000) as f:
+                write_waf_csv(job, f)
+    else:
+        build_waf_zip(job, tmp)
+    os.replace(tmp, path)
+
+
+def generator(job):
+    return events.Generator(job["job_id"], job["project_id"], job["filter"], job["submit_ms"],
+                            int(job["params"]["rows"]))
+
+
+def write_waf_csv(job, f):
+    gen = generator(job)
+    f.write(gen.header().encode())
+    for chunk in gen.chunks(0, gen.rows):
+        f.write(chunk.encode())
+
+
+def build_hss(job, tmp):
     p = job["params"]
     level = int(p["compresslevel"])
-    gen = events.Generator(job["job_id"], job["project_id"], job["filter"], job["submit_ms"],
-                           int(p["rows"]))
+    nfiles = max(1, int(p["files"]))
+    names = csv_names(nfiles, int(p["folders"]), "hss-events")
+    dt = _date_time(job["submit_ms"])
+    cols = job["columns"]
+    rows = list(hss.rows(job["job_id"], job["project_id"], job["filter"], job["submit_ms"],
+                         int(p["rows"])))
+    hdr = hss.header(cols).encode("utf-8")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True,
+                         compresslevel=level) as zf:
+        for i, name in enumerate(names):
+            lo, hi = i * len(rows) // nfiles, (i + 1) * len(rows) // nfiles
+            with zf.open(_zinfo(name, dt, level), "w", force_zip64=(hi - lo) * 600 > 0x7FFFFFFF) as w:
+                w.write(hdr)
+                for r in rows[lo:hi]:
+                    w.write(hss.line(cols, r).encode("utf-8"))
+
+
+def build_waf_zip(job, tmp):
+    p = job["params"]
+    level = int(p["compresslevel"])
+    gen = generator(job)
     nfiles = max(1, int(p["files"]))
     names = csv_names(nfiles, int(p["folders"]))
     dt = _date_time(job["submit_ms"])
@@ -82,7 +138,6 @@ def build(job, path):
                 w.write(hdr)
                 for chunk in gen.chunks(lo, hi):
                     w.write(chunk.encode())
-    os.replace(tmp, path)
 
 
 class _RawName(zipfile.ZipInfo):
@@ -174,7 +229,7 @@ class Builder:
             if ev is not None:
                 return ev
             ev = self.events[jid] = threading.Event()
-            if os.path.exists(self.store.archive_path(jid)):
+            if os.path.exists(self.store.archive_path(job)):
                 ev.set()
                 return ev
         threading.Thread(target=self._run, args=(job, ev), daemon=True,
@@ -186,9 +241,9 @@ class Builder:
         try:
             with self.sem:
                 t0 = time.time()
-                build(job, self.store.archive_path(jid))
+                build(job, self.store.archive_path(job))
                 self.log("built archive %s (%d bytes) in %.2fs" % (
-                    jid, os.path.getsize(self.store.archive_path(jid)),
+                    jid, os.path.getsize(self.store.archive_path(job)),
                     time.time() - t0))
         except Exception as e:  # keep serving; the download reports 500
             self.errors[jid] = repr(e)
@@ -196,8 +251,18 @@ class Builder:
         finally:
             ev.set()
 
-    def is_built(self, jid):
-        return os.path.exists(self.store.archive_path(jid))
+    def quiesce(self, timeout=30):
+        """Wait for running builds to end, then forget every build (admin reset)."""
+        with self.lock:
+            evs = list(self.events.values())
+        for ev in evs:
+            ev.wait(timeout)
+        with self.lock:
+            self.events.clear()
+            self.errors.clear()
+
+    def is_built(self, job):
+        return os.path.exists(self.store.archive_path(job))
 
     def forget(self, jid):
         with self.lock:

@@ -164,16 +164,32 @@ class Authenticator:
         return tok, rec
 
     # ---- request verification --------------------------------------------
-    def verify(self, method, raw_path, query_pairs, headers, body, project):
-        """headers: dict lower-case -> value.  Returns 'token' or 'aksk'; raises AuthError."""
+    def verify(self, method, raw_path, query_pairs, headers, body, project,
+               require_project_header=False):
+        """headers: dict lower-case -> value.  Returns 'token' or 'aksk'; raises AuthError.
+        An X-Project-Id header must name the path's project; with
+        require_project_header an AK/SK call must sign one (project-level calls)."""
         token = headers.get("x-auth-token")
         authz = headers.get("authorization")
         if token:
-            return self._verify_token(token, project)
-        if authz:
-            self._verify_aksk(method, raw_path, query_pairs, headers, body, authz)
-            return "aksk"
-        raise AuthError(401, "APIGW.0301",
+            kind = self._verify_token(token, project)
+        elif authz:
+            signed = self._verify_aksk(method, raw_path, query_pairs, headers, body, authz)
+            if require_project_header and project is not None and "x-project-id" not in signed:
+                raise AuthError(401, "APIG.0301",
+                                "Incorrect IAM authentication information: "
+                                "X-Project-Id header is required and must be signed")
+            kind = "aksk"
+        else:
+            kind = None
+        if kind:
+            pidh = headers.get("x-project-id")
+            if pidh is not None and project is not None and pidh.strip() != project:
+                raise AuthError(401, "APIG.0301",
+                                "Incorrect IAM authentication information: X-Project-Id '%s' "
+                                "does not match the project in the URI" % pidh.strip())
+            return kind
+        raise AuthError(401, "APIG.0301",
                         "Incorrect IAM authentication information: no X-Auth-Token or Authorization header")
 
     def _verify_token(self, token, project):
@@ -183,47 +199,49 @@ class Authenticator:
         with self.lock:
             rec = self.tokens.get(token)
         if rec is None:
-            raise AuthError(401, "APIGW.0301", "Incorrect IAM authentication information: verify token failed")
+            raise AuthError(401, "APIG.0301", "Incorrect IAM authentication information: verify token failed")
         if rec["expires"] <= self.clock.now():
-            raise AuthError(401, "APIGW.0301", "Incorrect IAM authentication information: token expired")
+            raise AuthError(401, "APIG.0301", "Incorrect IAM authentication information: token expired")
         if project is not None and rec["project"] != project:
-            raise AuthError(403, "APIGW.0302",
+            raise AuthError(403, "APIG.0302",
                             "The IAM or enterprise project authorization is invalid: token scoped to another project")
         return "token"
 
     def _verify_aksk(self, method, raw_path, query_pairs, headers, body, authz):
         parsed = parse_authorization(authz)
         if parsed is None:
-            raise AuthError(401, "APIGW.0101",
-                            "Incorrect app authentication information: malformed Authorization header")
+            raise AuthError(401, "APIG.0301",
+                            "Incorrect IAM authentication information: malformed Authorization header")
         ak, signed, sig = parsed
         if "host" not in signed or "x-sdk-date" not in signed:
-            raise AuthError(401, "APIGW.0101",
-                            "Incorrect app authentication information: SignedHeaders must include host and x-sdk-date")
+            raise AuthError(401, "APIG.0301",
+                            "Incorrect IAM authentication information: SignedHeaders must include host and x-sdk-date")
         for h in signed:
             if h != h.lower() or h not in headers:
-                raise AuthError(401, "APIGW.0101",
-                                "Incorrect app authentication information: signed header '%s' missing" % h)
+                raise AuthError(401, "APIG.0301",
+                                "Incorrect IAM authentication information: signed header '%s' missing" % h)
         date = headers.get("x-sdk-date", "")
         ts = parse_sdk_date(date)
         if ts is None:
-            raise AuthError(401, "APIGW.0101",
-                            "Incorrect app authentication information: invalid X-Sdk-Date date format")
+            raise AuthError(401, "APIG.0301",
+                            "Incorrect IAM authentication information: invalid X-Sdk-Date date format")
         if abs(ts - self.clock.now()) > DATE_WINDOW:
-            raise AuthError(401, "APIGW.0101",
-                            "Incorrect app authentication information: X-Sdk-Date date is more than 15 minutes from server time")
+            raise AuthError(401, "APIG.0301",
+                            "Incorrect IAM authentication information: X-Sdk-Date date is more than 15 minutes from server time")
         entry = self.keys.get(ak)
         if entry is None:
-            raise AuthError(401, "APIGW.0101",
-                            "Incorrect app authentication information: access key (AK) does not exist")
+            raise AuthError(401, "APIG.0301",
+                            "Incorrect IAM authentication information: access key (AK) does not exist")
         sk, sectok = entry
         if sectok is not None:
             got = headers.get("x-security-token", "")
             if not hmac.compare_digest(got.encode(), sectok.encode()):
-                raise AuthError(401, "APIGW.0101",
-                                "Incorrect app authentication information: X-Security-Token missing or wrong")
+                raise AuthError(401, "APIG.0301",
+                                "Incorrect IAM authentication information: X-Security-Token missing or wrong")
         creq = canonical_request(method, raw_path, query_pairs, headers, signed, body)
         want = signature(sk, date, creq)
         if not hmac.compare_digest(want.encode(), sig.encode()):
-            raise AuthError(401, "APIGW.0101",
-                            "Incorrect app authentication information: signature does not match")
+            raise AuthError(401, "APIG.0301",
+                            "Incorrect IAM authentication information: verify aksk signature fail "
+                            "(signature does not match)")
+        return signed

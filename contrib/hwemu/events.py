@@ -77,6 +77,8 @@ PAYLOADS = {
     "webshell": ['<?php eval($_POST["c"]); ?>'],
     "robot": ["python-requests/2.31.0", "sqlmap/1.7"],
 }
+HEADERS = ('{"user-agent":"Mozilla/5.0","accept":"*/*"}', '{"user-agent":"curl/8.5.0"}',
+           '{"x-forwarded-for":"203.0.113.9, 10.0.0.1"}')
 LOCATIONS = ("params", "url", "cookie", "header", "body", "uri")
 PATHS = ("/", "/login", "/api/v1/items", "/search", "/admin/config.php", "/cart/checkout",
          "/static/app.js", "/wp-login.php", "/api/v2/users/42", "/download")
@@ -220,6 +222,13 @@ class Generator:
             v["response_size"] = str(rng.randint(0, 200000))
             v["cookie"] = rng.choice(COOKIES)
             v["request_body"] = rng.choice(BODIES) if method != "GET" else ""
+            # the other column names the cloud accepts (filters.KNOWN_COLUMNS)
+            v["headers"] = rng.choice(HEADERS)
+            v["response_body"] = rng.choice(("", "<html>blocked</html>", '{"ok":false}'))
+            v["policy_id"] = v["policyid"]
+            v["body"] = v["request_body"]
+            v["enterprise_project_id"] = "0"
+            v["enterprise_project_name"] = "default"
             parts = []
             for c in self.cols:
                 if c == "id":

@@ -2,7 +2,15 @@
 # merge/replace), the per-kind call counters and the hang/cut/corrupt decisions.
 import threading
 
-KINDS = ("submit", "query", "download", "token")
+KINDS = ("submit", "query", "list", "download", "token")
+
+# What each generic kind covers (documented in EMULATOR.md):
+#   submit   WAF POST /v1/{p}/waf/event/job/export and HSS POST /v5/{p}/event/export
+#   query    WAF GET /v1/{p}/waf/async-job/{id} and HSS GET /v5/{p}/event/export-task/{id}
+#   list     WAF GET /v1/{p}/waf/event/dump
+#   download storage GET {base}/_obs/{bucket}/{object}?... and HSS GET /v5/{p}/download/{id}
+#   token    IAM POST /v3/auth/tokens
+STORAGE_FAULTS = ("expired", "denied", "500", "503")
 
 DEFAULTS = {
     "latency_ms": 0,
@@ -23,6 +31,8 @@ DEFAULTS = {
     "bad_reply": "",
     "bad_reply_calls": ["query"],
     "bad_reply_count": 0,
+    "storage_fault": "",
+    "storage_fault_count": 0,
 }
 
 # Malformed answers (knob `bad_reply`), sent after authentication in place of
@@ -43,6 +53,14 @@ def _check(key, val):
             return ""
         if val not in BAD_REPLIES:
             raise FaultError("knob 'bad_reply' must be one of %s" % ", ".join(BAD_REPLIES))
+        return val
+    if key == "storage_fault":
+        if val in ("", None):
+            return ""
+        if isinstance(val, int) and not isinstance(val, bool):
+            val = str(val)
+        if val not in STORAGE_FAULTS:
+            raise FaultError("knob 'storage_fault' must be one of %s" % ", ".join(STORAGE_FAULTS))
         return val
     if key in ("nth_calls", "reset_calls", "hang_calls", "bad_reply_calls"):
         if isinstance(val, str):
@@ -151,6 +169,20 @@ class Faults:
                 k["bad_reply_count"] -= 1
                 if k["bad_reply_count"] == 0:
                     k["bad_reply"] = ""
+            return what
+
+    def storage_fault_now(self):
+        """-> the storage fault for this storage request, else None (count 0 = every
+        request while set; N > 0 = the next N, then the knob turns itself off)."""
+        with self.cond:
+            k = self.knobs
+            if not k["storage_fault"]:
+                return None
+            what = k["storage_fault"]
+            if k["storage_fault_count"] > 0:
+                k["storage_fault_count"] -= 1
+                if k["storage_fault_count"] == 0:
+                    k["storage_fault"] = ""
             return what
 
     def take_download(self):

@@ -1,12 +1,17 @@
-# state.py -- owns job records and their persistence: one JSON file per job in
-# <state-dir>/jobs/, archives in <state-dir>/archives/, tokens in tokens.json;
-# the per-job status rule (running -> success/failure) lives here too.
+# state.py -- owns the records and their persistence: one JSON file per record
+# in <state-dir>/jobs/ (WAF jobs, HSS tasks, and the WAF event-log files made
+# by "foreign" jobs and by WAF itself daily), their files in
+# <state-dir>/archives/<id>.<ext>, tokens in tokens.json, the storage signing
+# key in storage.key and the projects whose list was seeded in projects.json;
+# the per-record status rule (running -> success/failure) and the file
+# timestamp rule live here too.
 import json
 import os
+import secrets
 import threading
 import time
 
-from . import filters
+from . import filters, hss
 
 
 class Store:
@@ -27,6 +32,8 @@ class Store:
                     job = json.load(f)
             except (OSError, ValueError):
                 continue
+            job.setdefault("service", "waf")
+            job.setdefault("origin", "job")
             self.jobs[job["job_id"]] = job
             self.by_file[job["file_id"]] = job["job_id"]
         for name in os.listdir(self.arch_dir):
@@ -36,8 +43,38 @@ class Store:
     def token_file(self):
         return os.path.join(self.dir, "tokens.json")
 
-    def archive_path(self, job_id):
-        return os.path.join(self.arch_dir, job_id + ".zip")
+    def archive_path(self, job):
+        return os.path.join(self.arch_dir, "%s.%s" % (job["job_id"], job.get("ext") or "zip"))
+
+    def storage_key(self):
+        path = os.path.join(self.dir, "storage.key")
+        with self.lock:
+            try:
+                with open(path) as f:
+                    return f.read().strip()
+            except OSError:
+                key = secrets.token_hex(20)
+                with open(path, "w") as f:
+                    f.write(key)
+                return key
+
+    def seeded(self, project, mark=False):
+        """Whether the project's event-log list was seeded (daily and foreign files)."""
+        path = os.path.join(self.dir, "projects.json")
+        with self.lock:
+            try:
+                with open(path) as f:
+                    done = set(json.load(f))
+            except (OSError, ValueError):
+                done = set()
+            if project in done:
+                return True
+            if mark:
+                done.add(project)
+                with open(path + ".tmp", "w") as f:
+                    json.dump(sorted(done), f)
+                os.replace(path + ".tmp", path)
+            return False
 
     def save(self, job):
         path = os.path.join(self.jobs_dir, job["job_id"] + ".json")
@@ -69,6 +106,29 @@ class Store:
         with self.lock:
             job = self.jobs[job_id]
             job["forced_status"] = status
+            job["forced_at"] = time.time()
+            self.save(job)
+            return job
+
+    def wipe(self):
+        """Forget every record and file (admin reset)."""
+        with self.lock:
+            self.jobs, self.by_file = {}, {}
+            for d in (self.jobs_dir, self.arch_dir):
+                for name in os.listdir(d):
+                    try:
+                        os.unlink(os.path.join(d, name))
+                    except OSError:
+                        pass
+            try:
+                os.unlink(os.path.join(self.dir, "projects.json"))
+            except OSError:
+                pass
+
+    def update(self, job_id, **kw):
+        with self.lock:
+            job = self.jobs[job_id]
+            job.update(kw)
             self.save(job)
             return job
 
@@ -76,12 +136,33 @@ class Store:
 def status(job, built):
     """running | success | failure.  `built`: whether the archive is ready.
     A job runs for its job_delay (wall clock) and, if it succeeds, until its
-    archive is built; a filter naming fail.example.com in `hosts` fails."""
+    archive is built; a WAF filter naming fail.example.com in `hosts`, or an HSS
+    task with host_name=fail.example.com, fails."""
     forced = job.get("forced_status")
     if forced:
         return forced
     if time.time() - job["created"] < job["params"]["job_delay"]:
         return "running"
-    if filters.is_failure(job["filter"]):
+    if is_failure(job):
         return "failure"
     return "success" if built else "running"
+
+
+def is_failure(job):
+    if job.get("service") == "hss":
+        return hss.is_failure(job["filter"])
+    return filters.is_failure(job["filter"])
+
+
+def success_wall(job):
+    """Wall-clock second the record ended (forced, else created + job_delay)."""
+    if job.get("forced_status"):
+        return job.get("forced_at") or job["created"]
+    return job["created"] + job["params"]["job_delay"]
+
+
+def file_timestamp(job):
+    """The `timestamp` (emulator ms) of a WAF record's file in the event-log list."""
+    if job.get("file_ts") is not None:
+        return job["file_ts"]
+    return job["submit_ms"] + int(round((success_wall(job) - job["created"]) * 1000))

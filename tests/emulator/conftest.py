@@ -19,10 +19,20 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "big: builds a larger archive (still run by default)")
 
 
-@pytest.fixture
-def emu(tmp_path):
-    with emuharness.Emulator(tmp_path, "--token", STATIC_TOKEN, "--user", USER,
-                             "--password", PASSWORD, "--domain", DOMAIN,
-                             "--max-lifetime", "300", job_delay=0.15,
+@pytest.fixture(scope="session")
+def shared_emu(tmp_path_factory):
+    with emuharness.Emulator(tmp_path_factory.mktemp("emu"), "--token", STATIC_TOKEN,
+                             "--user", USER, "--password", PASSWORD, "--domain", DOMAIN,
+                             "--max-lifetime", "600", job_delay=0.15,
                              projects=(emuharness.PROJECT, OTHER_PROJECT)) as e:
         yield e
+
+
+@pytest.fixture
+def emu(shared_emu):
+    """One emulator process for the session, reset before each test (a test may
+    stop, start or restart it: it keeps its state dir and arguments)."""
+    if shared_emu.proc is None or shared_emu.proc.poll() is not None:
+        shared_emu.start()
+    shared_emu.reset()
+    return shared_emu

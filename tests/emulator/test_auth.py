@@ -44,7 +44,7 @@ def test_vector_accepted(vemu, i):
     if v["method"] == "POST":
         assert st == 200, body
     else:
-        assert st == 404  # unknown task / file, but authenticated
+        assert st in (400, 404)  # unknown task / file or query parameter, but authenticated
     assert vemu.log()[-1]["auth"] == "aksk"
 
 
@@ -73,7 +73,7 @@ def test_vector_tampered_rejected(vemu, i):
             vemu.config(now=VECTORS[i]["headers"]["X-Sdk-Date"])
         st, _, body = send_vector(vemu, t) if what != "date" else _send_keep_clock(vemu, t)
         assert st == 401, (what, st, body)
-        assert json.loads(body)["error_code"] == "APIGW.0101", (what, body)
+        assert json.loads(body)["error_code"] == "APIG.0301", (what, body)
 
 
 def _send_keep_clock(emu, v):
@@ -97,8 +97,10 @@ def test_harness_signer_reproduces_vectors():
 
 
 def test_signed_call_ok(emu):
-    st, _, body = h.call(emu, "GET", QPATH, query={"enterprise_project_id": "0", "a": "x y/z"})
+    st, _, body = h.call(emu, "GET", QPATH, query={"enterprise_project_id": "0 x/y~z"})
     assert st == 404 and json.loads(body)["error_code"] == "HSS.1001"
+    st, _, body = h.call(emu, "GET", QPATH, query={"enterprise_project_id": "0", "a": "x y/z"})
+    assert st == 400 and json.loads(body)["error_code"] == "HSS.0001"  # authenticated first
 
 
 def test_date_window(emu):
@@ -110,7 +112,7 @@ def test_date_window(emu):
         else:
             assert st == 401, (skew, body)
             j = json.loads(body)
-            assert j["error_code"] == "APIGW.0101" and "date" in j["error_msg"]
+            assert j["error_code"] == "APIG.0301" and "date" in j["error_msg"]
 
 
 def test_clock_offset_knob(emu):
@@ -137,19 +139,19 @@ def test_bad_date_format(emu):
 
 def test_unknown_ak(emu):
     st, _, body = h.call(emu, "GET", QPATH, ak="NOSUCHAK000000000000", sk="x")
-    assert st == 401 and json.loads(body)["error_code"] == "APIGW.0101"
+    assert st == 401 and json.loads(body)["error_code"] == "APIG.0301"
 
 
 def test_wrong_sk(emu):
     st, _, body = h.call(emu, "GET", QPATH, sk="wrong")
     assert st == 401
     j = json.loads(body)
-    assert j["error_code"] == "APIGW.0101" and "signature" in j["error_msg"]
+    assert j["error_code"] == "APIG.0301" and "signature" in j["error_msg"]
 
 
 def test_no_auth(emu):
     st, _, body = h.call(emu, "GET", QPATH, auth=None)
-    assert st == 401 and json.loads(body)["error_code"] == "APIGW.0301"
+    assert st == 401 and json.loads(body)["error_code"] == "APIG.0301"
 
 
 def test_signed_headers_must_include_host_and_date(emu):
@@ -157,12 +159,12 @@ def test_signed_headers_must_include_host_and_date(emu):
     hdrs["Authorization"] = hdrs["Authorization"].replace("SignedHeaders=host;x-sdk-date",
                                                           "SignedHeaders=x-sdk-date")
     st, _, body = h._request(emu.url, "GET", QPATH, None, hdrs)
-    assert st == 401 and json.loads(body)["error_code"] == "APIGW.0101"
+    assert st == 401 and json.loads(body)["error_code"] == "APIG.0301"
 
 
 def test_malformed_authorization(emu):
     st, _, body = h._request(emu.url, "GET", QPATH, None, {"Authorization": "Basic Zm9vOmJhcg=="})
-    assert st == 401 and json.loads(body)["error_code"] == "APIGW.0101"
+    assert st == 401 and json.loads(body)["error_code"] == "APIG.0301"
 
 
 def test_security_token(tmp_path):
@@ -174,7 +176,7 @@ def test_security_token(tmp_path):
 
 def test_unknown_project_403(emu):
     st, _, body = h.call(emu, "GET", "/v5/%s/event/export-task/abc" % ("1" * 32))
-    assert st == 403 and json.loads(body)["error_code"] == "APIGW.0302"
+    assert st == 403 and json.loads(body)["error_code"] == "APIG.0302"
 
 
 def test_any_valid_project_without_project_flags(tmp_path):
@@ -188,7 +190,7 @@ def test_any_valid_project_without_project_flags(tmp_path):
 def test_static_token(emu):
     assert h.call(emu, "GET", QPATH, auth="token", token=STATIC_TOKEN)[0] == 404
     st, _, body = h.call(emu, "GET", QPATH, auth="token", token="bogus")
-    assert st == 401 and json.loads(body)["error_code"] == "APIGW.0301"
+    assert st == 401 and json.loads(body)["error_code"] == "APIG.0301"
     assert emu.log()[-1]["auth"] == "token"
 
 
@@ -214,7 +216,7 @@ def test_iam_login_and_token_use(emu):
     # token scoped to PROJECT used on OTHER_PROJECT
     st, _, body = h.call(emu, "GET", "/v5/%s/event/export-task/abc" % OTHER_PROJECT,
                          auth="token", token=tok)
-    assert st == 403 and json.loads(body)["error_code"] == "APIGW.0302"
+    assert st == 403 and json.loads(body)["error_code"] == "APIG.0302"
     assert emu.calls("token")[-1]["status"] == 201
 
 
@@ -247,3 +249,58 @@ def test_token_survives_restart(emu):
     tok = login(emu)[1]["x-subject-token"]
     emu.restart()
     assert h.call(emu, "GET", QPATH, auth="token", token=tok)[0] == 404
+
+
+def test_project_header_checked_when_sent(emu):
+    # the harness signs X-Project-Id by default; a mismatch is refused
+    st, _, body = h.call(emu, "GET", QPATH, headers=None)
+    assert st == 404
+    hdrs = h.sign_headers("GET", emu.url + QPATH, extra_headers={"X-Project-Id": "1" * 32})
+    st, _, body = h._request(emu.url, "GET", QPATH, None, hdrs)
+    assert st == 401 and json.loads(body)["error_code"] == "APIG.0301"
+    assert "X-Project-Id" in json.loads(body)["error_msg"]
+    # signed with one value, sent with another: the signature breaks
+    hdrs = h.sign_headers("GET", emu.url + QPATH, extra_headers={"X-Project-Id": h.PROJECT})
+    hdrs["X-Project-Id"] = OTHER_PROJECT
+    st, _, body = h._request(emu.url, "GET", QPATH, None, hdrs)
+    assert st == 401
+    # with a token too
+    st, _, body = h.call(emu, "GET", QPATH, auth="token", token=STATIC_TOKEN,
+                         headers={"X-Project-Id": OTHER_PROJECT})
+    assert st == 401
+
+
+def test_require_project_header(emu):
+    assert h.call(emu, "GET", QPATH, project_header=False)[0] == 404
+    emu.config(require_project_header=True)
+    st, _, body = h.call(emu, "GET", QPATH, project_header=False)
+    assert st == 401 and json.loads(body)["error_code"] == "APIG.0301"
+    assert "X-Project-Id" in json.loads(body)["error_msg"]
+    # sent but not signed
+    hdrs = h.sign_headers("GET", emu.url + QPATH)
+    hdrs["X-Project-Id"] = h.PROJECT
+    assert h._request(emu.url, "GET", QPATH, None, hdrs)[0] == 401
+    assert h.call(emu, "GET", QPATH)[0] == 404
+    st, _, _ = h.call(emu, "GET", "/v1/%s/waf/event/dump" % h.PROJECT, project_header=False)
+    assert st == 401
+    assert h.call(emu, "GET", "/v1/%s/waf/event/dump" % h.PROJECT)[0] == 200
+    # IAM login and tokens are not affected
+    assert login(emu)[0] == 201
+    assert h.call(emu, "GET", QPATH, auth="token", token=STATIC_TOKEN)[0] == 404
+
+
+def test_require_project_header_flag(tmp_path):
+    with h.Emulator(tmp_path, "--require-project-header") as e:
+        assert e.config()["require_project_header"] is True
+        assert h.call(e, "GET", QPATH, project_header=False)[0] == 401
+        assert h.call(e, "GET", QPATH)[0] == 404
+
+
+@pytest.mark.parametrize("path", ["/v1/%s/waf/async-job/x" % h.PROJECT,
+                                  "/v1/%s/waf/event/dump" % h.PROJECT,
+                                  "/v5/%s/download/x" % h.PROJECT,
+                                  "/v5/%s/event/export?category=host" % h.PROJECT])
+def test_every_cloud_call_needs_auth(emu, path):
+    m = "POST" if "event/export" in path else "GET"
+    st, _, body = h.call(emu, m, path, auth=None)
+    assert st == 401 and json.loads(body)["error_code"] == "APIG.0301"

@@ -1,5 +1,6 @@
 # A larger archive (~50 MB) is streamed from disk: the server's RSS stays flat.
 import http.client
+import urllib.parse
 
 import pytest
 
@@ -16,16 +17,16 @@ def vm(pid, key):
 
 @pytest.mark.big
 def test_big_download_rss_flat(emu):
-    emu.config(rows=170000, compresslevel=0)
+    emu.config(rows=170000, compresslevel=0, waf_file_format="zip")
     jid = h.submit(emu, {"recent": "1month", "dump_columns": list(filters.COLUMNS)})
     r = h.wait_job(emu, jid, timeout=60)
     assert r["task_status"] == "success"
     size = [j for j in emu.jobs() if j["job_id"] == jid][0]["archive_size"]
     assert size > 45 * 1024 * 1024
     before = vm(emu.pid, "VmHWM")
-    path = "/v5/%s/download/%s" % (h.PROJECT, r["file_id"])
+    url = urllib.parse.urlsplit(r["item"]["url"])
     conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=30)
-    conn.request("GET", path, headers=h.sign_headers("GET", emu.url + path))
+    conn.request("GET", url.path + "?" + url.query)
     resp = conn.getresponse()
     assert resp.status == 200 and int(resp.getheader("Content-Length")) == size
     got = 0

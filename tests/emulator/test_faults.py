@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import zipfile
 
 import pytest
@@ -19,10 +20,16 @@ FLT = {"recent": "today", "dump_columns": ["id", "time", "payload"]}
 
 
 def ready_file(emu, rows=2000):
-    emu.config(rows=rows)
+    """A zipped WAF file: (its pre-signed URL, its bytes)."""
+    emu.config(rows=rows, waf_file_format="zip")
     jid = h.submit(emu, FLT)
     r = h.wait_job(emu, jid)
-    return r["file_id"], h.download(emu, r["file_id"])
+    return r["item"]["url"], h.download(emu, r["file_id"])
+
+
+def url_path(url):
+    u = urllib.parse.urlsplit(url)
+    return u.path + "?" + u.query
 
 
 def dl_path(fid):
@@ -57,7 +64,7 @@ def test_every_nth_429(emu):
     emu.set_faults(every_nth=2, nth_status=429, retry_after=3)
     res = [h.call(emu, "GET", QPATH) for _ in range(4)]
     assert [r[0] for r in res] == [404, 429, 404, 429]
-    assert json.loads(res[1][2]) == {"error_code": "APIGW.0308",
+    assert json.loads(res[1][2]) == {"error_code": "APIG.0308",
                                      "error_msg": "The throttling threshold has been reached"}
     assert res[1][1]["retry-after"] == "3"
     assert [e.get("fault") for e in emu.calls("query")] == [None, "nth", None, "nth"]
@@ -73,11 +80,19 @@ def test_every_nth_503_without_retry_after(emu):
 
 
 def test_nth_calls_filter(emu):
-    fid, data = ready_file(emu)
+    url, data = ready_file(emu)
     emu.set_faults(every_nth=1, nth_status=500, nth_calls=["download"])
     assert h.call(emu, "GET", QPATH)[0] == 404
     assert h.call(emu, "POST", "/v1/%s/waf/event/job/export" % h.PROJECT, FLT)[0] == 200
-    assert h.call(emu, "GET", dl_path(fid))[0] == 500
+    st, hd, body = h.storage_get(url)
+    assert st == 500 and hd["content-type"] == "application/xml"
+    assert b"<Code>InternalError</Code>" in body
+    assert h.call(emu, "GET", dl_path("x"))[0] == 500
+    emu.set_faults(every_nth=1, nth_status=503, nth_calls=["list"])
+    st, _, body = h.call(emu, "GET", "/v1/%s/waf/event/dump" % h.PROJECT)
+    assert st == 503 and json.loads(body)["error_code"] == "APIG.0203"
+    assert h.call(emu, "GET", QPATH)[0] == 404
+    assert emu.calls("list")[-1]["fault"] == "nth"
     emu.set_faults(every_nth=1, nth_status=429, nth_calls=["token"])
     st, _, _ = h.call(emu, "POST", "/v3/auth/tokens", {}, auth=None)
     assert st == 429
@@ -136,10 +151,10 @@ def test_hang_client_timeout(emu):
 
 
 def test_cut_downloads(emu):
-    fid, data = ready_file(emu, rows=20000)
+    url, data = ready_file(emu, rows=20000)
     emu.set_faults(cut_downloads=1)
     conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
-    conn.request("GET", dl_path(fid), headers=h.sign_headers("GET", emu.url + dl_path(fid)))
+    conn.request("GET", url_path(url))
     r = conn.getresponse()
     assert int(r.getheader("Content-Length")) == len(data)
     with pytest.raises(http.client.IncompleteRead) as ei:
@@ -147,14 +162,14 @@ def test_cut_downloads(emu):
     assert len(ei.value.partial) == len(data) // 2
     conn.close()
     assert emu.faults()["cut_downloads"] == 0
-    assert h.download(emu, fid) == data
+    assert h.storage_get(url)[2] == data
     assert emu.calls("download")[-2]["fault"] == "cut"
 
 
 def test_corrupt_downloads(emu):
-    fid, data = ready_file(emu, rows=5000)
+    url, data = ready_file(emu, rows=5000)
     emu.set_faults(corrupt_downloads=1)
-    bad = h.download(emu, fid)
+    bad = h.storage_get(url)[2]
     assert len(bad) == len(data) and bad != data
     diff = [i for i in range(len(data)) if bad[i] != data[i]]
     assert diff[0] >= len(data) // 2 - 1 and diff[-1] < len(data) // 2 + 17
@@ -162,15 +177,102 @@ def test_corrupt_downloads(emu):
         z = zipfile.ZipFile(io.BytesIO(bad))
         for n in z.namelist():
             z.read(n)
-    assert h.download(emu, fid) == data
+    assert h.storage_get(url)[2] == data
 
 
 def test_slow_download(emu):
-    fid, data = ready_file(emu, rows=300)
+    url, data = ready_file(emu, rows=300)
     emu.set_faults(slow_download_bps=len(data) * 2)
     t = time.monotonic()
-    assert h.download(emu, fid) == data
+    assert h.storage_get(url)[2] == data
     assert time.monotonic() - t >= 0.4
+
+
+def hss_file(emu, rows=3000):
+    task = h.submit_hss(emu, {"category": "host"})
+    emu.config(rows=rows)
+    fid = h.wait_job(emu, task)["file_id"]
+    return fid, h.download(emu, fid)
+
+
+def test_download_faults_apply_to_hss(emu):
+    emu.config(rows=3000)
+    fid, data = hss_file(emu)
+    emu.set_faults(corrupt_downloads=1)
+    bad = h.call(emu, "GET", dl_path(fid))[2]
+    assert len(bad) == len(data) and bad != data
+    emu.set_faults(range=False)
+    st, hd, body = h.call(emu, "GET", dl_path(fid), headers={"Range": "bytes=5-"})
+    assert st == 200 and body == data
+    emu.set_faults()
+    st, hd, body = h.call(emu, "GET", dl_path(fid), headers={"Range": "bytes=5-"})
+    assert st == 206 and body == data[5:]
+    emu.set_faults(cut_downloads=1)
+    conn = http.client.HTTPConnection("127.0.0.1", emu.port, timeout=10)
+    conn.request("GET", dl_path(fid), headers=h.sign_headers("GET", emu.url + dl_path(fid)))
+    r = conn.getresponse()
+    with pytest.raises(http.client.IncompleteRead):
+        r.read()
+    conn.close()
+
+
+@pytest.mark.parametrize("what,status,code", [("expired", 403, "AccessDenied"),
+                                              ("denied", 403, "AccessDenied"),
+                                              ("500", 500, "InternalError"),
+                                              ("503", 503, "ServiceUnavailable")])
+def test_storage_fault(emu, what, status, code):
+    url, data = ready_file(emu, rows=50)
+    emu.set_faults(storage_fault=what, storage_fault_count=2)
+    for _ in range(2):
+        st, hd, body = h.storage_get(url)
+        assert st == status and b"<Code>%s</Code>" % code.encode() in body
+        if what == "expired":
+            assert b"Request has expired" in body
+    assert emu.faults()["storage_fault"] == ""
+    assert h.storage_get(url)[2] == data
+    assert [e.get("fault") for e in emu.storage_log()][-3:] == ["storage_" + what] * 2 + [None]
+    # count 0: every storage request while set; API calls are not affected
+    emu.set_faults(storage_fault=what)
+    assert h.storage_get(url)[0] == status and h.storage_get(url)[0] == status
+    assert h.call(emu, "GET", QPATH)[0] == 404
+    emu.set_faults()
+    assert h.storage_get(url)[0] == 200
+
+
+def test_storage_fault_knob_validation(emu):
+    for bad in ("gone", 404, True):
+        with pytest.raises(RuntimeError):
+            emu.patch_faults(storage_fault=bad)
+    assert emu.patch_faults(storage_fault=500)["storage_fault"] == "500"
+
+
+@pytest.mark.parametrize("kind", ["list", "download"])
+def test_hang_and_reset_new_kinds(emu, kind):
+    url, data = ready_file(emu, rows=50)
+    emu.set_faults(reset_every_nth=1, reset_calls=[kind])
+    with pytest.raises((ConnectionResetError, http.client.RemoteDisconnected, BrokenPipeError)):
+        if kind == "list":
+            h.call(emu, "GET", "/v1/%s/waf/event/dump" % h.PROJECT)
+        else:
+            h.storage_get(url)
+    assert emu.calls(kind)[-1]["fault"] == "reset"
+    emu.set_faults(hang_calls=[kind])
+    out = {}
+
+    def worker():
+        out["r"] = (h.call(emu, "GET", "/v1/%s/waf/event/dump" % h.PROJECT) if kind == "list"
+                    else h.storage_get(url))
+    t = threading.Thread(target=worker)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not [e for e in emu.calls(kind) if e.get("fault") is None and e["status"] is None]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert t.is_alive()
+    emu.set_faults()
+    t.join(5)
+    assert out["r"][0] == 200
+    assert emu.calls(kind)[-1]["fault"] == "hang"
 
 
 def test_fault_flags_at_start(tmp_path):

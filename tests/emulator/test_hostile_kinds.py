@@ -11,7 +11,8 @@ import emuharness as h
 from hwemu import archive, rawzip
 
 FLT = {"recent": "today", "dump_columns": ["id"]}
-QPATH = "/v5/%s/event/export-task/%s"
+QPATH = "/v1/%s/waf/async-job/%s"
+HQPATH = "/v5/%s/event/export-task/%s"
 
 
 @pytest.mark.parametrize("n", [0, 1, 4095, 4096, 4097, 123457, 3 << 20])
@@ -85,9 +86,13 @@ def test_hostile_kind_knob_validation(emu):
         assert st == 400, (bad, body)
     emu.patch_faults(hostile_kind="many:1000")
     jid = h.submit(emu, FLT)
+    task = h.submit_hss(emu, {"category": "host"})
     emu.set_faults()
     r = h.wait_job(emu, jid)
+    assert r["file_name"].endswith(".zip")
     z = zipfile.ZipFile(io.BytesIO(h.download(emu, r["file_id"])))
+    assert len(z.infolist()) == 1000
+    z = zipfile.ZipFile(io.BytesIO(h.download(emu, h.wait_job(emu, task)["file_id"])))
     assert len(z.infolist()) == 1000
 
 
@@ -109,15 +114,58 @@ def test_bad_reply_on_query(emu, bad):
             assert st == 200 and body.startswith(b"<html>")
         elif bad != "giant_header":
             obj = json.loads(body)
-            assert st == 200 and obj.get("task_status") in (None, "exploded", ["success"])
+            assert st == 200 and obj.get("status") in (None, "EXPLODED", ["SUCCESS"])
     assert emu.calls("query")[-1]["fault"] == "bad_reply"
     # count 1: the next query is normal again
     st, _, body = h.call(emu, "GET", QPATH % (h.PROJECT, jid))
+    assert st == 200 and json.loads(body)["status"] in ("RUNNING", "SUCCESS")
+
+
+@pytest.mark.parametrize("bad", ["not_json", "wrong_types", "missing_fields", "unknown_status"])
+def test_bad_reply_on_hss_query(emu, bad):
+    task = h.submit_hss(emu, {"category": "host"})
+    emu.set_faults(bad_reply=bad, bad_reply_count=1)
+    st, hdrs, body = h.call(emu, "GET", HQPATH % (h.PROJECT, task))
+    if bad != "not_json":
+        assert json.loads(body).get("task_status") in (None, "exploded", ["success"])
+    st, _, body = h.call(emu, "GET", HQPATH % (h.PROJECT, task))
     assert st == 200 and json.loads(body)["task_status"] in ("running", "success")
+
+
+@pytest.mark.parametrize("bad", ["not_json", "wrong_types", "missing_fields", "unknown_status",
+                                 "redirect"])
+def test_bad_reply_on_list(emu, bad):
+    emu.set_faults(bad_reply=bad, bad_reply_calls=["list"], bad_reply_count=1)
+    st, hdrs, body = h.call(emu, "GET", "/v1/%s/waf/event/dump" % h.PROJECT)
+    if bad == "wrong_types":
+        assert json.loads(body)["total"] == "3"
+    elif bad == "unknown_status":
+        it = json.loads(body)["items"][0]
+        assert ".." in it["filename"] and str(emu.port) not in it["url"]
+    elif bad == "redirect":
+        assert st == 302
+    assert emu.calls("list")[-1]["fault"] == "bad_reply"
+    assert h.event_dump(emu)["total"] >= 0
+
+
+def test_bad_reply_on_storage(emu):
+    emu.config(rows=10)
+    jid = h.submit(emu, FLT)
+    url = h.wait_job(emu, jid)["item"]["url"]
+    emu.set_faults(bad_reply="not_json", bad_reply_calls=["download"], bad_reply_count=1)
+    st, _, body = h.storage_get(url)
+    assert st == 200 and body.startswith(b"<html>")
+    assert emu.storage_log()[-1]["fault"] == "bad_reply"
+    assert h.storage_get(url)[2].startswith(b"id\n")
 
 
 def test_bad_reply_does_not_create_jobs(emu):
     emu.set_faults(bad_reply="wrong_types", bad_reply_calls=["submit"])
     st, _, body = h.call(emu, "POST", "/v1/%s/waf/event/job/export" % h.PROJECT, FLT)
     assert st == 200 and json.loads(body)["job_id"] == 12345
+    assert emu.jobs() == []
+    emu.set_faults(bad_reply="wrong_types", bad_reply_calls=["submit"])
+    st, _, body = h.call(emu, "POST", "/v5/%s/event/export" % h.PROJECT, None,
+                         query={"category": "host"})
+    assert st == 200 and json.loads(body)["task_id"] == 12345
     assert emu.jobs() == []

@@ -1,12 +1,16 @@
-# Job lifecycle, query/download, archive contents honouring filters, Range,
-# state-dir persistence, determinism, the request log and the admin API.
+# WAF job lifecycle (submit, async-job, event-log list, storage download), file
+# contents honouring filters, Range, state-dir persistence, determinism, the
+# request log and the admin API.
 import csv
+import gzip
 import io
 import json
 import os
 import re
 import time
 import zipfile
+
+import urllib.parse
 
 import pytest
 
@@ -18,52 +22,89 @@ ALL = list(filters.COLUMNS)
 SUBMIT = "/v1/%s/waf/event/job/export" % h.PROJECT
 
 
-def q(emu, tid, project=h.PROJECT, **kw):
-    st, _, data = h.call(emu, "GET", "/v5/%s/event/export-task/%s" % (project, tid), **kw)
+def q(emu, jid, project=h.PROJECT, **kw):
+    st, _, data = h.call(emu, "GET", "/v1/%s/waf/async-job/%s" % (project, jid), **kw)
     return st, json.loads(data)
 
 
-def dl(emu, fid, headers=None, project=h.PROJECT):
-    return h.call(emu, "GET", "/v5/%s/download/%s" % (project, fid), headers=headers)
+def dl(emu, fid, headers=None):
+    """GET a WAF file through a fresh pre-signed URL."""
+    return h.storage_get(emu.file_url(fid), headers)
 
 
-def run_job(emu, flt):
-    jid = h.submit(emu, flt)
-    r = h.wait_job(emu, jid)
+def run_job(emu, flt, **kw):
+    jid = h.submit(emu, flt, **kw)
+    r = h.wait_job(emu, jid, **kw)
     assert r["task_status"] == "success", r
     return jid, r, h.download(emu, r["file_id"])
 
 
-def read_csv(zbytes, name="events.csv"):
-    z = zipfile.ZipFile(io.BytesIO(zbytes))
-    text = z.read(name).decode()
-    return list(csv.reader(io.StringIO(text, newline="")))
+def csv_text(data, name="events.csv"):
+    if data[:2] == b"PK":
+        return zipfile.ZipFile(io.BytesIO(data)).read(name).decode()
+    if data[:2] == b"\x1f\x8b":
+        return gzip.decompress(data).decode()
+    return data.decode()
+
+
+def read_csv(data, name="events.csv"):
+    return list(csv.reader(io.StringIO(csv_text(data, name), newline="")))
 
 
 def test_lifecycle(emu):
-    emu.config(job_delay=2.0)  # "running" must be seen even on a loaded machine
+    emu.config(job_delay=3600)
     jid = h.submit(emu, {"recent": "today", "dump_columns": ["id", "time", "attack"]})
     st, r = q(emu, jid)
-    assert st == 200 and r == {"task_id": jid, "task_name": r["task_name"], "task_status": "running"}
-    assert re.fullmatch(r"event_waf_\d{13}_export_task", r["task_name"])
-    time.sleep(2.3)
+    assert st == 200 and r == {"status": "RUNNING", "message": r["message"], "job_id": jid}
+    assert jid not in [i["id"] for i in h.list_files(emu)]
+    emu.finish(jid)
     st, r = q(emu, jid)
-    assert r["task_status"] == "success"
-    assert r["file_name"] == "waf-event-%s.zip" % jid[:8]
-    assert r["file_id"] != jid and re.fullmatch(r"[0-9a-f-]{36}", r["file_id"])
-    st, hdrs, data = dl(emu, r["file_id"])
-    assert st == 200 and hdrs["content-type"] == "application/octet-stream"
+    assert r["status"] == "SUCCESS" and r["job_id"] == jid
+    r = h.wait_job(emu, jid)
+    it = r["item"]
+    assert it["id"] != jid and re.fullmatch(r"[0-9a-f]{32}", it["id"])
+    for k in ("filename", "obsname", "description"):
+        assert jid not in it[k], k
+    assert re.fullmatch(r"waf-events-\d{8}-[0-9a-f]{8}\.csv", it["filename"])
+    assert set(it) == {"id", "filename", "obsname", "source", "state", "description",
+                       "tenantid", "start", "end", "total", "timestamp", "url",
+                       "urltimestamp"}
+    assert it["total"] == 200
+    st, hdrs, data = h.storage_get(it["url"])
+    assert st == 200 and hdrs["content-type"].startswith("text/csv")
     assert int(hdrs["content-length"]) == len(data)
+    rows = read_csv(data)
+    assert rows[0] == ["id", "time", "attack"] and len(rows) == 201
+    assert data.startswith(b"id,time,attack\n")
+    assert len({r[0] for r in rows[1:]}) == 200
+    sub = job_record(emu, jid)["submit_ms"]
+    assert it["start"] == sub - sub % 86400000 and it["end"] == sub
+    assert it["timestamp"] >= sub
+
+
+def test_zip_format(emu):
+    emu.config(waf_file_format="zip")
+    jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id", "time", "attack"]})
+    assert r["file_name"].endswith(".zip")
     z = zipfile.ZipFile(io.BytesIO(data))
     assert z.testzip() is None
     assert sorted(z.namelist()) == ["events.csv", "manifest.json"]
     m = json.loads(z.read("manifest.json"))
     assert m["job_id"] == jid and m["project_id"] == h.PROJECT and m["rows"] == 200
     assert m["generated_by"] == "hwcloud-emulator" and m["columns"] == ["id", "time", "attack"]
+    st, hdrs, _ = h.storage_get(r["item"]["url"])
+    assert hdrs["content-type"] == "application/zip"
+
+
+def test_gzip_format(emu):
+    emu.config(waf_file_format="gzip")
+    jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id", "attack"]})
+    assert r["file_name"].endswith(".csv.gz") and data[:2] == b"\x1f\x8b"
     rows = read_csv(data)
-    assert rows[0] == ["id", "time", "attack"] and len(rows) == 201
-    assert z.read("events.csv").startswith(b"id,time,attack\n")
-    assert len({r[0] for r in rows[1:]}) == 200
+    assert rows[0] == ["id", "attack"] and len(rows) == 201
+    emu.config(waf_file_format="csv")
+    jid2, r2, plain = run_job(emu, {"recent": "today", "dump_columns": ["id", "attack"]})
+    assert plain[:3] == b"id,"
 
 
 def test_all_columns_and_quoting(emu):
@@ -73,7 +114,7 @@ def test_all_columns_and_quoting(emu):
     assert rows[0] == ALL
     assert all(len(x) == 20 for x in rows)
     assert len(rows) == 3001
-    body = zipfile.ZipFile(io.BytesIO(data)).read("events.csv")
+    body = data
     assert b'"' in body  # some fields needed RFC 4180 quoting
     assert any("," in x[ALL.index("payload")] for x in rows[1:])
     assert any("\n" in x[ALL.index("request_body")] for x in rows[1:])
@@ -124,7 +165,7 @@ def test_filter_every_field_honoured(emu):
     jid, r, data = run_job(emu, flt)
     rows = read_csv(data)
     assert rows[0] == ALL and len(rows) == 2000  # header + 1999 rows: one id excluded
-    assert json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))["rows"] == 1999
+    assert r["item"]["total"] == 1999
     ids = set()
     for x in rows[1:]:
         d = dict(zip(ALL, x))
@@ -178,13 +219,12 @@ def test_fuzzy_and_excludes_without_include_lists(emu):
 def test_contradictory_filter_header_only(emu, extra):
     flt = dict({"recent": "today", "dump_columns": ["id", "host"]}, **extra)
     jid, r, data = run_job(emu, flt)
-    z = zipfile.ZipFile(io.BytesIO(data))
-    assert z.read("events.csv") == b"id,host\n"
-    assert json.loads(z.read("manifest.json"))["rows"] == 0
+    assert data == b"id,host\n"
+    assert r["item"]["total"] == 0
 
 
 def test_files_and_folders(emu):
-    emu.config(rows=1000, files=5, folders=2, compresslevel=1)
+    emu.config(rows=1000, files=5, folders=2, compresslevel=1, waf_file_format="zip")
     jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id", "time"]})
     z = zipfile.ZipFile(io.BytesIO(data))
     names = [n for n in z.namelist() if n != "manifest.json"]
@@ -205,46 +245,59 @@ def test_files_and_folders(emu):
 
 
 def test_failure_filter(emu):
-    emu.config(job_delay=1.0)  # "running" must be seen even on a loaded machine
+    emu.config(job_delay=3600)
     jid = h.submit(emu, {"recent": "today", "dump_columns": ["id"],
                          "hosts": ["www.example.com", "fail.example.com"]})
-    assert q(emu, jid)[1]["task_status"] == "running"
+    assert q(emu, jid)[1]["status"] == "RUNNING"
+    emu.config(job_delay=0)
+    jid = h.submit(emu, {"recent": "today", "dump_columns": ["id"],
+                         "hosts": ["www.example.com", "fail.example.com"]})
     r = h.wait_job(emu, jid)
-    assert r == {"task_id": jid, "task_name": r["task_name"], "task_status": "failure"}
-    fid = job_record(emu, jid)["file_id"]
-    assert dl(emu, fid)[0] == 404
+    assert r["status"] == "FAILED" and r["task_status"] == "failure" and "file_id" not in r
+    assert jid not in {f.get("job_id") for f in emu.files(h.PROJECT) if f["listed"]}
 
 
-def test_404s(emu):
+def test_unknown_ids(emu):
     st, j = q(emu, "0" * 32)
-    assert st == 404 and j == {"error_code": "HSS.1001", "error_msg": "task not found"}
-    st, _, data = dl(emu, "00000000-0000-0000-0000-000000000000")
-    assert st == 404 and json.loads(data)["error_code"] == "HSS.1002"
-    assert q(emu, "x" * 65)[0] == 400
+    assert st == 404 and j["error_code"] == "WAF.00022002"
     # a job of another project is not visible
     jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id"]})
     assert q(emu, jid, project=OTHER_PROJECT)[0] == 404
-    assert dl(emu, r["file_id"], project=OTHER_PROJECT)[0] == 404
-    # file of a running job
+    assert r["file_id"] not in [i["id"] for i in h.list_files(emu, OTHER_PROJECT)]
+    # an HSS task is unknown to WAF, a WAF job unknown to HSS
+    task = h.submit_hss(emu, {"category": "host"})
+    assert q(emu, task)[0] == 404
+    st, _, body = h.call(emu, "GET", "/v5/%s/event/export-task/%s" % (h.PROJECT, jid))
+    assert st == 404 and json.loads(body)["error_code"] == "HSS.1001"
+    st, _, body = h.call(emu, "GET", "/v5/%s/download/%s" % (h.PROJECT, r["file_id"]))
+    assert st == 404
+    # the file of a running job is neither listed nor downloadable
+    emu.config(job_delay=3600)
     jid2 = h.submit(emu, {"recent": "today", "dump_columns": ["id"]})
-    assert dl(emu, job_record(emu, jid2)["file_id"])[0] == 404
+    f = emu.file_of(jid2)
+    assert not f["listed"] and f["id"] not in [i["id"] for i in h.list_files(emu)]
+    assert dl(emu, f["id"])[0] == 404
 
 
 def test_range(emu):
     jid, r, full = run_job(emu, {"recent": "today", "dump_columns": ALL})
     n = len(full)
-    st, hd, data = dl(emu, r["file_id"], {"Range": "bytes=100-"})
+    url = r["item"]["url"]
+    st, hd, data = h.storage_get(url, {"Range": "bytes=100-"})
     assert st == 206 and data == full[100:]
     assert hd["content-range"] == "bytes 100-%d/%d" % (n - 1, n)
     assert int(hd["content-length"]) == n - 100 and hd["accept-ranges"] == "bytes"
-    st, hd, data = dl(emu, r["file_id"], {"Range": "bytes=10-19"})
+    st, hd, data = h.storage_get(url, {"Range": "bytes=10-19"})
     assert st == 206 and data == full[10:20] and hd["content-range"] == "bytes 10-19/%d" % n
-    st, hd, data = dl(emu, r["file_id"], {"Range": "bytes=-7"})
+    st, hd, data = h.storage_get(url, {"Range": "bytes=-7"})
     assert st == 206 and data == full[-7:]
-    st, hd, data = dl(emu, r["file_id"], {"Range": "bytes=%d-" % n})
+    st, hd, data = h.storage_get(url, {"Range": "bytes=0-0"})
+    assert st == 206 and data == full[:1] and hd["content-range"] == "bytes 0-0/%d" % n
+    st, hd, data = h.storage_get(url, {"Range": "bytes=%d-" % n})
     assert st == 416 and hd["content-range"] == "bytes */%d" % n
+    assert b"<Code>InvalidRange</Code>" in data
     emu.patch_faults(range=False)
-    st, hd, data = dl(emu, r["file_id"], {"Range": "bytes=100-"})
+    st, hd, data = h.storage_get(url, {"Range": "bytes=100-"})
     assert st == 200 and data == full and "content-range" not in hd
 
 
@@ -252,15 +305,20 @@ def test_finish_admin(emu):
     emu.config(job_delay=3600)
     a = h.submit(emu, {"recent": "today", "dump_columns": ["id"]})
     b = h.submit(emu, {"recent": "today", "dump_columns": ["id"]})
-    assert q(emu, a)[1]["task_status"] == "running"
+    assert q(emu, a)[1]["status"] == "RUNNING"
     emu.finish(a)
     emu.finish(b, "failure")
     ra, rb = q(emu, a)[1], q(emu, b)[1]
-    assert ra["task_status"] == "success" and rb["task_status"] == "failure"
-    assert h.download(emu, ra["file_id"])[:2] == b"PK"
+    assert ra["status"] == "SUCCESS" and rb["status"] == "FAILED"
+    assert h.download(emu, h.wait_job(emu, a)["file_id"])[:3] == b"id\n"
     js = {j["job_id"]: j for j in emu.jobs()}
     assert js[a]["status"] == "success" and js[b]["status"] == "failure"
     assert js[a]["params"]["job_delay"] == 3600 and js[a]["filter"]["recent"] == "today"
+    assert js[a]["service"] == "waf" and js[a]["listed"] is True and js[b]["listed"] is False
+    # HSS tasks too
+    t = h.submit_hss(emu, {"category": "container"})
+    emu.finish(t, "failure")
+    assert h.wait_job(emu, t)["task_status"] == "failure"
 
 
 def test_config_snapshot_per_job(emu):
@@ -271,12 +329,15 @@ def test_config_snapshot_per_job(emu):
     for jid, n in ((a, 10), (b, 20)):
         r = h.wait_job(emu, jid)
         assert len(read_csv(h.download(emu, r["file_id"]))) == n + 1
+        assert r["item"]["total"] == n
     c = emu.config()
     assert c["rows"] == 20 and c["files"] == 1 and c["now"] is None
 
 
 def test_config_rejects_bad_values(emu):
-    for bad in ({"rows": -1}, {"files": 0}, {"compresslevel": 10}, {"nosuch": 1}, {"now": "garbage"}):
+    for bad in ({"rows": -1}, {"files": 0}, {"compresslevel": 10}, {"nosuch": 1}, {"now": "garbage"},
+                {"waf_file_format": "rar"}, {"waf_file_link": "maybe"}, {"url_ttl": 0},
+                {"list_delay": -1}, {"require_project_header": 1}, {"foreign_recent": "never"}):
         with pytest.raises(RuntimeError):
             emu.config(**bad)
 
@@ -291,6 +352,13 @@ def test_fixed_clock_sets_event_times(emu):
     data = h.download(emu, r["file_id"], date="20261122T101500Z")
     times = [int(x[0]) for x in read_csv(data)[1:]]
     assert min(times) == 1795305600000 and max(times) <= 1795342500000
+    assert r["item"]["start"] == 1795305600000 and r["item"]["end"] == 1795342500000
+    assert r["item"]["filename"].startswith("waf-events-20261122-")
+    emu.config(waf_file_format="zip")
+    jid = h.submit(emu, {"recent": "today", "dump_columns": ["time"]},
+                   date="20261122T101500Z")
+    r = h.wait_job(emu, jid, date="20261122T101500Z")
+    data = h.download(emu, r["file_id"])
     zi = zipfile.ZipFile(io.BytesIO(data)).getinfo("events.csv")
     assert zi.date_time == (2026, 11, 22, 10, 15, 0)
 
@@ -299,25 +367,37 @@ def test_state_dir_survives_restart(emu):
     jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ALL})
     emu.config(job_delay=1.0)
     running = h.submit(emu, {"recent": "today", "dump_columns": ["id"]})
+    url = r["item"]["url"]
+    files = h.list_files(emu)
     emu.restart()
-    st, r2 = q(emu, jid)
-    assert r2 == r
+    r2 = h.wait_job(emu, jid)
+    assert r2["file_id"] == r["file_id"] and r2["item"]["timestamp"] == r["item"]["timestamp"]
     assert h.download(emu, r["file_id"]) == data
+    if urllib.parse.urlsplit(url).port == emu.port:
+        assert h.storage_get(url)[2] == data  # a URL issued before the restart still works
     assert h.wait_job(emu, running)["task_status"] == "success"
-    # archive deleted while stopped: rebuilt byte-identical
+    assert [f["id"] for f in files] == [f["id"] for f in h.list_files(emu)
+                                        if f["id"] != emu.file_of(running)["id"]]
+    # file deleted while stopped: rebuilt byte-identical
     emu.stop()
-    os.unlink(os.path.join(emu.state_dir, "archives", jid + ".zip"))
+    os.unlink(os.path.join(emu.state_dir, "archives", jid + ".csv"))
     emu.start()
     assert h.download(emu, r["file_id"]) == data
+    task = h.submit_hss(emu, {"category": "host"})
+    hz = h.download(emu, h.wait_job(emu, task)["file_id"])
+    emu.restart()
+    assert h.wait_job(emu, task)["task_status"] == "success"
+    assert h.download(emu, h.wait_job(emu, task)["file_id"]) == hz
 
 
-def test_deterministic_archive(emu, tmp_path):
-    emu.config(rows=5000, files=2, folders=1)
+@pytest.mark.parametrize("fmt", ["zip", "csv", "gzip"])
+def test_deterministic_archive(emu, tmp_path, fmt):
+    emu.config(rows=5000, files=2, folders=1, waf_file_format=fmt)
     jid, r, data = run_job(emu, {"recent": "1month", "dump_columns": ALL, "attacks": ["xss"]})
     rec = job_record(emu, jid)
-    archive.build(rec, str(tmp_path / "a.zip"))
-    archive.build(rec, str(tmp_path / "b.zip"))
-    a, b = (tmp_path / "a.zip").read_bytes(), (tmp_path / "b.zip").read_bytes()
+    archive.build(rec, str(tmp_path / "a"))
+    archive.build(rec, str(tmp_path / "b"))
+    a, b = (tmp_path / "a").read_bytes(), (tmp_path / "b").read_bytes()
     assert a == b == data
 
 
@@ -335,24 +415,37 @@ def test_request_log(emu):
     emu.clear_log()
     emu.health()
     emu.jobs()
-    h.call(emu, "GET", "/v5/%s/event/export-task/abc" % h.PROJECT, auth=None)
+    h.call(emu, "GET", "/v1/%s/waf/async-job/abc" % h.PROJECT, auth=None)
     jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id"]})
-    h.call(emu, "GET", "/v5/%s/event/export-task/%s" % (h.PROJECT, jid),
-           query={"enterprise_project_id": "0"})
+    st, _, _ = h.storage_get(r["item"]["url"])
+    h.call(emu, "GET", "/v1/%s/waf/async-job/%s" % (h.PROJECT, jid),
+           query={"enterpriseProjectId": "0"})
     log = emu.log()
     assert all(e["call"] != "admin" for e in log)
     assert [e["seq"] for e in log] == sorted(e["seq"] for e in log)
     first = log[0]
     assert first["call"] == "query" and first["status"] == 401 and first["auth"] == "none"
-    assert first["task_id"] == "abc" and first["project"] == h.PROJECT and first["method"] == "GET"
+    assert first["api"] == "async_job" and first["service"] == "waf"
+    assert first["task_id"] == "abc" and first["job_id"] == "abc"
+    assert first["project"] == h.PROJECT and first["method"] == "GET"
     sub = [e for e in log if e["call"] == "submit"][0]
     assert sub["status"] == 200 and sub["auth"] == "aksk" and sub["task_id"] == jid
-    d = [e for e in log if e["call"] == "download"][0]
-    assert d["file_id"] == r["file_id"] and d["bytes_sent"] == len(data) and d["status"] == 200
-    assert log[-1]["query"] == {"enterprise_project_id": "0"}
+    assert sub["api"] == "submit_waf" and "x-project-id" in sub["headers"]
+    assert {"authorization", "x-sdk-date", "host", "content-type"} <= set(sub["headers"])
+    lst = [e for e in log if e["call"] == "list"]
+    assert lst and all(e["api"] == "event_dump" for e in lst)
+    assert r["file_id"] in lst[-1]["items"]
+    d = emu.storage_log()[-1]
+    assert d["call"] == "download" and d["api"] == "storage" and d["auth"] == "none"
+    assert d["file_id"] == r["file_id"] and d["task_id"] == jid and d["project"] == h.PROJECT
+    assert d["bytes_sent"] == len(data) and d["status"] == 200
+    assert not set(d["headers"]) & {"authorization", "x-auth-token", "x-sdk-date",
+                                    "x-security-token", "x-project-id"}
+    assert log[-1]["query"] == {"enterpriseProjectId": "0"}
+    assert log[-1]["enterprise_project_id"] == "0"
     for e in log:
-        assert {"seq", "time", "method", "path", "query", "call", "auth", "status",
-                "bytes_sent"} <= set(e)
+        assert {"seq", "time", "method", "path", "query", "call", "api", "service", "headers",
+                "auth", "status", "bytes_sent"} <= set(e)
     emu.clear_log()
     assert emu.log() == []
 
@@ -378,9 +471,10 @@ def test_keep_alive(emu):
 
 
 def test_hostile_archive(emu):
-    emu.patch_faults(hostile=True)
+    emu.patch_faults(hostile=True)  # a zip even though the format is csv
     jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id"]})
     emu.patch_faults(hostile=False)
+    assert r["file_name"].endswith(".zip")
     z = zipfile.ZipFile(io.BytesIO(data))
     names = [i.filename for i in z.infolist()]
     for n in ("../x", "../../etc/evil", "/abs/path.csv", "link", "up", "status", ".job.json",
@@ -401,7 +495,7 @@ def test_hostile_archive(emu):
         z.read("liar.csv")
     # a later normal job is not hostile
     jid, r, data = run_job(emu, {"recent": "today", "dump_columns": ["id"]})
-    assert "../x" not in zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert data == b"id\n" + data[3:] and not data.startswith(b"PK")
 
 
 def test_https(tmp_path):
@@ -415,4 +509,5 @@ def test_https(tmp_path):
     with h.Emulator(tmp_path, "--tls-cert", cert, "--tls-key", key) as e:
         assert e.url.startswith("https://127.0.0.1:")
         jid, r, data = run_job(e, {"recent": "today", "dump_columns": ["id"]})
-        assert data[:2] == b"PK"
+        assert data.startswith(b"id\n")
+        assert r["item"]["url"].startswith(e.url + "/_obs/")

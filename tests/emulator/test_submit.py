@@ -1,10 +1,11 @@
-# Submit call: filter validation (400 naming the problem) and the success reply.
+# WAF submit call: filter validation (400 naming the problem) and the success reply.
 import json
 import re
 
 import pytest
 
 import emuharness as h
+from hwemu import filters
 
 SUBMIT = "/v1/%s/waf/event/job/export" % h.PROJECT
 GOOD = {"recent": "today", "dump_columns": ["id", "time", "attack"]}
@@ -32,7 +33,7 @@ def test_content_type_variants(emu, ctype):
 @pytest.mark.parametrize("ctype", ["text/plain", None])
 def test_bad_content_type(emu, ctype):
     st, j = post(emu, GOOD, content_type=ctype)
-    assert st == 400 and j["error_code"] == "WAF.00014002" and "Content-Type" in j["error_msg"]
+    assert st == 400 and j["error_code"] == "WAF.00011001" and "Content-Type" in j["error_msg"]
 
 
 BAD = [
@@ -44,6 +45,8 @@ BAD = [
     ({"recent": "today", "dump_columns": "id"}, "dump_columns"),
     ({"recent": "today", "dump_columns": ["id", 3]}, "dump_columns"),
     ({"recent": "today", "dump_columns": ["id", "nosuch"]}, "nosuch"),
+    ({"recent": "today", "dump_columns": ["id", ""]}, "dump_columns"),
+    ({"recent": "today", "dump_columns": ["ID"]}, "ID"),
     ({"recent": "today", "dump_columns": ["id"], "foo": 1}, "foo"),
     ({"recent": "today", "dump_columns": ["id"], "attacks": "sqli"}, "attacks"),
     ({"recent": "today", "dump_columns": ["id"], "hosts": ["a", 1]}, "hosts"),
@@ -59,8 +62,25 @@ BAD = [
 def test_bad_filters(emu, body, word):
     st, j = post(emu, json.dumps(body))
     assert st == 400
-    assert j["error_code"] == "WAF.00014002"
+    assert j["error_code"] == ("WAF.00011001" if word == "object" else "WAF.00011003")
     assert word in j["error_msg"], j
+
+
+def test_every_known_column_accepted(emu):
+    st, j = post(emu, {"recent": "1month", "dump_columns": list(filters.KNOWN_COLUMNS)})
+    assert st == 200, j
+    for c in ("policy_id", "body", "enterprise_project_id", "enterprise_project_name",
+              "headers", "response_body"):
+        assert c in filters.KNOWN_COLUMNS
+    r = h.wait_job(emu, j["job_id"])
+    data = h.download(emu, r["file_id"]).decode()
+    assert data.split("\n")[0] == ",".join(filters.KNOWN_COLUMNS)
+
+
+def test_unknown_column_message(emu):
+    st, j = post(emu, {"recent": "today", "dump_columns": ["id", "attack_type"]})
+    assert st == 400 and j["error_code"] == "WAF.00011003"
+    assert j["error_msg"] == "field 'dump_columns' has unknown column 'attack_type'"
 
 
 @pytest.mark.parametrize("field", ["ids", "nids", "attacks", "nattacks", "rules", "nrules", "sips",
@@ -95,16 +115,20 @@ def test_rejected_submit_creates_no_job(emu):
     assert emu.jobs() == []
 
 
-def test_enterprise_project_id(emu):
-    st, _, _ = h.call(emu, "POST", SUBMIT, GOOD, query={"enterprise_project_id": "all_granted_eps"})
-    assert st == 200
-    assert emu.log()[-1]["query"] == {"enterprise_project_id": "all_granted_eps"}
-    assert emu.log()[-1]["enterprise_project_id"] == "all_granted_eps"
-    st, _, _ = h.call(emu, "POST", SUBMIT, GOOD, query={"enterprise_project_id": "x" * 257})
-    assert st == 400
+@pytest.mark.parametrize("query", [{"enterprise_project_id": "0"},
+                                   {"enterpriseProjectId": "0"}, {"x": "1"}])
+def test_no_query_parameters(emu, query):
+    st, _, data = h.call(emu, "POST", SUBMIT, GOOD, query=query)
+    j = json.loads(data)
+    assert st == 400 and j["error_code"] == "WAF.00011003"
+    assert list(query)[0] in j["error_msg"]
+    assert emu.jobs() == []
 
 
 def test_unknown_api_404(emu):
     st, _, data = h.call(emu, "GET", "/v1/%s/waf/nothing" % h.PROJECT)
-    assert st == 404
-    assert emu.log()[-1]["call"] == "unknown"
+    assert st == 404 and json.loads(data)["error_code"] == "APIG.0101"
+    assert emu.log()[-1]["call"] == "unknown" and emu.log()[-1]["api"] == "unknown"
+    # the right path with the wrong method is unknown too
+    assert h.call(emu, "GET", SUBMIT)[0] == 404
+    assert h.call(emu, "POST", "/v1/%s/waf/event/dump" % h.PROJECT, {})[0] == 404
