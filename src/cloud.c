@@ -480,6 +480,8 @@ static int waf_job_fields(json_t *j, void *arg, const char **problem)
     memset(out, 0, sizeof *out);
     if (copy_field(j, "status", word, sizeof word, 1) < 0 || !word[0])
         return -1;
+    if (copy_field(j, "message", out->message, sizeof out->message, 0) < 0)
+        out->message[0] = '\0'; /* an unusable message is dropped, not fatal */
     cloud_map_status(out, word);
     return 0;
 }

@@ -72,6 +72,7 @@ struct task_info {
     char task_name[129];
     char file_id[65];
     char file_name[256];
+    char message[256];       /* WAF's message, "" when none */
 };
 
 /* Sets t's task_status (running, success, failure) and cloud_status from

@@ -34,6 +34,10 @@ enum {
     PAGE_SIZE = 100,           /* WAF's list APIs take up to 100 per page */
     MAX_PAGES = 50,            /* hard cap: 5,000 files per lookup */
     MAX_WAITING = 256,         /* jobs matched in one pass */
+    /* Lookups before a job's file counts as not to be had: with the
+     * backoff, about 25 minutes at the default poll_interval.  Reading the
+     * job's directory later starts looking again. */
+    MAX_LOOKUPS = 40,
 };
 #define SKEW_MS ((int64_t)5 * 60 * 1000)
 #define DAY_MS ((int64_t)24 * 3600 * 1000)
@@ -272,18 +276,28 @@ void locator_run(struct registry *r, const char *project)
         j->lookups++;
         double delay = lookup_delay(r, j->lookups);
         j->next_lookup = monotonic_now() + delay;
-        char msg[sizeof e.msg + 160];
+        char next[96];
+        if (j->lookups >= MAX_LOOKUPS) {
+            j->archive = ARCHIVE_FAILED;
+            j->fetch_failed_at = time(NULL);
+            pthread_cond_broadcast(&r->changed);
+            snprintf(next, sizeof next, "gave up after %d lookups (reading the job's directory "
+                     "looks again)", j->lookups);
+        } else {
+            snprintf(next, sizeof next, "looking again in %.1f s", delay);
+        }
+        char msg[sizeof e.msg + 300];
         if (rc)
-            snprintf(msg, sizeof msg, "%s; looking again in %.0f s", e.msg, delay);
+            snprintf(msg, sizeof msg, "%s; %s", e.msg, next);
         else if (w[i].lower_ms < 0)
             snprintf(msg, sizeof msg,
                      "WAF's event-log list has no file naming this job (looked %d times; an "
-                     "attached job that had already succeeded is matched by id or name only); "
-                     "looking again in %.0f s", j->lookups, delay);
+                     "attached job that had already succeeded is matched by id or name only); %s",
+                     j->lookups, next);
         else
             snprintf(msg, sizeof msg,
                      "the job's file is not in WAF's event-log list yet (looked %d times in "
-                     "%zu files); looking again in %.0f s", j->lookups, l.n, delay);
+                     "%zu files); %s", j->lookups, l.n, next);
         job_set_error_locked(j, msg);
     }
     pthread_mutex_unlock(&r->lock);

@@ -485,6 +485,8 @@ int job_apply_task_locked(struct registry *r, struct job *j, const struct task_i
     snprintf(j->task.cloud_status, sizeof j->task.cloud_status, "%s", t->cloud_status);
     if (t->task_name[0])
         snprintf(j->task.task_name, sizeof j->task.task_name, "%s", t->task_name);
+    if (t->message[0])
+        snprintf(j->message, sizeof j->message, "%s", t->message);
     if (j->service == SERVICE_HSS) {
         /* HSS names the file in the task; WAF's is found by the locator. */
         snprintf(j->task.file_id, sizeof j->task.file_id, "%s", t->file_id);
@@ -783,6 +785,14 @@ static int job_index(struct registry *r, struct job *j, int (*interrupted)(void)
             if (time(NULL) - j->fetch_failed_at >= 30 &&
                 (j->task.file_id[0] || j->file_obsname[0])) {
                 j->archive = ARCHIVE_QUEUED;
+                pthread_cond_broadcast(&r->work);
+                continue;
+            }
+            if (time(NULL) - j->fetch_failed_at >= 30 && j->service == SERVICE_WAF &&
+                !j->task.file_id[0] && !j->file_obsname[0]) {
+                j->archive = ARCHIVE_LOCATING; /* its lookup gave up: look again */
+                j->lookups = 0;
+                j->next_lookup = j->locating_since = monotonic_now();
                 pthread_cond_broadcast(&r->work);
                 continue;
             }
