@@ -426,12 +426,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Request-Id", uuid.uuid4().hex)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        # the log entry is complete before the client can have the reply
         if self.entry is not None:
             self.entry["status"] = status
             self.entry["bytes_sent"] = len(body) if self.command != "HEAD" else 0
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def send_json(self, status, obj, headers=None):
         self.send_body(status, (json.dumps(obj) + "\n").encode(),
@@ -834,8 +835,11 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("X-Request-Id", uuid.uuid4().hex)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.end_headers()
         self.entry["status"] = status
+        if length == 0 or self.command == "HEAD":
+            self.end_headers()
+            return
+        self.end_headers()
         if self.command == "HEAD":
             return
         limit = length // 2 if cut else length
@@ -857,9 +861,9 @@ class Handler(BaseHTTPRequestHandler):
                     for i in range(max(mid_lo, pos), min(mid_hi, pos + len(buf))):
                         b[i - pos] ^= 0xFF
                     buf = bytes(b)
-                self.wfile.write(buf)
                 sent += len(buf)
-                self.entry["bytes_sent"] = sent
+                self.entry["bytes_sent"] = sent  # before the client can have it
+                self.wfile.write(buf)
                 if bps:
                     ahead = sent / float(bps) - (time.monotonic() - t0)
                     if ahead > 0:

@@ -112,6 +112,22 @@ def test_nth_commit_creates_job(emu):
     assert st == 500 and len(emu.jobs()) == 1
 
 
+def test_nth_commit_hss(emu):
+    emu.set_faults(every_nth=1, nth_status=503, nth_calls=["submit"], nth_commit=True)
+    st, _, body = h.call(emu, "POST", "/v5/%s/event/export" % h.PROJECT, None,
+                         query={"category": "host"})
+    assert st == 503 and json.loads(body)["error_code"] == "APIG.0203"
+    assert [j["service"] for j in emu.jobs()] == ["hss"]
+
+
+def test_latency_applies_to_storage(emu):
+    url, data = ready_file(emu, rows=10)
+    emu.set_faults(latency_ms=300)
+    t = time.monotonic()
+    assert h.storage_get(url)[0] == 200
+    assert time.monotonic() - t >= 0.3
+
+
 def test_reset_every_nth(emu):
     emu.set_faults(reset_every_nth=2)
     assert h.call(emu, "GET", QPATH)[0] == 404
