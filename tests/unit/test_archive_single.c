@@ -4,13 +4,15 @@
  * exact sizes and mtime, byte-exact reads at random offsets and
  * sequentially, checkpoints and their sidecars across reopens (no inflate
  * the second time), header fields, reserved names, and hostile streams
- * (bad CRC, lying ISIZE, truncation, trailing garbage, multi-member, bad
- * header) that must read EIO or fail to open, never crash.
+ * (bad CRC, lying ISIZE, truncation, trailing garbage, bad header, damage
+ * in a later member) that must read EIO or fail to open, never crash;
+ * multi-member files (read across member boundaries).
  *
  * AGZ_BIG_MIB: size of the large gzip (default 12).  AGZ_BENCH_MIB: also
  * time open+verify and 200 random 4 KiB reads of a gzip that large.
  */
 #include "archive_index.h"
+#include "zran.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -515,15 +517,26 @@ static void test_gzip_hostile(void)
     b[glen / 2] ^= 0x55;
     expect_bad_stream(path, b, glen, "flipped data", NULL);
 
-    /* Multi-member: refused with a clear why. */
-    size_t g2len;
-    unsigned char *g2 = gz_make((const unsigned char *)"more,rows\n", 10, NULL, &g2len);
-    unsigned char *mm = malloc(glen + g2len);
-    memcpy(mm, gz, glen);
-    memcpy(mm + glen, g2, g2len);
-    expect_bad_stream(path, mm, glen + g2len, "multi-member", "multi-member");
-    free(mm);
-    free(g2);
+    /* Multi-member: damage in a later member. */
+    {
+        size_t g2len;
+        unsigned char *g2 = gz_make((const unsigned char *)"more,rows\n", 10, NULL, &g2len);
+        unsigned char *mm = malloc(glen + g2len + 16);
+        memcpy(mm, gz, glen);
+        memcpy(mm + glen, g2, g2len);
+        mm[glen + g2len - 8] ^= 1;
+        expect_bad_stream(path, mm, glen + g2len, "second member CRC", "CRC");
+        memcpy(mm + glen, g2, g2len);
+        mm[glen + 3] = 0x80;
+        expect_bad_stream(path, mm, glen + g2len, "second member header", "reserved");
+        memcpy(mm + glen, g2, g2len);
+        memcpy(mm + glen + g2len, "\x1f\x8b", 2);
+        expect_bad_stream(path, mm, glen + g2len + 2, "third member cut", "member");
+        memcpy(mm + glen + g2len, "zz", 2);
+        expect_bad_stream(path, mm, glen + g2len + 2, "garbage after members", "trailing");
+        free(mm);
+        free(g2);
+    }
 
     /* Headers that do not parse: the open fails. */
     expect_open_fails(path, "\x1f\x8b", 2, "magic only");
@@ -608,6 +621,64 @@ static bool threads_ok(const struct aindex *ix, const struct anode *n, const uns
         ok = ok && t[i].ok;
     }
     return ok;
+}
+
+/* Concatenated members (gzip -c a b > ab.gz): one file, the members'
+ * data one after the other, random access across member boundaries. */
+static void test_gzip_multi(void)
+{
+    char *path = tpath("multi.csv.gz");
+    size_t len = ((size_t)9 << 20) + 777;
+    unsigned char *data = gen_csv(21, len);
+    /* Members of uneven sizes, an empty one among them. */
+    size_t cuts[] = {0, 1000, 1000, (size_t)3 << 20, ((size_t)3 << 20) + 5, (size_t)7 << 20, len};
+    size_t ncuts = sizeof cuts / sizeof cuts[0];
+    unsigned char *gz = NULL;
+    size_t glen = 0;
+    for (size_t i = 0; i + 1 < ncuts; i++) {
+        size_t ml;
+        struct gzopt o = {.name = i % 2, .hcrc = i == 3, .level = 1};
+        unsigned char *m = gz_make(data + cuts[i], cuts[i + 1] - cuts[i], &o, &ml);
+        gz = realloc(gz, glen + ml);
+        memcpy(gz + glen, m, ml);
+        glen += ml;
+        free(m);
+    }
+    spit(path, gz, glen);
+    enum zran_backend backend = zran_default_backend();
+    for (int round = 0; round < 2; round++) {
+        /* The reopen reads with zlib: both decoders restart at members. */
+        if (round)
+            zran_set_backend(ZRAN_ZLIB);
+        struct aindex *ix = gz_open_ok(path, data, len, round ? "multi reopened" : "multi");
+        if (!ix)
+            break;
+        const struct anode *n = only_file(ix, "export.csv");
+        struct aindex_ckpt_stats cs;
+        aindex_checkpoint_stats(ix, &cs);
+        CHECK(cs.ready == 1 && cs.built == (round ? 0u : 1u) && cs.points > 20, "multi: points");
+        CHECK(n && seq_reads(ix, n, data, len, 131072), "multi: sequential");
+        /* Reads across each member boundary. */
+        struct areader *r;
+        if (n && areader_open(ix, n, &r) == 0) {
+            for (size_t i = 1; i + 1 < ncuts; i++)
+                CHECK(range_ok(r, data, len, cuts[i] > 3000 ? cuts[i] - 3000 : 0, 8000),
+                      "multi: across boundary %zu", i);
+            areader_close(r);
+        }
+        CHECK(aindex_verify_rest(ix, NULL) == 0, "multi: verify");
+        if (!round) {
+            CHECK(aindex_build_checkpoints(ix, NULL, NULL) == 0, "multi: checkpoints");
+            CHECK(aindex_save(ix, reserved, NULL) == 0, "multi: save");
+        }
+        aindex_free(ix);
+    }
+    zran_set_backend(backend);
+    unlink(path);
+    unlink_sidecars(path);
+    free(gz);
+    free(data);
+    free(path);
 }
 
 static void test_gzip_large(void)
@@ -835,6 +906,7 @@ int main(void)
     test_plain();
     test_gzip_small();
     test_gzip_hostile();
+    test_gzip_multi();
     test_gzip_large();
     test_zip_format();
     bench();
