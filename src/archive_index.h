@@ -310,8 +310,9 @@ struct aindex_ckpt_stats {
 };
 void aindex_checkpoint_stats(const struct aindex *ix, struct aindex_ckpt_stats *st);
 
-/* Full verification: reads every entry's data through libarchive (CRC and
- * size checked).  0, or -EIO / -ENOMEM with *why naming the entry. */
+/* Full verification of a ZIP: reads every entry's data through libarchive
+ * (CRC and size checked).  0, or -EIO / -ENOMEM with *why naming the
+ * entry.  (For any format, aindex_verify_rest.) */
 int aindex_verify_data(const char *path, char **why);
 
 /* Verifies every entry the index serves, in one pass over the data, so
