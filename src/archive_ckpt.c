@@ -765,8 +765,8 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
     if (grow) {
         uint64_t usize = 0;
         uint32_t crc = 0;
-        rc = zran_build_measure(in, e->csize, UINT64_MAX - 1, span, on_point, on_consumed, &b,
-                                &stream_len, &usize, &crc, err, sizeof err);
+        rc = zran_build_gzip(in, e->csize, true, &usize, &crc, span, on_point, on_consumed, &b,
+                             &stream_len, err, sizeof err);
         ms->produced = usize;
         if (rc == 0) {
             /* A point at the very end (after a last non-final block that
@@ -783,6 +783,11 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
             snprintf(err, sizeof err, "windows file: %s", strerror(errno));
             rc = -EIO;
         }
+    } else if (e->gzip) {
+        uint64_t usize = e->usize;
+        uint32_t crc = e->crc;
+        rc = zran_build_gzip(in, e->csize, false, &usize, &crc, span, on_point, on_consumed, &b,
+                             &stream_len, err, sizeof err);
     } else
         rc = zran_build_consumed(in, e->csize, e->usize, e->crc, span, on_point, on_consumed,
                                  &b, &stream_len, err, sizeof err);
@@ -1141,6 +1146,7 @@ int aix_ckpt_single(struct aindex *ix, uint64_t data, uint64_t csize, uint64_t u
     big->usize = usize;
     big->crc = crc;
     big->measure = usize == UINT64_MAX;
+    big->gzip = true;
     pthread_mutex_init(&big->lock, NULL);
     atomic_init(&big->set, NULL);
     atomic_init(&big->bad, 0);
@@ -1156,20 +1162,17 @@ struct bigent *aix_ckpt_single_entry(const struct aindex *ix)
     return ix->ck && ix->ck->nbig == 1 ? &ix->ck->big[0] : NULL;
 }
 
-int aix_ckpt_build_measure(struct aindex *ix, uint64_t in_len, uint64_t *stream_len,
-                           uint64_t *produced, char *err, size_t errlen)
+int aix_ckpt_build_measure(struct aindex *ix, uint64_t *stream_len, uint64_t *produced,
+                           char *err, size_t errlen)
 {
     struct bigent *e = aix_ckpt_single_entry(ix);
     struct measure ms = {0, 0};
     struct zset *s = NULL;
     if (!e)
         return -EINVAL;
-    uint64_t csize = e->csize;
-    e->csize = in_len; /* the build's input: the rest of the file */
     e->usize = UINT64_MAX;
     e->measure = true;
     int rc = ckpt_build(ix, e, NULL, &s, &ms);
-    e->csize = csize;
     *produced = ms.produced;
     if (rc) {
         snprintf(err, errlen, "%s", e->why);

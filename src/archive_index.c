@@ -1091,104 +1091,6 @@ static int map_any(const char *path, struct aindex *ix, char **why)
     return 0;
 }
 
-/* RFC 1952 member header at m[0..len): where the deflate data starts.
- * Hostile input: every field is bounded by len; reserved flags, another
- * method and a wrong header CRC are errors.  0 or -EIO with err. */
-static int gz_header(const unsigned char *m, size_t len, uint64_t *data, char *err, size_t errlen)
-{
-    if (len < 10) {
-        snprintf(err, errlen, "gzip header truncated (%zu bytes)", len);
-        return -EIO;
-    }
-    if (m[0] != 0x1f || m[1] != 0x8b) {
-        snprintf(err, errlen, "no gzip magic");
-        return -EIO;
-    }
-    if (m[2] != 8) {
-        snprintf(err, errlen, "gzip compression method %u (only 8, deflate, exists)", m[2]);
-        return -EIO;
-    }
-    unsigned flg = m[3];
-    if (flg & 0xE0) {
-        snprintf(err, errlen, "gzip header has reserved flags set (0x%02x)", flg);
-        return -EIO;
-    }
-    size_t p = 10;
-    if (flg & 4) { /* FEXTRA */
-        if (len - p < 2 || len - p - 2 < le16(m + p)) {
-            snprintf(err, errlen, "gzip header truncated in its extra field");
-            return -EIO;
-        }
-        p += 2 + (size_t)le16(m + p);
-    }
-    for (unsigned bit = 8; bit <= 16; bit <<= 1) { /* FNAME, FCOMMENT */
-        if (!(flg & bit))
-            continue;
-        const unsigned char *z = p < len ? memchr(m + p, 0, len - p) : NULL;
-        if (!z) {
-            snprintf(err, errlen, "gzip header truncated in its %s",
-                     bit == 8 ? "file name" : "comment");
-            return -EIO;
-        }
-        p = (size_t)(z - m) + 1;
-    }
-    if (flg & 2) { /* FHCRC: low 16 bits of the CRC-32 of the header before it */
-        if (len - p < 2) {
-            snprintf(err, errlen, "gzip header truncated in its CRC");
-            return -EIO;
-        }
-        uint32_t c = zran_crc32(0, m, p) & 0xFFFFu;
-        if (c != le16(m + p)) {
-            snprintf(err, errlen, "gzip header CRC mismatch (header %04x, stored %04x)", c,
-                     le16(m + p));
-            return -EIO;
-        }
-        p += 2;
-    }
-    if (p >= len) {
-        snprintf(err, errlen, "gzip file ends after its header");
-        return -EIO;
-    }
-    *data = p;
-    return 0;
-}
-
-/* The trailer after a deflate stream ending at end: CRC-32 and ISIZE
- * must match what the stream inflated to, and the file must end there.
- * 0 or -EIO with err. */
-static int gz_trailer(const unsigned char *m, size_t len, uint64_t end, uint32_t crc,
-                      uint64_t usize, char *err, size_t errlen)
-{
-    if (end > len || len - end < 8) {
-        snprintf(err, errlen, "gzip trailer truncated (%ju of 8 bytes)",
-                 (uintmax_t)(end > len ? 0 : len - end));
-        return -EIO;
-    }
-    if (le32(m + end) != crc) {
-        snprintf(err, errlen, "gzip CRC mismatch (data %08x, trailer %08x)", crc,
-                 le32(m + end));
-        return -EIO;
-    }
-    if (le32(m + end + 4) != (uint32_t)usize) {
-        snprintf(err, errlen,
-                 "gzip ISIZE %u does not match the %ju bytes inflated (mod 2^32: %u)",
-                 le32(m + end + 4), (uintmax_t)usize, (uint32_t)usize);
-        return -EIO;
-    }
-    uint64_t rest = len - end - 8;
-    if (rest >= 2 && m[end + 8] == 0x1f && m[end + 9] == 0x8b) {
-        snprintf(err, errlen, "multi-member gzip (another member at offset %ju) is not "
-                 "supported", (uintmax_t)(end + 8));
-        return -EIO;
-    }
-    if (rest) {
-        snprintf(err, errlen, "%ju bytes of trailing garbage after the gzip stream",
-                 (uintmax_t)rest);
-        return -EIO;
-    }
-    return 0;
-}
-
 static uint64_t single_hash(enum aformat fmt, const char *name, time_t mtime)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -1224,14 +1126,13 @@ static uint32_t single_node(const struct aindex *ix, uint64_t data)
     return found;
 }
 
-/* The gzip stream's bigent: from the .idx's node, else measured (by the
- * .ckpt sidecar, or inflating the stream once while its points are built)
- * and the trailer checked.  A stream that fails makes the node NODE_BAD. */
+/* The gzip data's bigent: from the .idx's node, else measured (by the
+ * .ckpt sidecar, or inflating the members once while their points are
+ * built, every trailer checked).  Data that fails makes the node NODE_BAD. */
 static int gzip_setup(struct aindex *ix, uint32_t fi, uint64_t data)
 {
     struct anode *n = &ix->nodes[fi];
-    uint64_t rest = ix->map_len - data;
-    uint64_t csize = rest >= 8 ? rest - 8 : 0;
+    uint64_t csize = ix->map_len - data;
     char err[300];
     int rc;
     if (ix->from_sidecar) {
@@ -1251,15 +1152,15 @@ static int gzip_setup(struct aindex *ix, uint32_t fi, uint64_t data)
     const struct zset *s = atomic_load(&e->set);
     uint64_t stream_len = 0, produced = 0;
     if (s) {
+        /* Written after a build that checked every trailer (and bound to
+         * this file's size and mtime): the last trailer ends the file. */
         stream_len = s->stream_len;
-        rc = 0;
+        rc = csize - stream_len == 8 ? 0 : -EIO;
+        snprintf(err, sizeof err, "checkpoints do not end at the gzip trailer");
     } else
-        rc = aix_ckpt_build_measure(ix, rest, &stream_len, &produced, err, sizeof err);
+        rc = aix_ckpt_build_measure(ix, &stream_len, &produced, err, sizeof err);
     if (rc == -ENOMEM)
         return rc;
-    if (rc == 0)
-        rc = gz_trailer(ix->map, ix->map_len, data + stream_len, e->crc, e->usize, err,
-                        sizeof err);
     if (rc) {
         uint64_t size = e->usize && e->usize != UINT64_MAX ? e->usize : 1;
         n->flags |= NODE_BAD;
@@ -1305,7 +1206,8 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
     if ((rc = map_any(path, ix, why)))
         goto fail;
     uint64_t data = 0;
-    if (fmt == AFORMAT_GZIP && (rc = gz_header(ix->map, ix->map_len, &data, err, sizeof err))) {
+    if (fmt == AFORMAT_GZIP
+        && (rc = zran_gzip_header(ix->map, ix->map_len, &data, err, sizeof err))) {
         aix_set_why(why, "%s: not a readable gzip file: %s", path, err);
         goto fail;
     }

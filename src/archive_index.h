@@ -126,31 +126,34 @@
  *   - AFORMAT_PLAIN: the file's bytes as they are, read straight from the
  *     mapping (any size, an empty file too; no libarchive).  Its size is
  *     the file's.  Nothing to verify.
- *   - AFORMAT_GZIP: the decompressed data.  The header (RFC 1952) is
- *     parsed hostilely: FEXTRA, FNAME, FCOMMENT skipped within the file,
- *     FHCRC checked, method other than deflate or reserved flags: the open
- *     fails (-EIO).  The size is EXACT before the first read: the open
- *     inflates the stream once (zlib: ~3.6 s per GiB of output), building
- *     its checkpoints on the way (every AINDEX_CKPT_SPAN, as for large
- *     deflate entries above, whatever the size; windows in an unlinked
- *     file beside `name`), and checks the trailer: CRC-32, ISIZE (the size
- *     mod 2^32) and that the file ends right after it; a later
- *     aindex_build_checkpoints only writes them to the sidecar (no second
- *     inflate).  Nothing is allocated by a
- *     declared size.  A stream that is corrupt, truncated, has a bad CRC,
- *     a lying ISIZE or trailing bytes still opens, but its file reads EIO
+ *   - AFORMAT_GZIP: the decompressed data.  Each member header (RFC 1952)
+ *     is parsed hostilely (zran_gzip_header): FEXTRA, FNAME, FCOMMENT
+ *     skipped within the file, FHCRC checked; a method other than deflate
+ *     or reserved flags in the FIRST header make the open fail (-EIO).
+ *     Multi-member files (concatenated members, as `cat a.gz b.gz` or
+ *     pigz make) are supported: the members' data one after the other,
+ *     like gunzip.  The size is EXACT before the first read: the open
+ *     inflates the data once (zlib: ~3.6 s per GiB of output), building
+ *     the checkpoints on the way (every AINDEX_CKPT_SPAN, as for large
+ *     deflate entries above, whatever the size, across members; windows in
+ *     an unlinked file beside `name`), and checks every member's trailer
+ *     (CRC-32, ISIZE = that member's size mod 2^32) and that the file ends
+ *     right after the last one (or another member starts); a later
+ *     aindex_build_checkpoints only writes the points to the sidecar (no
+ *     second inflate).  Nothing is allocated by a declared size.  Data that
+ *     is corrupt, truncated, has a bad CRC, a lying ISIZE, a bad later
+ *     member header or trailing bytes still opens, but its file reads EIO
  *     (every read, at any offset; its size is the bytes it inflated to, at
  *     least 1, so that a read reaches the filesystem), and
  *     aindex_build_checkpoints / aindex_verify_rest fail with the why
- *     (aindex_checkpoint_stats counts it corrupt).  Multi-member gzip
- *     (concatenated members) is NOT supported: such a file reads EIO,
- *     "multi-member gzip ... is not supported".  Reads go through the
- *     checkpoints with read-ahead exactly like a large deflate entry.
+ *     (aindex_checkpoint_stats counts it corrupt).  Reads go through the
+ *     checkpoints with read-ahead exactly like a large deflate entry (the
+ *     decoders, ISA-L or zlib, step over member boundaries).
  *     Sidecars: "<name>.ckpt" (the points; written by
  *     aindex_build_checkpoints, or by a lazy build on first read) and
- *     "<name>.idx" (aindex_save: the tree and the exact size and CRC).  A
- *     reopen with the .idx inflates nothing; one with only the .ckpt takes
- *     the size and CRC from it (the trailer is checked against them).
+ *     "<name>.idx" (aindex_save: the tree with the exact size and CRC).  A
+ *     reopen with the .idx inflates nothing (nor does one with only the
+ *     .ckpt: it gives the size and CRC); with neither it inflates again.
  *   Both sidecars are bound to the file's size and mtime, and the .idx to
  *   the format, entry_name and mtime given.
  */
@@ -307,8 +310,9 @@ struct aindex_ckpt_stats {
 };
 void aindex_checkpoint_stats(const struct aindex *ix, struct aindex_ckpt_stats *st);
 
-/* Full verification: reads every entry's data through libarchive (CRC and
- * size checked).  0, or -EIO / -ENOMEM with *why naming the entry. */
+/* Full verification of a ZIP: reads every entry's data through libarchive
+ * (CRC and size checked).  0, or -EIO / -ENOMEM with *why naming the
+ * entry.  (For any format, aindex_verify_rest.) */
 int aindex_verify_data(const char *path, char **why);
 
 /* Verifies every entry the index serves, in one pass over the data, so

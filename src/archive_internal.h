@@ -164,6 +164,7 @@ struct bigent {
     _Atomic(struct zset *) set;       /* published points, or NULL */
     atomic_int bad;                   /* the build found corrupt data */
     pthread_mutex_t lock;             /* one build at a time */
+    bool gzip;                        /* gzip members from data on (zran_build_gzip) */
     bool measure;                     /* gzip at open: usize/crc not known yet */
     char why[200];
 };
@@ -179,20 +180,20 @@ static inline uint64_t le64(const unsigned char *p)
 }
 
 int aix_ckpt_find_entries(struct aindex *ix);
-/* AFORMAT_GZIP: the one bigent, for the deflate stream at data (csize:
- * bytes up to the trailer).  usize UINT64_MAX: not known yet (a sidecar
- * entry with the same data and csize then gives usize and crc). */
+/* AFORMAT_GZIP: the one bigent, for the gzip members whose first deflate
+ * data starts at data (csize: the rest of the file).  usize UINT64_MAX:
+ * not known yet (a sidecar entry with the same data and csize then gives
+ * usize and crc). */
 int aix_ckpt_single(struct aindex *ix, uint64_t data, uint64_t csize, uint64_t usize,
                     uint32_t crc);
 struct bigent *aix_ckpt_single_entry(const struct aindex *ix);
 /* Builds the points of the single bigent of unknown size by inflating the
- * stream once (input: the rest of the file, in_len bytes): 0 with
- * e->usize, e->crc and *stream_len measured (the set published), or
- * -EIO / -ENOMEM with err set and *produced the output inflated. */
-int aix_ckpt_build_measure(struct aindex *ix, uint64_t in_len, uint64_t *stream_len,
-                           uint64_t *produced, char *err, size_t errlen);
-/* Forgets the published set of the single bigent and marks it bad
- * (the stream's trailer did not check out). */
+ * members once (every trailer checked): 0 with e->usize, e->crc and
+ * *stream_len measured (the set published), or -EIO / -ENOMEM with err
+ * set and *produced the output inflated. */
+int aix_ckpt_build_measure(struct aindex *ix, uint64_t *stream_len, uint64_t *produced,
+                           char *err, size_t errlen);
+/* Forgets the published set of the single bigent and marks it bad. */
 void aix_ckpt_single_bad(struct aindex *ix, const char *why);
 void aix_ckpt_load(struct aindex *ix);
 void aix_ckpt_free(struct ckpt_state *ck);

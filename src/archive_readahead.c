@@ -98,6 +98,8 @@ static int ra_inflate(const struct aindex *ix, const struct bigent *e, const str
         snprintf(err, errlen, "%s", zran_stream_error(zs));
         return -EIO;
     }
+    if (e->gzip)
+        zran_stream_gzip(zs);
     aix_release_windows(s, k ? k - 1 : 0, k + 2); /* the decoder has its own copy now */
     int rc = 0;
     for (uint64_t done = 0; done < len;) {

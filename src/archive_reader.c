@@ -364,6 +364,8 @@ static int zstart(struct areader *r, uint32_t k)
     struct zran_point zp = {.out = p->out, .in_bits = p->in_bits};
     if (zran_stream_start(r->zs, r->ix->map + r->big->data, s->stream_len, &zp, w, wl))
         return (int)reader_fail(r, EIO, "%s", zran_stream_error(r->zs));
+    if (r->big->gzip)
+        zran_stream_gzip(r->zs);
     aix_release_windows(s, k ? k - 1 : 0, k + 2); /* the decoder has its own copy now */
     r->produced = p->out;
     r->zactive = true;

@@ -79,11 +79,125 @@ int zran_build(const unsigned char *in, uint64_t in_len, uint64_t out_size,
                                err, errlen);
 }
 
+static inline uint32_t rd32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+int zran_gzip_header(const unsigned char *m, uint64_t len, uint64_t *data, char *err,
+                     size_t errlen)
+{
+    if (len < 10) {
+        snprintf(err, errlen, "gzip header truncated (%ju bytes)", (uintmax_t)len);
+        return -EIO;
+    }
+    if (m[0] != 0x1f || m[1] != 0x8b) {
+        snprintf(err, errlen, "no gzip magic");
+        return -EIO;
+    }
+    if (m[2] != 8) {
+        snprintf(err, errlen, "gzip compression method %u (only 8, deflate, exists)", m[2]);
+        return -EIO;
+    }
+    unsigned flg = m[3];
+    if (flg & 0xE0) {
+        snprintf(err, errlen, "gzip header has reserved flags set (0x%02x)", flg);
+        return -EIO;
+    }
+    uint64_t p = 10;
+    if (flg & 4) { /* FEXTRA */
+        if (len - p < 2 || len - p - 2 < rd16(m + p)) {
+            snprintf(err, errlen, "gzip header truncated in its extra field");
+            return -EIO;
+        }
+        p += 2 + (uint64_t)rd16(m + p);
+    }
+    for (unsigned bit = 8; bit <= 16; bit <<= 1) { /* FNAME, FCOMMENT */
+        if (!(flg & bit))
+            continue;
+        const unsigned char *z = NULL;
+        for (uint64_t at = p; at < len && !z;) { /* memchr in pieces a size_t holds */
+            uint64_t k = len - at > IN_CHUNK ? IN_CHUNK : len - at;
+            z = memchr(m + at, 0, (size_t)k);
+            at += k;
+        }
+        if (!z) {
+            snprintf(err, errlen, "gzip header truncated in its %s",
+                     bit == 8 ? "file name" : "comment");
+            return -EIO;
+        }
+        p = (uint64_t)(z - m) + 1;
+    }
+    if (flg & 2) { /* FHCRC: low 16 bits of the CRC-32 of the header before it */
+        if (len - p < 2) {
+            snprintf(err, errlen, "gzip header truncated in its CRC");
+            return -EIO;
+        }
+        uint32_t c = zran_crc32(0, m, (size_t)p) & 0xFFFFu;
+        if (c != rd16(m + p)) {
+            snprintf(err, errlen, "gzip header CRC mismatch (header %04x, stored %04x)", c,
+                     rd16(m + p));
+            return -EIO;
+        }
+        p += 2;
+    }
+    if (p >= len) {
+        snprintf(err, errlen, "gzip data ends after a member header");
+        return -EIO;
+    }
+    *data = p;
+    return 0;
+}
+
+/* After a gzip member's deflate data ending at in[end]: its trailer (8
+ * bytes; checked against the member's crc and size when check), then
+ * either the end of in (0) or another member, whose deflate data starts at
+ * *next (1); else -EIO with err. */
+static int member_next(const unsigned char *in, uint64_t in_len, uint64_t end, bool check,
+                       uint32_t crc, uint64_t size, uint64_t *next, char *err, size_t errlen)
+{
+    if (end > in_len || in_len - end < 8) {
+        snprintf(err, errlen, "gzip trailer truncated (%ju of 8 bytes)",
+                 (uintmax_t)(end > in_len ? 0 : in_len - end));
+        return -EIO;
+    }
+    if (check && rd32(in + end) != crc) {
+        snprintf(err, errlen, "gzip CRC mismatch (data %08x, trailer %08x)", crc, rd32(in + end));
+        return -EIO;
+    }
+    if (check && rd32(in + end + 4) != (uint32_t)size) {
+        snprintf(err, errlen,
+                 "gzip ISIZE %u does not match the %ju bytes inflated (mod 2^32: %u)",
+                 rd32(in + end + 4), (uintmax_t)size, (uint32_t)size);
+        return -EIO;
+    }
+    uint64_t h = end + 8;
+    if (h == in_len)
+        return 0;
+    if (in_len - h < 2 || in[h] != 0x1f || in[h + 1] != 0x8b) {
+        snprintf(err, errlen, "%ju bytes of trailing garbage after the gzip data",
+                 (uintmax_t)(in_len - h));
+        return -EIO;
+    }
+    uint64_t d;
+    char herr[120];
+    if (zran_gzip_header(in + h, in_len - h, &d, herr, sizeof herr)) {
+        snprintf(err, errlen, "gzip member at +%ju: %s", (uintmax_t)h, herr);
+        return -EIO;
+    }
+    *next = h + d;
+    return 1;
+}
+
 /* known: out_size and crc are checked; else they are measured (out_size
  * is only the most output allowed) and reported through *got_size and
- * *got_crc (*got_size also on failure: the output produced until then). */
+ * *got_crc (*got_size also on failure: the output produced until then).
+ * gzip: in holds gzip members from the first one's deflate data on (see
+ * zran_build_gzip). */
 static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_size,
-                      uint32_t crc, bool known, uint64_t span, zran_point_fn fn,
+                      uint32_t crc, bool known, bool gzip, uint64_t span, zran_point_fn fn,
                       zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
                       uint64_t *got_size, uint32_t *got_crc, char *err, size_t errlen)
 {
@@ -102,6 +216,9 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
     uint64_t fed = 0;        /* input handed to zlib so far */
     uint64_t last = 0;       /* output offset of the last point */
     uint32_t c = 0;
+    uint32_t mc = 0;         /* gzip: CRC-32 of this member's output */
+    uint64_t mstart = 0;     /* gzip: output offset where this member starts */
+    uint64_t end = 0;        /* end of the (last member's) deflate data */
     struct zran_point p = {0, 0};
     if ((rc = fn(ctx, &p, buf, 0)))
         goto out;
@@ -123,6 +240,8 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
         int ret = inflate(&s, Z_BLOCK);
         size_t got = BUILD_OUT - pos - s.avail_out;
         if (got) {
+            if (gzip)
+                mc = zran_crc32(mc, buf + pos, got);
             c = zran_crc32(c, buf + pos, got);
             pos += got;
             total += got;
@@ -134,8 +253,30 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
                 goto out;
             }
         }
-        if (ret == Z_STREAM_END)
-            break;
+        if (ret == Z_STREAM_END) {
+            end = fed - s.avail_in;
+            if (!gzip)
+                break;
+            uint64_t next;
+            int m = member_next(in, in_len, end, true, mc, total - mstart, &next, err, errlen);
+            if (m < 0) {
+                rc = -EIO;
+                goto out;
+            }
+            if (m == 0)
+                break;
+            /* Another member: its deflate data continues the output. */
+            if (inflateReset(&s) != Z_OK) {
+                snprintf(err, errlen, "cannot reset inflate");
+                rc = -EIO;
+                goto out;
+            }
+            mc = 0;
+            mstart = total;
+            fed = next;
+            s.avail_in = 0;
+            continue;
+        }
         if (ret == Z_BUF_ERROR && s.avail_in == 0 && fed == in_len) {
             snprintf(err, errlen, "deflate data truncated after %ju bytes of output",
                      (uintmax_t)total);
@@ -165,7 +306,7 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
         }
     }
     if (!known)
-        *stream_len = fed - s.avail_in;
+        *stream_len = end;
     else if (total != out_size) {
         snprintf(err, errlen, "deflate data ends at %ju bytes, %ju declared",
                  (uintmax_t)total, (uintmax_t)out_size);
@@ -174,7 +315,7 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
         snprintf(err, errlen, "CRC mismatch (data %08x, declared %08x)", c, crc);
         rc = -EIO;
     } else
-        *stream_len = fed - s.avail_in;
+        *stream_len = end;
 out:
     if (got_size)
         *got_size = total;
@@ -190,17 +331,19 @@ int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_s
                         zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
                         char *err, size_t errlen)
 {
-    return build_core(in, in_len, out_size, crc, true, span, fn, consumed, ctx, stream_len,
-                      NULL, NULL, err, errlen);
+    return build_core(in, in_len, out_size, crc, true, false, span, fn, consumed, ctx,
+                      stream_len, NULL, NULL, err, errlen);
 }
 
-int zran_build_measure(const unsigned char *in, uint64_t in_len, uint64_t max_out,
-                       uint64_t span, zran_point_fn fn, zran_consumed_fn consumed, void *ctx,
-                       uint64_t *stream_len, uint64_t *out_size, uint32_t *crc, char *err,
-                       size_t errlen)
+int zran_build_gzip(const unsigned char *in, uint64_t in_len, bool measure, uint64_t *out_size,
+                    uint32_t *crc, uint64_t span, zran_point_fn fn, zran_consumed_fn consumed,
+                    void *ctx, uint64_t *stream_len, char *err, size_t errlen)
 {
-    return build_core(in, in_len, max_out, 0, false, span, fn, consumed, ctx, stream_len,
-                      out_size, crc, err, errlen);
+    if (measure)
+        return build_core(in, in_len, UINT64_MAX - 1, 0, false, true, span, fn, consumed, ctx,
+                          stream_len, out_size, crc, err, errlen);
+    return build_core(in, in_len, *out_size, *crc, true, true, span, fn, consumed, ctx,
+                      stream_len, NULL, NULL, err, errlen);
 }
 
 /* --------------------------------------------------------------- stream */
@@ -211,6 +354,7 @@ struct zran_stream {
     uint64_t in_len;
     uint64_t fed;      /* input handed to the decoder so far */
     bool done;         /* the stream's end was reached */
+    bool gzip;         /* members: see zran_stream_gzip */
     bool failed;
     bool z_init;
     z_stream z;
@@ -277,7 +421,7 @@ int zran_stream_start(struct zran_stream *zs, const unsigned char *in,
     uint64_t byte = p->in_bits >> 3;
     unsigned rem = (unsigned)(p->in_bits & 7);
     zs->err[0] = '\0';
-    zs->failed = zs->done = false;
+    zs->failed = zs->done = zs->gzip = false;
     zs->in = in;
     zs->in_len = in_len;
     if (byte > in_len || (rem && byte >= in_len) || window_len > ZRAN_WINDOW)
@@ -311,6 +455,25 @@ int zran_stream_start(struct zran_stream *zs, const unsigned char *in,
         && inflateSetDictionary(&zs->z, window, (uInt)window_len) != Z_OK)
         return stream_fail(zs, "%s", "cannot set the inflate dictionary");
     return 0;
+}
+
+void zran_stream_gzip(struct zran_stream *zs) { zs->gzip = true; }
+
+/* A member's deflate data ended at in[end]: 1 if another follows (the
+ * decoder is to restart at zs->fed, set here), 0 at the end of the data,
+ * or -EIO. */
+static int stream_member_end(struct zran_stream *zs, uint64_t end)
+{
+    if (!zs->gzip || end >= zs->in_len)
+        return 0;
+    uint64_t next;
+    char err[160];
+    /* Trailers were checked by the build; in_len stops before the last. */
+    if (zs->in_len - end < 8
+        || member_next(zs->in, zs->in_len, end, false, 0, 0, &next, err, sizeof err) != 1)
+        return stream_fail(zs, "%s", "bad gzip member boundary");
+    zs->fed = next;
+    return 1;
 }
 
 static void feed(struct zran_stream *zs, const unsigned char **next, uint32_t *avail)
@@ -348,8 +511,25 @@ ssize_t zran_stream_read(struct zran_stream *zs, unsigned char *out, size_t n)
                 return stream_fail(zs, "corrupt deflate data (ISA-L error %s)", what);
             }
             if (st->block_state == ISAL_BLOCK_FINISH) {
-                zs->done = true;
-                break;
+                /* Bytes ISA-L read ahead into its bit buffer are not
+                 * consumed (whole bytes; a partial one is padding). */
+                uint64_t end = zs->fed - st->avail_in - (uint64_t)(st->read_in_length / 8);
+                int m = stream_member_end(zs, end);
+                if (m < 0)
+                    return m;
+                if (m == 0) {
+                    zs->done = true;
+                    break;
+                }
+                uint8_t *no = st->next_out;
+                uint32_t ao = st->avail_out;
+                isal_inflate_init(st);
+                st->crc_flag = ISAL_DEFLATE;
+                st->hist_bits = 0;
+                st->next_out = no;
+                st->avail_out = ao;
+                st->avail_in = 0;
+                continue;
             }
             if (st->avail_out == before_out && st->avail_in == before_in
                 && (zs->fed == zs->in_len || before_in > 0))
@@ -373,8 +553,17 @@ ssize_t zran_stream_read(struct zran_stream *zs, unsigned char *out, size_t n)
         }
         int ret = inflate(z, Z_NO_FLUSH);
         if (ret == Z_STREAM_END) {
-            zs->done = true;
-            break;
+            int m = stream_member_end(zs, zs->fed - z->avail_in);
+            if (m < 0)
+                return m;
+            if (m == 0) {
+                zs->done = true;
+                break;
+            }
+            if (inflateReset(z) != Z_OK)
+                return stream_fail(zs, "%s", "cannot reset inflate");
+            z->avail_in = 0;
+            continue;
         }
         if (ret == Z_BUF_ERROR && z->avail_in == 0 && zs->fed == zs->in_len)
             return stream_fail(zs, "%s", "deflate data truncated");

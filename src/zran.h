@@ -25,6 +25,7 @@
 #ifndef HCEXPORTFS_ZRAN_H
 #define HCEXPORTFS_ZRAN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -58,16 +59,26 @@ int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_s
                         zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
                         char *err, size_t errlen);
 
-/* zran_build_consumed() for a stream whose size and CRC are not known
- * beforehand (a gzip member's: its trailer is checked by the caller):
- * measures them instead, *out_size and *crc (*out_size also on failure:
- * the output produced until then).  Fails (-EIO) beyond max_out bytes of
- * output.  Points are taken as by zran_build, possibly one at the very end
- * of the output (after a last non-final block): callers drop it. */
-int zran_build_measure(const unsigned char *in, uint64_t in_len, uint64_t max_out,
-                       uint64_t span, zran_point_fn fn, zran_consumed_fn consumed, void *ctx,
-                       uint64_t *stream_len, uint64_t *out_size, uint32_t *crc, char *err,
-                       size_t errlen);
+/* zran_build_consumed() for gzip data: in[0..in_len) holds the deflate
+ * data of a gzip member, its trailer, and maybe more members (header,
+ * deflate data, trailer), and nothing else.  Every member's trailer is
+ * checked (CRC-32 and ISIZE of that member's output); the output is the
+ * members' outputs one after the other, and *stream_len ends at the last
+ * member's deflate data (its trailer follows).  measure: *out_size and
+ * *crc (of the whole output) are measured (*out_size also on failure: the
+ * output produced until then), else checked.  Points are taken as by
+ * zran_build (and in any member); when measuring possibly one at the very
+ * end of the output (after a last non-final block that made no output):
+ * callers drop it. */
+int zran_build_gzip(const unsigned char *in, uint64_t in_len, bool measure, uint64_t *out_size,
+                    uint32_t *crc, uint64_t span, zran_point_fn fn, zran_consumed_fn consumed,
+                    void *ctx, uint64_t *stream_len, char *err, size_t errlen);
+/* RFC 1952 member header at m[0..len), parsed hostilely (every field
+ * bounded by len; reserved flags, a method other than deflate or a wrong
+ * FHCRC are errors): *data = where its deflate data starts.  0 or -EIO
+ * with err. */
+int zran_gzip_header(const unsigned char *m, uint64_t len, uint64_t *data, char *err,
+                     size_t errlen);
 
 enum zran_backend { ZRAN_ZLIB = 0, ZRAN_ISAL = 1 };
 /* Backend new streams use (ISA-L if compiled in and not disabled). */
@@ -87,6 +98,11 @@ void zran_stream_free(struct zran_stream *zs);
 int zran_stream_start(struct zran_stream *zs, const unsigned char *in,
                       uint64_t in_len, const struct zran_point *p,
                       const unsigned char *window, size_t window_len);
+/* After zran_stream_start: the stream is gzip members (as built by
+ * zran_build_gzip, in_len = its *stream_len): at the end of a member's
+ * deflate data the decoder skips the trailer and the next member's header
+ * and goes on. */
+void zran_stream_gzip(struct zran_stream *zs);
 /* Up to n bytes of output: > 0 bytes, 0 at the stream's end, -EIO on
  * corrupt data (zran_stream_error() says why). */
 ssize_t zran_stream_read(struct zran_stream *zs, unsigned char *out, size_t n);
