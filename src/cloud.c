@@ -628,15 +628,19 @@ int cloud_parse_event_page(const char *body, size_t len, struct event_page *out,
     return rc;
 }
 
-/* Runs a call whose 2xx answer is a JSON object. */
+/* Runs a call whose 2xx answer is a JSON object; *server_ms (when given)
+ * is the cloud's clock from the answer's Date header, -1 without one. */
 static int call_and_parse(struct cloud *c, const struct call_spec *s, const char *what,
-                          reply_fields fields, void *out, struct cloud_error *e)
+                          reply_fields fields, void *out, struct cloud_error *e,
+                          int64_t *server_ms)
 {
     struct http_response resp;
     http_response_init(&resp);
     int rc = perform_call(c, s, &resp, e);
     if (!rc)
         rc = parse_reply(resp.body.data, resp.body.len, what, fields, out, e);
+    if (server_ms)
+        *server_ms = resp.server_date > 0 ? (int64_t)resp.server_date * 1000 : -1;
     http_response_release(&resp);
     return rc;
 }
@@ -660,7 +664,7 @@ int cloud_submit_waf(struct cloud *c, const char *project, const char *body, siz
                            .method = "POST", .ep = &c->waf, .project = project, .body = body,
                            .body_len = len, .attempts = 4, .out_fd = -1 };
     snprintf(s.path, sizeof s.path, "/v1/%s/waf/event/job/export", project);
-    return call_and_parse(c, &s, s.what, submit_waf_fields, out, e);
+    return call_and_parse(c, &s, s.what, submit_waf_fields, out, e, &out->server_ms);
 }
 
 int cloud_submit_hss(struct cloud *c, const char *project, const struct cloud_param *query,
@@ -681,7 +685,7 @@ int cloud_submit_hss(struct cloud *c, const char *project, const struct cloud_pa
     s.nquery = nquery;
     add_enterprise_project(c, &s, "enterprise_project_id");
     snprintf(s.path, sizeof s.path, "/v5/%s/event/export", project);
-    return call_and_parse(c, &s, s.what, submit_hss_fields, out, e);
+    return call_and_parse(c, &s, s.what, submit_hss_fields, out, e, &out->server_ms);
 }
 
 int cloud_job_status(struct cloud *c, enum cloud_service svc, const char *project,
@@ -701,8 +705,11 @@ int cloud_job_status(struct cloud *c, enum cloud_service svc, const char *projec
         snprintf(s.path, sizeof s.path, "/v1/%s/waf/async-job/%s", project, id);
         add_enterprise_project(c, &s, "enterpriseProjectId");
     }
+    int64_t server_ms = -1;
     int rc = call_and_parse(c, &s, what, svc == SERVICE_HSS ? hss_task_fields : waf_job_fields,
-                            out, e);
+                            out, e, &server_ms);
+    if (rc == 0)
+        out->server_ms = server_ms;
     /* Services answer an id they do not know with 404, some with 400. */
     if (rc == -EINVAL && e->status == 400)
         rc = -ENOENT, e->err = ENOENT;
@@ -722,7 +729,7 @@ int cloud_list_event_files(struct cloud *c, const char *project, int page, int p
     s.query[s.nquery++] = (struct cloud_param){ "pagesize", sizebuf };
     snprintf(s.path, sizeof s.path, "/v1/%s/waf/event/dump", project);
     memset(out, 0, sizeof *out);
-    int rc = call_and_parse(c, &s, s.what, event_page_fields, out, e);
+    int rc = call_and_parse(c, &s, s.what, event_page_fields, out, e, NULL);
     if (rc)
         event_page_release(out);
     return rc;

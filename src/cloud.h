@@ -47,6 +47,7 @@ struct submit_reply {
     char job_id[65];         /* WAF job_id, or HSS task_id */
     char status[16];
     char message[256];
+    int64_t server_ms;       /* the cloud's clock when it answered (Date), -1 unknown */
 };
 
 /* A name/value pair of a query string (decoded; encoded when sent). */
@@ -73,6 +74,7 @@ struct task_info {
     char file_id[65];
     char file_name[256];
     char message[256];       /* WAF's message, "" when none */
+    int64_t server_ms;       /* the cloud's clock when it answered (Date), -1 unknown */
 };
 
 /* Sets t's task_status (running, success, failure) and cloud_status from

@@ -364,7 +364,7 @@ static void fetch_one(struct registry *r, struct job *j)
                      (uintmax_t)ist->truncated_names);
         /* Listings and stat may show the tree now (the last byte is
          * here); opens wait until the data is verified. */
-        registry_publish_pending(r, j, idx, size);
+        registry_publish_pending(r, j, idx, size, format);
         /* Every entry's data is checked (CRC, sizes) before the archive
          * counts as local, each inflated once: building the checkpoints of
          * large deflate entries checks them, aindex_verify_rest() the rest.

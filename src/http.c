@@ -224,6 +224,11 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
             t->resp->retry_after = secs;
         else
             t->resp->retry_after = 1; /* an HTTP date: treat as "soon" */
+    } else if (header_is(line, len, "Date", &v, &vlen) && vlen < sizeof tmp) {
+        memcpy(tmp, v, vlen);
+        tmp[vlen] = '\0';
+        time_t d = curl_getdate(tmp, NULL);
+        t->resp->server_date = d > 0 ? d : 0;
     } else if (header_is(line, len, "X-Subject-Token", &v, &vlen) && vlen < 32768) {
         free(t->resp->subject_token);
         t->resp->subject_token = strndup(v, vlen);

@@ -47,6 +47,7 @@ struct http_response {
     double retry_after;              /* seconds, -1 when absent */
     char *subject_token;             /* X-Subject-Token, IAM only */
     int64_t total;                   /* full size of a download, -1 unknown */
+    time_t server_date;              /* the Date header (the cloud's clock), 0 when none */
     uint64_t written;                /* bytes written to out_fd this call */
     int restarted;                   /* Range ignored: out_fd rewritten from 0 */
     char error[CURL_ERROR_SIZE];

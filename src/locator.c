@@ -6,10 +6,13 @@
  * that made it (cloud-api.md §4).  So a job is matched, in this order, to
  *   1. an item whose id is the job id;
  *   2. an item whose filename, obsname or description contains the job id;
- *   3. the earliest item generated at or after the job's submission (less
- *      five minutes of clock skew) and no later than when the job was seen
- *      succeeded (plus the skew), whose window fits the job's `recent`, and
- *      that no job of this mount has claimed.
+ *   3. the earliest item generated at or after the job's submission and
+ *      no later than five minutes after the job was seen succeeded, whose
+ *      window fits the job's `recent`, and that no job of this mount has
+ *      claimed.  Both times are the cloud's own (the Date header of its
+ *      answers) when it sent one; else ours, less (plus) five minutes of
+ *      clock skew.  A file made after its job succeeded (if WAF does that)
+ *      still matches within those five minutes.
  * Rules 1 and 2 are tried for every waiting job before any job matches by
  * time, so that a time match never takes a file that names another job;
  * time matches go in submission order (the earliest job takes the
@@ -197,8 +200,8 @@ static void match_by_time_locked(struct registry *r, struct project *p, struct l
     const struct event_file *best = NULL;
     for (size_t i = 0; i < l->n; i++) {
         const struct event_file *f = &l->items[i];
-        if (f->timestamp < 0 || f->timestamp < w->lower_ms - SKEW_MS ||
-            (w->upper_ms >= 0 && f->timestamp > w->upper_ms + SKEW_MS) ||
+        if (f->timestamp < 0 || f->timestamp < w->lower_ms ||
+            (w->upper_ms >= 0 && f->timestamp > w->upper_ms) ||
             !(f->id[0] || f->obsname[0]) || !window_fits(w->recent, f) ||
             claimed_by_other_locked(p, w->job, f))
             continue;
@@ -242,15 +245,23 @@ void locator_run(struct registry *r, const char *project)
         memset(x, 0, sizeof *x);
         x->job = j;
         j->refs++;
+        /* With the cloud's own clock (Date headers) the bounds are exact
+         * to its one-second resolution; with ours, clock skew is allowed. */
         time_t from = j->submitted_at ? j->submitted_at : j->attached_at;
-        x->lower_ms = from ? (int64_t)from * 1000 : -1;
-        x->upper_ms = j->polled_at ? (int64_t)j->polled_at * 1000 : -1;
+        if (j->cloud_since_ms >= 0)
+            x->lower_ms = j->cloud_since_ms;
+        else
+            x->lower_ms = from ? (int64_t)from * 1000 - SKEW_MS : -1;
+        if (j->cloud_success_ms >= 0)
+            x->upper_ms = j->cloud_success_ms + 1000 + SKEW_MS;
+        else
+            x->upper_ms = j->polled_at ? (int64_t)j->polled_at * 1000 + SKEW_MS : -1;
         const char *recent = json_string_value(json_object_get(j->filter, "recent"));
         snprintf(x->recent, sizeof x->recent, "%s", recent ? recent : "");
         if (x->lower_ms < 0)
             whole_list = 1;
-        else if (stop_ms < 0 || x->lower_ms - SKEW_MS < stop_ms)
-            stop_ms = x->lower_ms - SKEW_MS;
+        else if (stop_ms < 0 || x->lower_ms < stop_ms)
+            stop_ms = x->lower_ms;
     }
     pthread_mutex_unlock(&r->lock);
     if (n == 0)

@@ -258,6 +258,8 @@ json_t *job_to_json_locked(const struct job *j)
     put_time(o, "polled_at", j->polled_at);
     if (j->attached_at)
         put_time(o, "attached_at", j->attached_at);
+    json_object_set_new(o, "cloud_since_ms", ms_or_null(j->cloud_since_ms));
+    json_object_set_new(o, "cloud_success_ms", ms_or_null(j->cloud_success_ms));
     json_object_set_new(o, "download",
                         json_pack("{s:I, s:o}", "done", (json_int_t)j->dl_done, "total",
                                   j->dl_total >= 0 ? json_integer(j->dl_total) : json_null()));
@@ -410,6 +412,9 @@ static void job_from_journal(void *arg, const char *project, const char *job_id,
     copy_str(j->message, sizeof j->message, json_object_get(rec, "message"));
     json_t *ft = json_object_get(rec, "file_time");
     j->file_time_ms = json_is_integer(ft) ? json_integer_value(ft) : -1;
+    json_t *cs = json_object_get(rec, "cloud_since_ms"), *cx = json_object_get(rec, "cloud_success_ms");
+    j->cloud_since_ms = json_is_integer(cs) ? json_integer_value(cs) : -1;
+    j->cloud_success_ms = json_is_integer(cx) ? json_integer_value(cx) : -1;
     const char *format = json_string_value(json_object_get(rec, "format"));
     for (size_t f = 0; format && journal_formats[f]; f++)
         if (strcmp(format, journal_formats[f]) == 0)
@@ -471,6 +476,7 @@ static struct job *new_job(const char *id, enum cloud_service service)
     snprintf(j->id, sizeof j->id, "%s", id);
     j->service = service;
     j->file_time_ms = -1;
+    j->cloud_since_ms = j->cloud_success_ms = -1;
     snprintf(j->task.task_status, sizeof j->task.task_status, "running");
     j->dl_total = -1;
     return j;
@@ -497,6 +503,8 @@ int job_apply_task_locked(struct registry *r, struct job *j, const struct task_i
     }
     j->polled_at = time(NULL);
     int ended = was_running && job_has_ended_locked(j);
+    if (ended && j->cloud_success_ms < 0)
+        j->cloud_success_ms = t->server_ms;
     if (strcmp(t->task_status, "success") == 0 && j->archive == ARCHIVE_NONE) {
         if (j->service == SERVICE_WAF && !j->task.file_id[0] && !j->file_obsname[0]) {
             j->archive = ARCHIVE_LOCATING;
@@ -565,6 +573,7 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
         return -ENOMEM;
     j->filter = json_incref(filter);
     j->submitted_at = time(NULL);
+    j->cloud_since_ms = reply.server_ms;
     snprintf(j->message, sizeof j->message, "%s", reply.message);
     struct task_info first = { 0 };
     cloud_map_status(&first, reply.status[0] ? reply.status : "running");
@@ -635,8 +644,10 @@ int registry_attach(struct registry *r, const char *project, const char *job_id,
     /* A WAF job seen running has its file made after now; one that has
      * already succeeded can only be matched by id or name (an attached
      * job's submission time is unknown). */
-    if (strcmp(info.task_status, "running") == 0)
+    if (strcmp(info.task_status, "running") == 0) {
         j->attached_at = time(NULL);
+        j->cloud_since_ms = info.server_ms;
+    }
     pthread_mutex_lock(&r->lock);
     p = registry_project_locked(r, project);
     j->next_poll = monotonic_now() + r->poll_interval;
@@ -859,10 +870,13 @@ void registry_index_done(struct registry *r, struct job *j)
 }
 
 void registry_publish_pending(struct registry *r, struct job *j, struct aindex *idx,
-                              int64_t size)
+                              int64_t size, const char *format)
 {
     pthread_mutex_lock(&r->lock);
     j->pending = idx;
+    /* archives/ lists the file from now on; its stat and open wait for
+     * the verified index like the entries do. */
+    snprintf(j->format, sizeof j->format, "%s", format);
     j->dl_done = j->dl_total = size; /* every byte is here */
     pthread_cond_broadcast(&r->changed); /* listings waiting for the archive */
     pthread_mutex_unlock(&r->lock);

@@ -56,6 +56,11 @@ struct job {
     double locating_since;          /* when the lookup started (listings wait) */
     time_t attached_at;             /* mkdir of a job seen running: lower bound of
                                      * its file's time (no submission time known) */
+    /* The cloud's clock (its Date header, ms) when it took the submission
+     * (or answered the attach of a running job) and when it first said
+     * success: bounds of the file's generation time free of local clock
+     * skew.  -1 unknown (no Date header, older records). */
+    int64_t cloud_since_ms, cloud_success_ms;
     int upgrade;                    /* journal record of an older version: rewrite */
     char message[256];
     char *error;                    /* last error, NULL when none */
@@ -178,7 +183,7 @@ int registry_job_listing(struct registry *, struct job *, int (*interrupted)(voi
  * to listings; withdraws it again (waiting until no listing uses it) when
  * verification fails.  The fetcher passes idx to its final state after. */
 void registry_publish_pending(struct registry *, struct job *, struct aindex *idx,
-                              int64_t size);
+                              int64_t size, const char *format);
 void registry_withdraw_pending(struct registry *, struct job *);
 /* Ends a use of the index returned by registry_job_index or _listing. */
 void registry_index_done(struct registry *, struct job *);

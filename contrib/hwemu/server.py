@@ -393,6 +393,12 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self):
         return self.server_version
 
+    def date_time_string(self, timestamp=None):
+        """The Date header follows the emulator clock, as file timestamps do (a
+        client may measure the cloud's clock by it)."""
+        return email.utils.formatdate(self.app.clock.now() if timestamp is None else timestamp,
+                                      usegmt=True)
+
     @property
     def app(self):
         return self.server.app

@@ -71,10 +71,13 @@ def emu_shared(tmp_path_factory):
 
 @pytest.fixture
 def emu(emu_shared):
-    """The module's emulator, with default config and faults and an empty log."""
+    """The module's emulator, as just started (no jobs, files or issued tokens: a
+    test's WAF jobs never meet an earlier test's files in the event-log list), with
+    default config and faults and an empty log."""
     e = emu_shared
     if e.proc is None or e.proc.poll() is not None:
         e.restart()
+    e.reset()
     e.set_faults()
     e.config(**DEFAULT_CONFIG)
     e.clear_log()
