@@ -1,10 +1,9 @@
 # The real WAF flow end to end, through real mounts: submit -> async-job ->
 # the job's file found in WAF's event-log list (by id, name or time) -> the
 # pre-signed storage download (no credential header) -> the job directory and
-# archives/.  Formats (csv, gzip, zip), matching several jobs at once, files
-# listed late, expired URLs, storage faults, credentials, X-Project-Id, 401,
-# enterprise_project_id, attaching, and a cache written by the previous
-# version.
+# archives/.  Formats (csv, gzip, zip), several jobs at once, files listed
+# late, expired URLs, storage faults, no credential reaching storage.  Calls,
+# attaching and caches: test_fs_flows_calls.py; HSS: test_fs_hss.py.
 import gzip
 import json
 import os
