@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -204,6 +205,55 @@ static int sniff_file(const char *path, enum aformat *fmt)
     return rc;
 }
 
+/* A file that is neither a zip nor a gzip must be the CSV text WAF
+ * exports (cloud-api.md §5: UTF-8, a header line, then events).  A proxy's
+ * error page or a JSON error served with 200 is not one: it would show as
+ * the export.  NULL when it looks like CSV text, else why not. */
+static const char *not_csv_text(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return "cannot be read back";
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return NULL; /* an export of no events at all */
+    }
+    const unsigned char *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (p == MAP_FAILED)
+        return "cannot be mapped";
+    size_t n = (size_t)st.st_size, i = 0;
+    madvise((void *)p, n, MADV_SEQUENTIAL);
+    const char *why = NULL;
+    if (n >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf)
+        i = 3; /* a UTF-8 byte order mark, as spreadsheet tools write */
+    if (i < n && (p[i] == '<' || p[i] == '{' || p[i] == '['))
+        why = "it starts like an HTML, XML or JSON document, not a CSV header line";
+    while (!why && i < n) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            if (c == 0)
+                why = "it holds NUL bytes";
+            i++;
+            continue;
+        }
+        /* One UTF-8 sequence: lead byte, then continuation bytes. */
+        size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+        if (len == 0 || i + len > n)
+            why = "it is not UTF-8 text";
+        for (size_t k = 1; !why && k < len; k++)
+            if ((p[i + k] & 0xc0) != 0x80)
+                why = "it is not UTF-8 text";
+        i += len ? len : 1;
+    }
+    munmap((void *)p, n);
+    return why;
+}
+
 /* How many times a fetch lists again for a fresh storage URL. */
 enum { MAX_URL_REFRESHES = 3 };
 
@@ -314,6 +364,20 @@ static void fetch_one(struct registry *r, struct job *j)
         if ((rc = sniff_file(part, &fmt)) != 0) {
             snprintf(msg, sizeof msg, "cannot read %s: %s", part, strerror(-rc));
             break;
+        }
+        const char *bad_kind = NULL;
+        if (service == SERVICE_HSS && fmt != AFORMAT_ZIP)
+            bad_kind = "an HSS export file must be a zip archive";
+        else if (fmt == AFORMAT_PLAIN)
+            bad_kind = not_csv_text(part);
+        if (bad_kind) {
+            snprintf(msg, sizeof msg, "downloaded file is not an export: %s", bad_kind);
+            unlink(part);
+            if (++bad_archives >= MAX_BAD_ARCHIVES)
+                break;
+            log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
+                     MAX_BAD_ARCHIVES);
+            continue;
         }
         const char *format = aformat_suffix(fmt);
         journal_archive_path(r->journal, project, j->id, format, final);

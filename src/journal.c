@@ -189,7 +189,9 @@ static json_t *load_record(const char *dir, const char *file, int *damaged, int 
     char msg[PATH_MAX + 200];
     snprintf(msg, sizeof msg, "journal record was damaged (kept as %s); state recovered from "
              "the cloud", aside);
-    return json_pack("{s:s, s:s}", "task_status", "running", "error", msg);
+    /* Which service the job belongs to is lost with the record (null):
+     * the poller asks WAF, then HSS, as an attach does. */
+    return json_pack("{s:s, s:s, s:n}", "task_status", "running", "error", msg, "service");
 }
 
 /* Yields the ids of dir's "<id>.json" files; temporary files are removed. */

@@ -12,7 +12,9 @@
  *      claimed.  Both times are the cloud's own (the Date header of its
  *      answers) when it sent one; else ours, less (plus) five minutes of
  *      clock skew.  A file made after its job succeeded (if WAF does that)
- *      still matches within those five minutes.
+ *      still matches within those five minutes.  Items whose window ends
+ *      within the job's life are preferred; another is taken only after
+ *      a few lookups found none (PATIENT_LOOKUPS).
  * Rules 1 and 2 are tried for every waiting job before any job matches by
  * time, so that a time match never takes a file that names another job;
  * time matches go in submission order (the earliest job takes the
@@ -47,6 +49,7 @@ enum {
 
 struct waiting {
     struct job *job;
+    int64_t order_ms;          /* submission order within a second */
     int64_t lower_ms;          /* earliest plausible generation time; -1 none */
     int64_t upper_ms;          /* latest plausible one; -1 none */
     char recent[16];
@@ -192,12 +195,39 @@ static void match_by_id_or_name_locked(struct registry *r, struct project *p, st
         }
 }
 
+/* Whether f's window ends inside the job's life (submission to success),
+ * as an export of the recent past does when its window ends when it was
+ * asked for.  Public documentation does not say where WAF ends a window,
+ * so this only orders candidates (see match_by_time_locked). */
+static int ends_in_job_life(const struct waiting *w, const struct event_file *f)
+{
+    if (f->end < 0 || strcmp(w->recent, "yesterday") == 0)
+        return 1; /* nothing to tell by */
+    return f->end >= w->lower_ms && (w->upper_ms < 0 || f->end <= w->upper_ms);
+}
+
+/* Candidates go to jobs in submission order, earliest first.  A window
+ * that ends when its job was asked for (the recent past up to "now") tells
+ * the order of submission even when jobs take different times; files of
+ * equal ends go by generation time. */
+static int earlier_candidate(const struct event_file *a, const struct event_file *b)
+{
+    if (a->end >= 0 && b->end >= 0 && a->end != b->end)
+        return a->end < b->end;
+    return a->timestamp < b->timestamp;
+}
+
+/* Lookups that must find no candidate ending inside the job's life before
+ * one ending elsewhere is taken: a job's own file may be listed a little
+ * after the file of a job submitted just before it elsewhere. */
+enum { PATIENT_LOOKUPS = 3 };
+
 static void match_by_time_locked(struct registry *r, struct project *p, struct listing *l,
                                  struct waiting *w)
 {
     if (w->lower_ms < 0)
         return; /* attached after it succeeded: no time to go by */
-    const struct event_file *best = NULL;
+    const struct event_file *best = NULL, *best_inside = NULL;
     for (size_t i = 0; i < l->n; i++) {
         const struct event_file *f = &l->items[i];
         if (f->timestamp < 0 || f->timestamp < w->lower_ms ||
@@ -205,11 +235,15 @@ static void match_by_time_locked(struct registry *r, struct project *p, struct l
             !(f->id[0] || f->obsname[0]) || !window_fits(w->recent, f) ||
             claimed_by_other_locked(p, w->job, f))
             continue;
-        if (!best || f->timestamp < best->timestamp)
+        if (!best || earlier_candidate(f, best))
             best = f;
+        if (ends_in_job_life(w, f) && (!best_inside || earlier_candidate(f, best_inside)))
+            best_inside = f;
     }
-    if (best) {
-        claim_locked(r, w->job, best, "time");
+    if (!best_inside && best && w->job->lookups + 1 < PATIENT_LOOKUPS)
+        return; /* look again before taking a file whose window ends elsewhere */
+    if (best_inside || best) {
+        claim_locked(r, w->job, best_inside ? best_inside : best, "time");
         w->matched = 1;
     }
 }
@@ -217,8 +251,8 @@ static void match_by_time_locked(struct registry *r, struct project *p, struct l
 static int by_submission(const void *a, const void *b)
 {
     const struct waiting *x = a, *y = b;
-    if (x->lower_ms != y->lower_ms)
-        return x->lower_ms < y->lower_ms ? -1 : 1;
+    if (x->order_ms != y->order_ms)
+        return x->order_ms < y->order_ms ? -1 : 1;
     return strcmp(x->job->id, y->job->id);
 }
 
@@ -244,12 +278,13 @@ void locator_run(struct registry *r, const char *project)
         struct waiting *x = &w[n++];
         memset(x, 0, sizeof *x);
         x->job = j;
+        x->order_ms = job_submit_order_locked(j);
         j->refs++;
         /* With the cloud's own clock (Date headers) the bounds are exact
          * to its one-second resolution; with ours, clock skew is allowed. */
         time_t from = j->submitted_at ? j->submitted_at : j->attached_at;
         if (j->cloud_since_ms >= 0)
-            x->lower_ms = j->cloud_since_ms;
+            x->lower_ms = j->cloud_since_ms - 1000; /* Date: whole seconds, sent after */
         else
             x->lower_ms = from ? (int64_t)from * 1000 - SKEW_MS : -1;
         if (j->cloud_success_ms >= 0)

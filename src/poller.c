@@ -12,6 +12,7 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,16 +42,33 @@ static void poll_one(struct registry *r, struct job *j)
     char project[65];
     pthread_mutex_lock(&r->lock);
     snprintf(project, sizeof project, "%s", j->project->id);
+    enum cloud_service service = j->service;
+    int probe = j->service_unknown;
     pthread_mutex_unlock(&r->lock);
 
-    int rc = cloud_job_status(r->cloud, j->service, project, j->id, 1, &info, &e);
+    int rc = cloud_job_status(r->cloud, probe ? SERVICE_WAF : service, project, j->id, 1, &info,
+                              &e);
+    if (probe && rc != -ENOENT)
+        service = SERVICE_WAF;
+    if (probe && rc == -ENOENT) {
+        /* A recovered record: not a WAF job, perhaps an HSS task. */
+        service = SERVICE_HSS;
+        rc = cloud_job_status(r->cloud, SERVICE_HSS, project, j->id, 1, &info, &e);
+    }
 
     pthread_mutex_lock(&r->lock);
     int save = 0;
+    if (probe && rc != -ECANCELED && (rc == 0 || rc == -ENOENT)) {
+        j->service = service;
+        j->service_unknown = 0;
+        if (rc == 0 && strcmp(info.task_status, "running") == 0)
+            j->cloud_since_ms = info.server_ms;
+        save = 1;
+    }
     if (rc == 0) {
         j->polls++;
         j->poll_errors = 0;
-        save = job_apply_task_locked(r, j, &info) || j->error != NULL;
+        save = job_apply_task_locked(r, j, &info) || j->error != NULL || save;
         job_set_error_locked(j, NULL);
         if (save)
             log_info("project %s: job %s is %s", project, j->id, info.task_status);
@@ -89,18 +107,33 @@ static void *poller_main(void *arg)
         size_t n = 0, nlocate = 0;
         for (size_t p = 0; p < r->nprojects; p++) {
             struct project *proj = r->projects[p];
+            /* A WAF job due for its file lookup is matched by time against
+             * the files listed; a job of the mount submitted before it that
+             * we still think running may have succeeded since its last poll
+             * and its file be among them: it is polled first, in this round,
+             * so that it claims its own file (locator.c matches in
+             * submission order). */
             int project_due = 0;
+            int64_t newest_due = INT64_MIN;
             for (size_t k = 0; k < proj->njobs; k++) {
                 struct job *j = proj->jobs[k];
-                if (j->archive == ARCHIVE_LOCATING) {
-                    if (j->next_lookup <= now)
-                        project_due = 1;
-                    else if (j->next_lookup < earliest)
-                        earliest = j->next_lookup;
+                if (j->archive != ARCHIVE_LOCATING)
+                    continue;
+                if (j->next_lookup <= now) {
+                    project_due = 1;
+                    if (job_submit_order_locked(j) > newest_due)
+                        newest_due = job_submit_order_locked(j);
+                } else if (j->next_lookup < earliest) {
+                    earliest = j->next_lookup;
                 }
+            }
+            for (size_t k = 0; k < proj->njobs; k++) {
+                struct job *j = proj->jobs[k];
                 if (job_has_ended_locked(j))
                     continue;
-                if (j->next_poll <= now && n < BATCH) {
+                int earlier = project_due && j->service == SERVICE_WAF &&
+                              job_submit_order_locked(j) < newest_due;
+                if ((j->next_poll <= now || earlier) && n < BATCH) {
                     j->refs++;
                     due[n++] = j;
                 } else if (j->next_poll < earliest) {

@@ -240,7 +240,8 @@ json_t *job_to_json_locked(const struct job *j)
     json_t *o = json_object();
     json_object_set_new(o, "job_id", json_string(j->id));
     json_object_set_new(o, "project_id", json_string(j->project->id));
-    json_object_set_new(o, "service", json_string(cloud_service_name(j->service)));
+    json_object_set_new(o, "service", j->service_unknown ? json_null()
+                                      : json_string(cloud_service_name(j->service)));
     json_object_set(o, "filter", j->filter ? j->filter : json_null());
     json_object_set_new(o, "task_name", string_or_null(j->task.task_name));
     /* The cloud's own word; `state` is what `status` shows. */
@@ -260,6 +261,7 @@ json_t *job_to_json_locked(const struct job *j)
         put_time(o, "attached_at", j->attached_at);
     json_object_set_new(o, "cloud_since_ms", ms_or_null(j->cloud_since_ms));
     json_object_set_new(o, "cloud_success_ms", ms_or_null(j->cloud_success_ms));
+    json_object_set_new(o, "submitted_ms", ms_or_null(j->submitted_ms));
     json_object_set_new(o, "download",
                         json_pack("{s:I, s:o}", "done", (json_int_t)j->dl_done, "total",
                                   j->dl_total >= 0 ? json_integer(j->dl_total) : json_null()));
@@ -352,16 +354,25 @@ static int is_state_word(const char *s)
     return s && (!strcmp(s, "running") || !strcmp(s, "success") || !strcmp(s, "failure"));
 }
 
+/* Takes the job's local file as its archive when there is one; lock held. */
+static int adopt_local_file_locked(struct registry *r, struct job *j)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (!j->format[0] || job_archive_path_locked(r, j, path) != 0 || stat(path, &st) != 0)
+        return 0;
+    j->archive = ARCHIVE_READY;
+    j->archive_bytes = st.st_size + journal_sidecar_bytes(path);
+    j->last_used = j->fetched_at = st.st_mtime;
+    return 1;
+}
+
 /* Where a loaded success job's file stands: local, evicted or to fetch. */
 static void archive_from_journal_locked(struct registry *r, struct job *j, json_t *rec)
 {
     const char *was = json_string_value(json_object_get(rec, "archive"));
-    char path[PATH_MAX];
-    struct stat st;
-    if (j->format[0] && job_archive_path_locked(r, j, path) == 0 && stat(path, &st) == 0) {
-        j->archive = ARCHIVE_READY;
-        j->archive_bytes = st.st_size + journal_sidecar_bytes(path);
-        j->last_used = j->fetched_at = st.st_mtime;
+    if (adopt_local_file_locked(r, j)) {
+        /* local */
     } else if (j->service == SERVICE_WAF && !j->task.file_id[0] && !j->file_obsname[0]) {
         j->archive = ARCHIVE_LOCATING; /* look the file up (again) */
         j->next_lookup = monotonic_now();
@@ -380,7 +391,8 @@ static void job_from_journal(void *arg, const char *project, const char *job_id,
     struct registry *r = arg;
     /* Records of the previous version have no service (they are WAF
      * jobs), a lower-case task_status and no state: upgraded on load. */
-    const char *service = json_string_value(json_object_get(rec, "service"));
+    json_t *service_v = json_object_get(rec, "service");
+    const char *service = json_string_value(service_v);
     const char *word = json_string_value(json_object_get(rec, "task_status"));
     const char *state = json_string_value(json_object_get(rec, "state"));
     if (!state)
@@ -398,8 +410,23 @@ static void job_from_journal(void *arg, const char *project, const char *job_id,
     if (!j)
         return;
     snprintf(j->id, sizeof j->id, "%s", job_id);
+    j->project = p; /* paths below name it; add_job_locked() sets it again */
     j->service = service && !strcmp(service, "hss") ? SERVICE_HSS : SERVICE_WAF;
-    j->upgrade = !service;
+    /* Absent: a record of the previous version (a WAF job).  Null: a
+     * damaged record recovered by the journal, service to be asked. */
+    j->service_unknown = json_is_null(service_v);
+    j->upgrade = !service_v;
+    if (j->service_unknown) {
+        j->attached_at = time(NULL); /* like an attach: a lower bound */
+        /* Its file may be local: kept when the cloud says it succeeded. */
+        for (size_t f = 0; journal_formats[f] && !j->format[0]; f++) {
+            char path[PATH_MAX];
+            struct stat st;
+            journal_archive_path(r->journal, project, job_id, journal_formats[f], path);
+            if (stat(path, &st) == 0)
+                snprintf(j->format, sizeof j->format, "%s", journal_formats[f]);
+        }
+    }
     json_t *filter = json_object_get(rec, "filter");
     j->filter = json_is_object(filter) ? json_incref(filter) : NULL;
     snprintf(j->task.task_status, sizeof j->task.task_status, "%s", state);
@@ -415,6 +442,8 @@ static void job_from_journal(void *arg, const char *project, const char *job_id,
     json_t *cs = json_object_get(rec, "cloud_since_ms"), *cx = json_object_get(rec, "cloud_success_ms");
     j->cloud_since_ms = json_is_integer(cs) ? json_integer_value(cs) : -1;
     j->cloud_success_ms = json_is_integer(cx) ? json_integer_value(cx) : -1;
+    json_t *sm = json_object_get(rec, "submitted_ms");
+    j->submitted_ms = json_is_integer(sm) ? json_integer_value(sm) : -1;
     const char *format = json_string_value(json_object_get(rec, "format"));
     for (size_t f = 0; format && journal_formats[f]; f++)
         if (strcmp(format, journal_formats[f]) == 0)
@@ -476,7 +505,7 @@ static struct job *new_job(const char *id, enum cloud_service service)
     snprintf(j->id, sizeof j->id, "%s", id);
     j->service = service;
     j->file_time_ms = -1;
-    j->cloud_since_ms = j->cloud_success_ms = -1;
+    j->cloud_since_ms = j->cloud_success_ms = j->submitted_ms = -1;
     snprintf(j->task.task_status, sizeof j->task.task_status, "running");
     j->dl_total = -1;
     return j;
@@ -506,7 +535,9 @@ int job_apply_task_locked(struct registry *r, struct job *j, const struct task_i
     if (ended && j->cloud_success_ms < 0)
         j->cloud_success_ms = t->server_ms;
     if (strcmp(t->task_status, "success") == 0 && j->archive == ARCHIVE_NONE) {
-        if (j->service == SERVICE_WAF && !j->task.file_id[0] && !j->file_obsname[0]) {
+        if (adopt_local_file_locked(r, j)) {
+            /* a recovered record whose file is local */
+        } else if (j->service == SERVICE_WAF && !j->task.file_id[0] && !j->file_obsname[0]) {
             j->archive = ARCHIVE_LOCATING;
             j->next_lookup = monotonic_now();
             j->locating_since = monotonic_now();
@@ -562,6 +593,9 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
     struct submit_reply reply;
     struct cloud_error e;
     atomic_fetch_add(&r->submits, 1);
+    /* The order of sending is the order the cloud takes concurrent submits in. */
+    struct timespec sent;
+    clock_gettime(CLOCK_REALTIME, &sent);
     int rc = submit_to_cloud(r, project, filter, body, &reply, &e);
     if (rc) {
         snprintf(why, whylen, "%s", e.msg);
@@ -572,7 +606,8 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
     if (!j)
         return -ENOMEM;
     j->filter = json_incref(filter);
-    j->submitted_at = time(NULL);
+    j->submitted_at = sent.tv_sec;
+    j->submitted_ms = (int64_t)sent.tv_sec * 1000 + sent.tv_nsec / 1000000;
     j->cloud_since_ms = reply.server_ms;
     snprintf(j->message, sizeof j->message, "%s", reply.message);
     struct task_info first = { 0 };
@@ -829,6 +864,13 @@ static int job_index(struct registry *r, struct job *j, int (*interrupted)(void)
     }
     pthread_mutex_unlock(&r->lock);
     return rc;
+}
+
+int64_t job_submit_order_locked(const struct job *j)
+{
+    /* On our clock: consistent within the mount, finer than the cloud's Date. */
+    return j->submitted_ms >= 0 ? j->submitted_ms
+                                : (int64_t)(j->submitted_at ? j->submitted_at : j->attached_at) * 1000;
 }
 
 int64_t job_file_mtime_locked(const struct job *j)

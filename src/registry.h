@@ -38,7 +38,9 @@ struct project;
 struct job {
     char id[65];
     struct project *project;
-    enum cloud_service service;     /* set at creation, never changed */
+    enum cloud_service service;     /* set at creation; changed only while
+                                     * service_unknown (a recovered record) */
+    int service_unknown;            /* guarded by registry.lock */
     /* Everything below is guarded by registry.lock. */
     json_t *filter;                 /* NULL for an attached job */
     struct task_info task;          /* task_status is "running" until known */
@@ -61,6 +63,8 @@ struct job {
      * success: bounds of the file's generation time free of local clock
      * skew.  -1 unknown (no Date header, older records). */
     int64_t cloud_since_ms, cloud_success_ms;
+    int64_t submitted_ms;           /* our clock, ms: orders jobs submitted within the
+                                     * second the cloud's Date resolves; -1 unknown */
     int upgrade;                    /* journal record of an older version: rewrite */
     char message[256];
     char *error;                    /* last error, NULL when none */
@@ -202,6 +206,8 @@ void job_single_name_locked(const struct job *, const char *format, char *out, s
 /* Its modification time: the listed file's generation time, else the
  * submission; and the archive layer's name for the job's format. */
 int64_t job_file_mtime_locked(const struct job *);
+/* The order in which jobs of a mount were submitted (or attached), ms. */
+int64_t job_submit_order_locked(const struct job *);
 enum aformat job_aformat_locked(const struct job *);
 
 /* WAF file lookup (locator.c), run by the poller: matches the project's
