@@ -310,9 +310,8 @@ static void fetch_one(struct registry *r, struct job *j)
         }
         if (st.st_size > 0)
             log_info("job %s: resuming download at byte %lld", j->id, (long long)st.st_size);
-        log_debug("job %s: GET %s file %s for project %s from byte %lld", j->id,
-                  cloud_service_name(service), file_id[0] ? file_id : "(listed)", project,
-                  (long long)st.st_size);
+        log_debug("job %s: GET download of file %s for project %s from byte %lld", j->id,
+                  file_id[0] ? file_id : "(listed)", project, (long long)st.st_size);
         progress_start(&progress, (uint64_t)st.st_size);
         struct cloud_error e;
         int64_t total = -1;

@@ -631,8 +631,7 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
     }
     registry_save_job(r, j);
     snprintf(job_id, 65, "%s", reply.job_id);
-    log_info("project %s: submitted %s job %s", project, cloud_service_name(service),
-             reply.job_id);
+    log_info("project %s: submitted job %s", project, reply.job_id);
     return 0;
 }
 
@@ -697,8 +696,8 @@ int registry_attach(struct registry *r, const char *project, const char *job_id,
         return rc;
     }
     registry_save_job(r, j);
-    log_info("project %s: attached %s job %s (%s)", project, cloud_service_name(service),
-             job_id, info.task_status);
+    log_info("project %s: attached job %s (%s, %s)", project, job_id, info.task_status,
+             cloud_service_name(service));
     return 0;
 }
 

@@ -72,7 +72,7 @@ def test_failure_job(mnt, emu):
     assert read(os.path.join(mnt.job(job), "status")) == "failure\n"
     assert sorted(os.listdir(mnt.job(job))) == sorted(CONTROL)
     info = json.loads(read(os.path.join(mnt.job(job), ".job.json")))
-    assert info["task_status"] == "failure"
+    assert info["state"] == "failure" and info["task_status"] == "FAILED"
     assert os.listdir(mnt.path("projects", PROJECT, "archives")) == []
     assert emu.calls("download") == []
 
@@ -116,7 +116,8 @@ def test_ended_jobs_are_not_polled_again(mnt, emu):
 
 
 def check_job_json(info, job, flt):
-    keys = ("job_id", "project_id", "filter", "task_name", "task_status", "file_id",
+    keys = ("job_id", "project_id", "service", "filter", "task_name", "task_status", "state",
+            "file_id", "file_match",
             "file_name", "message", "submitted_at", "polled_at", "download", "error")
     for k in keys:
         assert k in info, "key %r missing from .job.json: %r" % (k, info)
@@ -134,7 +135,7 @@ def test_job_json_contract_keys(mnt, emu):
     p = os.path.join(mnt.job(job), ".job.json")
     info = json.loads(read(p))
     check_job_json(info, job, FILTER)
-    assert info["task_status"] == "running"
+    assert info["state"] == "running" and info["task_status"] == "RUNNING"
     assert info["download"]["total"] is None, info["download"]
     assert info["error"] is None
     assert info["message"] == "Checking domain name configuration"
@@ -143,9 +144,11 @@ def test_job_json_contract_keys(mnt, emu):
     info = json.loads(read(p))
     check_job_json(info, job, FILTER)
     q = emuharness.wait_job(emu, job)
-    assert info["task_status"] == "success"
-    assert info["task_name"] == q["task_name"]
+    assert info["state"] == "success" and info["task_status"] == "SUCCESS"
+    assert info["task_name"] is None  # WAF's async-job call names no task
+    assert info["message"] == q["message"]  # the async-job call's, once polled
     assert info["file_id"] == q["file_id"] and info["file_name"] == q["file_name"]
+    assert info["file_match"] == "time" and info["format"] == "zip", info
     assert RFC3339_Z.match(info["polled_at"]), info["polled_at"]
     size = os.stat(mnt.archive(job)).st_size
     assert info["download"] == {"done": size, "total": size} or \

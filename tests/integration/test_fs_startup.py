@@ -155,13 +155,24 @@ def test_per_service_endpoints(mount_factory, emu):
 
 
 def test_enterprise_project_id_on_every_call(mount_factory, emu):
+    """The option goes where each call takes it, spelled as that call spells it
+    (cloud-api.md §1): WAF's async-job as enterpriseProjectId; WAF's submit and
+    list and storage take none.  (HSS: test_fs_flows_calls.py.)"""
     m = mount_factory(opts={"enterprise_project_id": "all_granted_eps"})
     job = run_job(m)
     os.listdir(m.job(job))
-    log = [e for e in emu.log() if e["call"] in ("submit", "query", "download")]
-    assert {e["call"] for e in log} == {"submit", "query", "download"}
-    for e in log:
-        assert e.get("enterprise_project_id") == "all_granted_eps", e
+    want = {"async_job": ("enterpriseProjectId", "all_granted_eps")}
+    seen = set()
+    for e in emu.log():
+        api = e.get("api")
+        seen.add(api)
+        if api in want:
+            key, value = want[api]
+            assert e["query"].get(key) == value and "enterprise_project_id" not in e["query"], e
+        elif api in ("submit_waf", "event_dump", "storage"):
+            assert not any("nterprise" in k for k in e["query"]), e
+        assert e["status"] < 400, e
+    assert {"submit_waf", "async_job", "event_dump", "storage"} <= seen, seen
 
 
 def test_default_cache_dir_under_home(mount_factory, emu):

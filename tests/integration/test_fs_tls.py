@@ -86,7 +86,7 @@ def tls_emu(pki, tmp_path_factory):
 @pytest.fixture
 def temu(tls_emu):
     tls_emu.set_faults()
-    tls_emu.config(job_delay=0.3, rows=40)
+    tls_emu.config(job_delay=0.3, rows=40, waf_file_format="zip")
     tls_emu.clear_log()
     return tls_emu
 

@@ -162,7 +162,7 @@ def test_installed_binary_mounts_against_installed_emulator(installed, tmp_path)
     m = None
     try:
         assert emu.health() == {"ok": True}
-        emu.config(rows=300, files=2, folders=1)
+        emu.config(rows=300, files=2, folders=1, waf_file_format="zip")
         m = InstalledMount(installed.hcexportfs, tmp_path, "inst", emu.url,
                            str(tmp_path / "inst-cache")).start()
         job = run_job(m)
