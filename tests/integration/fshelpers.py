@@ -41,7 +41,7 @@ OTHER_PROJECT = "f0e1d2c3b4a5968778695a4b3c2d1e0f"
 
 FILTER = {"recent": "today", "dump_columns": ["id", "time", "attack"]}
 CONTROL = ("status", ".job.json", ".wait")
-JOB_RE = re.compile(r"^[0-9a-f]{32}$")
+JOB_RE = re.compile(r"^([0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")  # WAF job, HSS task
 RFC3339_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 SUSPICIOUS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "Segmentation",

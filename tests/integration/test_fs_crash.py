@@ -21,9 +21,13 @@ KILLS = int(os.environ.get("HCX_CRASH_KILLS", "24"))
 PHASES = ("submit", "polling", "download", "journal")
 
 
+HSS_FILTER = {"service": "hss", "category": "host", "last_days": 3}
+
+
 class Crasher:
-    def __init__(self, m, emu, rng):
+    def __init__(self, m, emu, rng, flt=None):
         self.m, self.emu, self.rng = m, emu, rng
+        self.flt = flt          # None: the WAF default filter
         self.acked = []          # ids a writer read back
         self.zips = {}           # job -> the cloud's archive bytes
         self.orphan_matches = 0  # jobs that took an orphan's file (see check_after_remount)
@@ -36,7 +40,7 @@ class Crasher:
 
         def w():
             try:
-                out["job"] = submit(self.m)
+                out["job"] = submit(self.m, self.flt)
             except (OSError, AssertionError) as e:
                 out["err"] = e
         t = threading.Thread(target=w, daemon=True)
@@ -65,14 +69,14 @@ class Crasher:
     def phase_polling(self):
         self.emu.config(job_delay=1.0)
         for _ in range(self.rng.randint(1, 3)):
-            self.acked.append(submit(self.m))
+            self.acked.append(submit(self.m, self.flt))
         time.sleep(self.rng.uniform(0, 1.3))
         return []
 
     def phase_download(self):
         self.emu.config(rows=20000, compresslevel=0, job_delay=0.2)  # ~1.2 MB, stored
         self.emu.set_faults(slow_download_bps=1500000)
-        job = submit(self.m)
+        job = submit(self.m, self.flt)
         self.acked.append(job)
         assert wait_end(self.m, job) == "success\n"
         time.sleep(self.rng.uniform(0, 0.9))
@@ -123,7 +127,7 @@ class Crasher:
             assert info["file_id"] not in claimed, \
                 "jobs %s and %s claim one file" % (job, claimed.get(info["file_id"]))
             claimed[info["file_id"]] = job
-            own = self.emu.file_of(job)
+            own = self.own_file(job)
             if info["file_id"] != own["id"]:
                 assert orphans and info["file_match"] == "time", \
                     "job %s took another file with no orphan job around: %s; own %s" % (
@@ -135,6 +139,13 @@ class Crasher:
                 "archives/%s is not the cloud's file it claimed: %s; the job's own is %s" % (
                     name, info, own)
         return jobs
+
+    def own_file(self, job):
+        """{"id": ...} of the file the cloud made for the job: a WAF job's from the
+        emulator's records, an HSS task's from its export-task answer."""
+        if self.flt is None:
+            return self.emu.file_of(job)
+        return {"id": emuharness.wait_job(self.emu, job)["file_id"]}
 
     def shown_zip(self, job):
         """The cloud file the job shows: its own, or the one it took (see above)."""
@@ -148,7 +159,7 @@ class Crasher:
             assert wait_end(self.m, j) == "success\n", j
             os.listdir(self.m.job(j))  # waits for the file lookup and download
             info = json.loads(read(os.path.join(self.m.job(j), ".job.json")))
-            if info["file_id"] != self.emu.file_of(j)["id"] and j not in self.took_other:
+            if info["file_id"] != self.own_file(j)["id"] and j not in self.took_other:
                 assert cloud_jobs - set(jobs) and info["file_match"] == "time", info
                 self.orphan_matches += 1
                 self.took_other[j] = emuharness.download(self.emu, info["file_id"])
@@ -160,12 +171,13 @@ class Crasher:
 
 
 @pytest.mark.slow
-def test_random_sigkills_lose_nothing(mount_factory, emu):
+@pytest.mark.parametrize("service", ["waf", "hss"])
+def test_random_sigkills_lose_nothing(mount_factory, emu, service):
     seed = int(os.environ.get("HCX_CRASH_SEED") or random.SystemRandom().randrange(1 << 30))
     rng = random.Random(seed)
     m = mount_factory(poll_interval=0.1)
-    c = Crasher(m, emu, rng)
-    done = run_job(m)
+    c = Crasher(m, emu, rng, HSS_FILTER if service == "hss" else None)
+    done = run_job(m, c.flt)
     c.acked.append(done)
     os.listdir(m.job(done))
     step = "start"
