@@ -254,6 +254,16 @@ static const char *not_csv_text(const char *path)
     return why;
 }
 
+/* After a failed transfer: 0 to try again (after a pause growing with the
+ * failures), -1 to give up (too many, or unmounting). */
+static int transfer_retry(struct registry *r, struct job *j, const char *msg, int *failures)
+{
+    if (++*failures >= MAX_TRANSFER_ATTEMPTS)
+        return -1;
+    log_warn("job %s: %s; retrying (%d/%d)", j->id, msg, *failures, MAX_TRANSFER_ATTEMPTS);
+    return sleep_unless_stopping(r, 1 << (*failures < 4 ? *failures : 4)) < 0 ? -1 : 0;
+}
+
 /* How many times a fetch lists again for a fresh storage URL. */
 enum { MAX_URL_REFRESHES = 3 };
 
@@ -291,11 +301,7 @@ static void fetch_one(struct registry *r, struct job *j)
             if (rc == -ENOENT)
                 break; /* no longer listed: nothing to fetch it from */
             if (rc) {
-                if (++transfer_failures >= MAX_TRANSFER_ATTEMPTS)
-                    break;
-                log_warn("job %s: %s; retrying (%d/%d)", j->id, msg, transfer_failures,
-                         MAX_TRANSFER_ATTEMPTS);
-                if (sleep_unless_stopping(r, 1 << (transfer_failures < 4 ? transfer_failures : 4)) < 0)
+                if (transfer_retry(r, j, msg, &transfer_failures) < 0)
                     break;
                 continue;
             }
@@ -351,11 +357,7 @@ static void fetch_one(struct registry *r, struct job *j)
                 registry_save_job(r, j);
                 registry_notify(r, j);
             }
-            if (rc == -ENOENT || rc == -EACCES || ++transfer_failures >= MAX_TRANSFER_ATTEMPTS)
-                break;
-            log_warn("job %s: %s; retrying (%d/%d)", j->id, msg, transfer_failures,
-                     MAX_TRANSFER_ATTEMPTS);
-            if (sleep_unless_stopping(r, 1 << (transfer_failures < 4 ? transfer_failures : 4)) < 0)
+            if (rc == -ENOENT || rc == -EACCES || transfer_retry(r, j, msg, &transfer_failures) < 0)
                 break;
             continue;
         }
