@@ -229,6 +229,7 @@ struct call_spec {
     uint64_t resume_from;
     void (*progress)(void *, uint64_t, int64_t);
     void *progress_arg;
+    const atomic_int *cancel;   /* the caller's own abort flag (downloads), or NULL */
 };
 
 static int build_url(const struct cloud *c, const struct call_spec *s, char **url,
@@ -319,6 +320,7 @@ static int perform_call(struct cloud *c, const struct call_spec *s, struct http_
             .body = s->body, .body_len = s->body_len, .out_fd = s->out_fd,
             .resume_from = s->resume_from, .progress = s->progress,
             .progress_arg = s->progress_arg, .cancel = &c->stopping,
+            .cancel_also = s->cancel,
         };
         http_response_release(resp);
         http_response_init(resp);
@@ -780,12 +782,12 @@ static int download(struct cloud *c, struct call_spec *s, const char *name, int 
 }
 
 int cloud_download_url(struct cloud *c, const char *url, int fd, uint64_t have,
-                       cloud_progress_fn progress, void *arg, int64_t *total,
-                       struct cloud_error *e)
+                       cloud_progress_fn progress, void *arg, const atomic_int *cancel,
+                       int64_t *total, struct cloud_error *e)
 {
     struct call_spec s = { .call = CALL_DOWNLOAD, .what = "download WAF event-log file",
                            .method = "GET", .url = url, .progress = progress,
-                           .progress_arg = arg };
+                           .progress_arg = arg, .cancel = cancel };
     if (!url_is_fetchable(url)) {
         memset(e, 0, sizeof *e);
         snprintf(e->msg, sizeof e->msg, "%s: the listed URL is not an http(s) URL", s.what);
@@ -796,12 +798,13 @@ int cloud_download_url(struct cloud *c, const char *url, int fd, uint64_t have,
 }
 
 int cloud_download_hss(struct cloud *c, const char *project, const char *file_id, int fd,
-                       uint64_t have, cloud_progress_fn progress, void *arg, int64_t *total,
-                       struct cloud_error *e)
+                       uint64_t have, cloud_progress_fn progress, void *arg,
+                       const atomic_int *cancel, int64_t *total, struct cloud_error *e)
 {
     struct call_spec s = { .call = CALL_DOWNLOAD, .what = "download HSS export file",
                            .method = "GET", .ep = &c->hss, .project = project,
-                           .progress = progress, .progress_arg = arg, .region = c->region };
+                           .progress = progress, .progress_arg = arg, .region = c->region,
+                           .cancel = cancel };
     snprintf(s.path, sizeof s.path, "/v5/%s/download/%s", project, file_id);
     add_enterprise_project(c, &s, "enterprise_project_id");
     return download(c, &s, file_id, fd, have, total, e);

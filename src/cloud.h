@@ -13,6 +13,7 @@
 #include "creds.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -114,13 +115,15 @@ void event_page_release(struct event_page *);
  * file's full size when known.
  * cloud_download_url: a pre-signed storage URL, fetched exactly as given
  * and with NO credential header of any kind; an expired URL is -EACCES
- * with e->status 403.  cloud_download_hss: GET /v5/{project}/download/{id}. */
+ * with e->status 403.  cloud_download_hss: GET /v5/{project}/download/{id}.
+ * cancel (or NULL): setting it aborts the transfer at once (-ECANCELED). */
 typedef void (*cloud_progress_fn)(void *, uint64_t done, int64_t total);
 int cloud_download_url(struct cloud *, const char *url, int fd, uint64_t have,
-                       cloud_progress_fn, void *arg, int64_t *total, struct cloud_error *e);
-int cloud_download_hss(struct cloud *, const char *project, const char *file_id, int fd,
-                       uint64_t have, cloud_progress_fn, void *arg, int64_t *total,
+                       cloud_progress_fn, void *arg, const atomic_int *cancel, int64_t *total,
                        struct cloud_error *e);
+int cloud_download_hss(struct cloud *, const char *project, const char *file_id, int fd,
+                       uint64_t have, cloud_progress_fn, void *arg, const atomic_int *cancel,
+                       int64_t *total, struct cloud_error *e);
 
 json_t *cloud_stats_json(struct cloud *);
 

@@ -26,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { FETCHERS = 2, MAX_TRANSFER_ATTEMPTS = 6, MAX_BAD_ARCHIVES = 3 };
+enum { FETCHERS = REGISTRY_FETCHERS, MAX_TRANSFER_ATTEMPTS = 6, MAX_BAD_ARCHIVES = 3 };
 
 static pthread_t fetch_threads[FETCHERS];
 static int fetchers_running;
@@ -133,15 +133,16 @@ static void finish(struct registry *r, struct job *j, enum archive_state state, 
         registry_enforce_cache_max(r);
 }
 
-static int sleep_unless_stopping(struct registry *r, double secs)
+/* Also ends early (-ECANCELED) when the job is forgotten (rmdir). */
+static int sleep_unless_stopping(struct registry *r, struct job *j, double secs)
 {
     pthread_mutex_lock(&r->lock);
     double until = monotonic_now() + secs;
-    while (!r->stopping && monotonic_now() < until) {
+    while (!r->stopping && !j->forgotten && monotonic_now() < until) {
         struct timespec ts = { (time_t)until, (long)((until - (double)(time_t)until) * 1e9) };
         pthread_cond_timedwait(&r->changed, &r->lock, &ts);
     }
-    int stopping = r->stopping;
+    int stopping = r->stopping || j->forgotten;
     pthread_mutex_unlock(&r->lock);
     return stopping ? -ECANCELED : 0;
 }
@@ -261,7 +262,7 @@ static int transfer_retry(struct registry *r, struct job *j, const char *msg, in
     if (++*failures >= MAX_TRANSFER_ATTEMPTS)
         return -1;
     log_warn("job %s: %s; retrying (%d/%d)", j->id, msg, *failures, MAX_TRANSFER_ATTEMPTS);
-    return sleep_unless_stopping(r, 1 << (*failures < 4 ? *failures : 4)) < 0 ? -1 : 0;
+    return sleep_unless_stopping(r, j, 1 << (*failures < 4 ? *failures : 4)) < 0 ? -1 : 0;
 }
 
 /* How many times a fetch lists again for a fresh storage URL. */
@@ -292,7 +293,8 @@ static void fetch_one(struct registry *r, struct job *j)
     char *url = NULL;
     struct progress_ctx progress = { .r = r, .j = j };
     double started = monotonic_now();
-    while (!r->stopping) {
+    final[0] = '\0';
+    while (!r->stopping && !atomic_load(&j->cancelled)) {
         if (service == SERVICE_WAF) {
             rc = storage_url(r, j, refresh, &url, msg, sizeof msg);
             refresh = 0;
@@ -323,15 +325,16 @@ static void fetch_one(struct registry *r, struct job *j)
         int64_t total = -1;
         if (service == SERVICE_WAF)
             rc = cloud_download_url(r->cloud, url, fd, (uint64_t)st.st_size, on_progress,
-                                    &progress, &total, &e);
+                                    &progress, &j->cancelled, &total, &e);
         else
             rc = cloud_download_hss(r->cloud, project, file_id, fd, (uint64_t)st.st_size,
-                                    on_progress, &progress, &total, &e);
+                                    on_progress, &progress, &j->cancelled, &total, &e);
         double last_byte = monotonic_now();
         off_t size = fstat(fd, &st) == 0 ? st.st_size : -1;
         close(fd);
-        if (rc == -ECANCELED)
-            break; /* unmounting: the .part file is resumed next time */
+        if (rc == -ECANCELED || atomic_load(&j->cancelled))
+            break; /* unmounting: the .part file is resumed next time;
+                    * forgotten: dropped below */
         if (rc && service == SERVICE_WAF && (e.status == 403 || e.status == 404) &&
             refreshes < MAX_URL_REFRESHES) {
             /* An expired (or withdrawn) pre-signed URL: the list has a
@@ -382,6 +385,8 @@ static void fetch_one(struct registry *r, struct job *j)
         }
         const char *format = aformat_suffix(fmt);
         journal_archive_path(r->journal, project, j->id, format, final);
+        if (atomic_load(&j->cancelled))
+            break;
         if (pathf(sidecar, "%s.ckpt", final)) {
             snprintf(msg, sizeof msg, "archive path too long");
             break;
@@ -525,10 +530,31 @@ static void fetch_one(struct registry *r, struct job *j)
         return;
     }
     free(url);
+    if (atomic_load(&j->cancelled)) {
+        /* rmdir while downloading: the transfer stopped; what this fetch
+         * wrote goes (a namesake attached again is not fetched until this
+         * returns, so these names are still this fetch's own). */
+        unlink(part);
+        if (final[0])
+            journal_unlink_sidecars(final);
+        log_info("job %s: forgotten while downloading; download stopped", j->id);
+        return;
+    }
     if (r->stopping)
         return;
     log_error("job %s: download failed: %s", j->id, msg);
     finish(r, j, ARCHIVE_FAILED, msg, 0, 0, NULL, NULL);
+}
+
+/* A forgotten job of the same id whose fetch is still winding down. */
+static int namesake_fetching_locked(struct registry *r, const struct job *j)
+{
+    for (int i = 0; i < FETCHERS; i++) {
+        const struct job *f = r->fetching[i];
+        if (f && f != j && f->forgotten && f->project == j->project && !strcmp(f->id, j->id))
+            return 1;
+    }
+    return 0;
 }
 
 static struct job *next_queued_locked(struct registry *r)
@@ -536,15 +562,22 @@ static struct job *next_queued_locked(struct registry *r)
     for (size_t p = 0; p < r->nprojects; p++)
         for (size_t k = 0; k < r->projects[p]->njobs; k++) {
             struct job *j = r->projects[p]->jobs[k];
-            if (j->archive == ARCHIVE_QUEUED)
+            if (j->archive == ARCHIVE_QUEUED && !namesake_fetching_locked(r, j))
                 return j;
         }
     return NULL;
 }
 
+struct fetcher_arg {
+    struct registry *r;
+    int slot;
+};
+static struct fetcher_arg fetcher_args[FETCHERS];
+
 static void *fetcher_main(void *arg)
 {
-    struct registry *r = arg;
+    struct registry *r = ((struct fetcher_arg *)arg)->r;
+    int slot = ((struct fetcher_arg *)arg)->slot;
     pthread_mutex_lock(&r->lock);
     while (!r->stopping) {
         struct job *j = next_queued_locked(r);
@@ -561,8 +594,13 @@ static void *fetcher_main(void *arg)
         }
         j->archive = ARCHIVE_FETCHING;
         j->refs++;
+        r->fetching[slot] = j;
         pthread_mutex_unlock(&r->lock);
         fetch_one(r, j);
+        pthread_mutex_lock(&r->lock);
+        r->fetching[slot] = NULL;
+        pthread_cond_broadcast(&r->work); /* a namesake may be fetched now */
+        pthread_mutex_unlock(&r->lock);
         registry_put_job(r, j);
         pthread_mutex_lock(&r->lock);
     }
@@ -573,7 +611,8 @@ static void *fetcher_main(void *arg)
 int fetcher_start(struct registry *r)
 {
     for (int i = 0; i < FETCHERS; i++) {
-        int rc = pthread_create(&fetch_threads[i], NULL, fetcher_main, r);
+        fetcher_args[i] = (struct fetcher_arg){ .r = r, .slot = i };
+        int rc = pthread_create(&fetch_threads[i], NULL, fetcher_main, &fetcher_args[i]);
         if (rc) {
             log_error("cannot start a download thread: %s", strerror(rc));
             return -rc;

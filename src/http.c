@@ -252,6 +252,8 @@ static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
     struct transfer *t = arg;
     if (t->req->cancel && atomic_load(t->req->cancel))
         return 1;
+    if (t->req->cancel_also && atomic_load(t->req->cancel_also))
+        return 1;
     if (t->req->progress && t->resp->written)
         t->req->progress(t->req->progress_arg,
                          (t->resp->restarted ? 0 : t->req->resume_from) + t->resp->written,

@@ -36,6 +36,7 @@ struct http_request {
     void (*progress)(void *arg, uint64_t done, int64_t total);
     void *progress_arg;
     const atomic_int *cancel;        /* set to abort a transfer (read from curl callbacks) */
+    const atomic_int *cancel_also;   /* a second one: this transfer's own (NULL: none) */
 };
 
 struct http_response {

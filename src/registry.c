@@ -717,6 +717,7 @@ int registry_forget(struct registry *r, const char *project, const char *job_id)
     memmove(p->jobs + at, p->jobs + at + 1, (p->njobs - at - 1) * sizeof *p->jobs);
     p->njobs--;
     j->forgotten = 1;
+    atomic_store(&j->cancelled, 1); /* its download stops now */
     pthread_cond_broadcast(&r->changed);
     pthread_mutex_unlock(&r->lock);
     int rc = journal_remove_job(r->journal, project, job_id);

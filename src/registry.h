@@ -35,6 +35,8 @@ enum archive_state {
 
 struct project;
 
+enum { REGISTRY_FETCHERS = 2 };   /* download threads */
+
 struct job {
     char id[65];
     struct project *project;
@@ -90,6 +92,7 @@ struct job {
     uint64_t fetch_seq;             /* order of fetches in this mount (0: before) */
     int refs;
     int forgotten;
+    atomic_int cancelled;           /* set with forgotten: aborts its download at once */
 };
 
 struct project {
@@ -114,6 +117,10 @@ struct registry {
     double locate_wait;             /* how long a listing waits for a file lookup */
     uint64_t cache_max;             /* 0: unbounded */
     uint64_t fetch_seq;             /* last job->fetch_seq given */
+    /* The job each download thread works on (NULL: idle).  A job re-attached
+     * after rmdir is not fetched while its forgotten namesake's fetch still
+     * winds down: the two never share the .part file or sidecars. */
+    struct job *fetching[REGISTRY_FETCHERS];
     int cache_over;                 /* over cache_max with every archive in use */
     int cache_retry;                /* one was let go since: the fetcher evicts */
     time_t started_at;
