@@ -496,9 +496,32 @@ static void fetch_one(struct registry *r, struct job *j)
                      MAX_TRANSFER_ATTEMPTS);
             continue;
         }
+        /* archives/<job>.<format> keeps the size and modification time it
+         * first had (filesystem.md): a copy fetched again after eviction
+         * gets the remembered time, so that rsync sees nothing new. */
+        pthread_mutex_lock(&r->lock);
+        int64_t keep_size = j->local_size, keep_mtime = j->local_mtime;
+        pthread_mutex_unlock(&r->lock);
+        if (keep_mtime >= 0 && keep_size == (int64_t)size) {
+            struct timespec times[2] = { { (time_t)keep_mtime, 0 }, { (time_t)keep_mtime, 0 } };
+            if (utimensat(AT_FDCWD, part, times, 0) < 0)
+                log_warn("job %s: cannot set the modification time of %s: %s", j->id, part,
+                         strerror(errno));
+        } else {
+            if (keep_size >= 0)
+                log_warn("job %s: the file fetched again has %lld bytes, not %lld as before",
+                         j->id, (long long)size, (long long)keep_size);
+            struct stat now_st;
+            keep_size = (int64_t)size;
+            keep_mtime = stat(part, &now_st) == 0 ? (int64_t)now_st.st_mtime : (int64_t)time(NULL);
+        }
         pthread_mutex_lock(&r->journal_lock);
         pthread_mutex_lock(&r->lock);
         int forgotten = j->forgotten;
+        if (!forgotten) {
+            j->local_size = keep_size;
+            j->local_mtime = keep_mtime;
+        }
         pthread_mutex_unlock(&r->lock);
         if (forgotten) {
             unlink(part); /* rmdir while downloading: nothing to keep */

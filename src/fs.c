@@ -332,6 +332,18 @@ static int hcx_getattr(const char *path, struct stat *st, struct fuse_file_info 
     pthread_mutex_unlock(&r->lock);
     const struct anode *a;
     if (n.kind == N_ARCHIVE_FILE) {
+        /* Size and time are remembered once the file has been local:
+         * answered without fetching an evicted file (filesystem.md). */
+        pthread_mutex_lock(&r->lock);
+        int known = strcmp(j->format, n.format) == 0 && j->local_size >= 0 &&
+                    j->local_mtime >= 0 && j->archive != ARCHIVE_NONE;
+        if (known)
+            fill_file(st, 0444, (off_t)j->local_size, (time_t)j->local_mtime);
+        pthread_mutex_unlock(&r->lock);
+        if (known) {
+            registry_put_job(r, j);
+            return 0;
+        }
         struct aindex *idx;
         rc = registry_job_index(r, j, request_cancelled, &idx);
         if (!rc) {

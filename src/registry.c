@@ -269,6 +269,8 @@ json_t *job_to_json_locked(const struct job *j)
     json_object_set_new(o, "archive", json_string(j->pending ? "verifying"
                                                   : archive_state_names[j->archive]));
     json_object_set_new(o, "format", string_or_null(j->format));
+    json_object_set_new(o, "local_size", ms_or_null(j->local_size));
+    json_object_set_new(o, "local_mtime", ms_or_null(j->local_mtime));
     return o;
 }
 
@@ -364,6 +366,10 @@ static int adopt_local_file_locked(struct registry *r, struct job *j)
     j->archive = ARCHIVE_READY;
     j->archive_bytes = st.st_size + journal_sidecar_bytes(path);
     j->last_used = j->fetched_at = st.st_mtime;
+    if (j->local_size < 0 || j->local_mtime < 0) { /* records of older versions */
+        j->local_size = st.st_size;
+        j->local_mtime = st.st_mtime;
+    }
     return 1;
 }
 
@@ -444,6 +450,9 @@ static void job_from_journal(void *arg, const char *project, const char *job_id,
     j->cloud_success_ms = json_is_integer(cx) ? json_integer_value(cx) : -1;
     json_t *sm = json_object_get(rec, "submitted_ms");
     j->submitted_ms = json_is_integer(sm) ? json_integer_value(sm) : -1;
+    json_t *ls = json_object_get(rec, "local_size"), *lm = json_object_get(rec, "local_mtime");
+    j->local_size = json_is_integer(ls) && json_integer_value(ls) >= 0 ? json_integer_value(ls) : -1;
+    j->local_mtime = json_is_integer(lm) && json_integer_value(lm) >= 0 ? json_integer_value(lm) : -1;
     const char *format = json_string_value(json_object_get(rec, "format"));
     for (size_t f = 0; format && journal_formats[f]; f++)
         if (strcmp(format, journal_formats[f]) == 0)
@@ -506,6 +515,7 @@ static struct job *new_job(const char *id, enum cloud_service service)
     j->service = service;
     j->file_time_ms = -1;
     j->cloud_since_ms = j->cloud_success_ms = j->submitted_ms = -1;
+    j->local_size = j->local_mtime = -1;
     snprintf(j->task.task_status, sizeof j->task.task_status, "running");
     j->dl_total = -1;
     return j;

@@ -88,6 +88,10 @@ struct job {
     int index_users;                /* lookups and open files using index
                                      * (or pending, while it is set) */
     int64_t archive_bytes;          /* local archive + checkpoint sidecar, when READY */
+    /* archives/<job>.<format> as first stored: its size and modification
+     * time (s), remembered (journal) so that stat of an evicted file answers
+     * without fetching and a fetch again shows the same; -1 unknown. */
+    int64_t local_size, local_mtime;
     time_t last_used, fetched_at;   /* for cache_max's LRU eviction */
     uint64_t fetch_seq;             /* order of fetches in this mount (0: before) */
     int refs;

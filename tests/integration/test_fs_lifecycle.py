@@ -73,3 +73,61 @@ def test_rmdir_then_mkdir_while_downloading(mount_factory, emu):
     assert read(m.archive(job), "rb") == emu_archive(emu, job)
     assert "forgotten while downloading; download stopped" in m.read_log()
     assert parts_of(m) == []
+
+
+def archive_stats(m):
+    d = m.path("projects", PROJECT, "archives")
+    out = {}
+    for name in sorted(os.listdir(d)):
+        st = os.stat(os.path.join(d, name))
+        out[name] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+@pytest.mark.slow
+def test_evicted_archives_stat_without_fetching_and_keep_their_time(mount_factory, emu,
+                                                                      tmp_path):
+    """cache_max evicts; ls -l of archives/ answers from what is remembered (no
+    download), size and mtime never change (also once fetched again, also after a
+    remount), and a second rsync -a copies nothing."""
+    emu.config(rows=2000)
+    m = mount_factory(opts={"cache_max": "30K"})
+    jobs = [run_job(m) for _ in range(3)]
+    served = {j: emu_archive(emu, j) for j in jobs}
+    assert all(12000 < len(z) < 30000 for z in served.values()), [len(z) for z in served.values()]
+    for j in jobs:
+        assert read(m.archive(j), "rb") == served[j]
+        time.sleep(1.1)  # mtimes of whole seconds apart: a refetch would show
+    wait_for(lambda: sum(job_info(m, j)["archive"] == "evicted" for j in jobs) >= 2,
+             timeout=20, what="two archives evicted")
+    before = archive_stats(m)
+    assert sorted(before) == sorted(j + ".zip" for j in jobs), before
+    for j in jobs:
+        assert before[j + ".zip"][0] == len(served[j])
+    emu.clear_log()
+    # stat / ls -l of evicted files: nothing fetched
+    for _ in range(3):
+        assert archive_stats(m) == before
+    subprocess.run(["ls", "-l", "--full-time", m.path("projects", PROJECT, "archives")],
+                   check=True, stdout=subprocess.DEVNULL)
+    assert emu.calls("download") == [], "stat of an evicted archive downloaded it"
+    assert sum(job_info(m, j)["archive"] == "evicted" for j in jobs) >= 2
+
+    backup = str(tmp_path / "backup")
+    src = m.path("projects", PROJECT, "archives") + "/"
+    subprocess.run(["rsync", "-a", src, backup + "/"], check=True)  # fetches the evicted
+    for j in jobs:
+        assert read(os.path.join(backup, j + ".zip"), "rb") == served[j]
+    assert emu.calls("download"), "nothing was fetched again"
+    # fetched again: the same size and time, also after the first rsync evicted more
+    assert archive_stats(m) == before
+    downloads = len(emu.calls("download"))
+    r = subprocess.run(["rsync", "-a", "--stats", src, backup + "/"], check=True,
+                       stdout=subprocess.PIPE, universal_newlines=True)
+    assert "Number of regular files transferred: 0" in r.stdout, r.stdout
+    assert len(emu.calls("download")) == downloads
+    m.remount()
+    assert archive_stats(m) == before
+    for j in jobs:
+        assert read(m.archive(j), "rb") == served[j]
+    assert archive_stats(m) == before
