@@ -139,7 +139,7 @@ int aindex_save(const struct aindex *ix, const char *const *reserved, char **why
                                (const unsigned char *)ix->arena, ix->arena_len);
     h.header_crc = header_crc(&h);
 
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = -errno;
         goto out;

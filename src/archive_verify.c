@@ -9,6 +9,8 @@
 /* The central directory's end: offset/size/count, zip64 aware.  0 or -1. */
 int aix_find_cd(const unsigned char *m, size_t len, uint64_t *off, uint64_t *count)
 {
+    if (len < 22)
+        return -1; /* no room for the end record */
     size_t lo = len > 22 + 65535 ? len - 22 - 65535 : 0;
     for (size_t p = len - 22 + 1; p-- > lo;) {
         if (m[p] != 'P' || m[p + 1] != 'K' || m[p + 2] != 5 || m[p + 3] != 6)
@@ -19,7 +21,7 @@ int aix_find_cd(const unsigned char *m, size_t len, uint64_t *off, uint64_t *cou
         *off = le32(m + p + 16);
         if (p >= 20 && le32(m + p - 20) == 0x07064b50u) {
             uint64_t z = le64(m + p - 20 + 8);
-            if (z > len - 56 || le32(m + z) != 0x06064b50u)
+            if (len < 56 || z > len - 56 || le32(m + z) != 0x06064b50u)
                 return -1;
             *count = le64(m + z + 32);
             *off = le64(m + z + 48);

@@ -170,8 +170,15 @@ static int iam_login(struct auth *a, const char *project, struct iam_token **out
     } else if (resp.status != 201 && resp.status != 200) {
         json_t *err = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
         const char *msg = json_string_value(json_object_get(err, "error_msg"));
-        snprintf(why, whylen, "IAM login refused (HTTP %ld%s%.200s)", resp.status,
-                 msg ? ": " : "", msg ? msg : "");
+        /* Server text: control characters (newlines, escapes) would break
+         * the "error:" reply line and forge log lines. */
+        char safe[201];
+        size_t n = 0;
+        for (size_t i = 0; msg && msg[i] && n + 1 < sizeof safe; i++)
+            safe[n++] = (unsigned char)msg[i] < 0x20 || msg[i] == 0x7f ? ' ' : msg[i];
+        safe[n] = '\0';
+        snprintf(why, whylen, "IAM login refused (HTTP %ld%s%s)", resp.status,
+                 msg ? ": " : "", safe);
         json_decref(err);
         rc = resp.status == 401 || resp.status == 403 ? -EACCES : -EIO;
         if (resp.status == 429 || resp.status >= 500) {

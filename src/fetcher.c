@@ -308,7 +308,7 @@ static void fetch_one(struct registry *r, struct job *j)
                 continue;
             }
         }
-        int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        int fd = open(part, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0) {
             snprintf(msg, sizeof msg, "cannot open %s: %s", part, strerror(errno));

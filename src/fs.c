@@ -720,8 +720,10 @@ static int hcx_open(const char *path, struct fuse_file_info *fi)
         return is_inside_job(&n) ? -EROFS : -EACCES;
     if (n.kind == N_STATS) {
         struct handle *h = handle_new(N_STATS);
-        if (!h || !(h->text = stats_text(r))) {
-            free(h);
+        if (!h)
+            return -ENOMEM;
+        if (!(h->text = stats_text(r))) {
+            handle_free(r, h); /* it is linked in open_handles */
             return -ENOMEM;
         }
         h->text_len = strlen(h->text);

@@ -71,7 +71,7 @@ int write_file_atomic(const char *dir, const char *name, const void *data, size_
     if (pathf(tmp, "%s/.%s.tmp.%d.%lu", dir, name, (int)getpid(), n) ||
         pathf(final, "%s/%s", dir, name))
         return -ENAMETOOLONG;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
     const char *p = data;
@@ -101,6 +101,39 @@ int write_file_atomic(const char *dir, const char *name, const void *data, size_
     return fsync_dir(dir);
 }
 
+/* The cache holds the journal and the downloaded files: like a credentials
+ * file, it must be the mounting user's and not writable by group or others
+ * (else anyone could plant links or records in it).  0, or -errno with why. */
+static int check_private_dir(const char *path, char **why)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    int rc = fd < 0 || fstat(fd, &st) < 0 ? -errno : 0;
+    if (fd >= 0)
+        close(fd);
+    if (rc) {
+        if (asprintf(why, "cache directory %s: %s%s", path, strerror(-rc),
+                     rc == -ELOOP || rc == -ENOTDIR ? " (a link or not a directory)" : "") < 0)
+            *why = NULL;
+        return rc;
+    }
+    if (st.st_uid != geteuid()) {
+        if (asprintf(why, "cache directory %s is owned by uid %u, not by the mounting user "
+                     "(uid %u); refusing it", path, (unsigned)st.st_uid,
+                     (unsigned)geteuid()) < 0)
+            *why = NULL;
+        return -EPERM;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        if (asprintf(why, "cache directory %s is writable by group or others (mode %04o); "
+                     "refusing it: chmod go-w %s", path, (unsigned)(st.st_mode & 07777),
+                     path) < 0)
+            *why = NULL;
+        return -EPERM;
+    }
+    return 0;
+}
+
 int journal_open(const char *cache_dir_arg, struct journal **out, char **why)
 {
     char path[PATH_MAX], cache_dir[PATH_MAX];
@@ -115,6 +148,8 @@ int journal_open(const char *cache_dir_arg, struct journal **out, char **why)
         return rc;
     }
     static const char *const subdirs[] = { "journal/projects", "journal/jobs", "archives" };
+    if ((rc = check_private_dir(cache_dir, why)) != 0)
+        return rc;
     for (size_t i = 0; i < 3; i++) {
         pathf(path, "%s/%s", cache_dir, subdirs[i]);
         if ((rc = mkdir_p(path, 0700))) {
@@ -122,6 +157,14 @@ int journal_open(const char *cache_dir_arg, struct journal **out, char **why)
                 *why = NULL;
             return rc;
         }
+    }
+    /* journal/ and the three below: the same rule (not followed as links). */
+    static const char *const checked[] = { "journal", "journal/projects", "journal/jobs",
+                                           "archives" };
+    for (size_t i = 0; i < 4; i++) {
+        pathf(path, "%s/%s", cache_dir, checked[i]);
+        if ((rc = check_private_dir(path, why)) != 0)
+            return rc;
     }
     pathf(path, "%s/CACHEDIR.TAG", cache_dir);
     if (access(path, F_OK) < 0 &&
@@ -131,7 +174,7 @@ int journal_open(const char *cache_dir_arg, struct journal **out, char **why)
         return rc;
     }
     pathf(path, "%s/lock", cache_dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
         rc = -errno;
         if (asprintf(why, rc == -EWOULDBLOCK
@@ -413,10 +456,19 @@ int journal_save_project(struct journal *j, const char *project, const json_t *r
 
 int journal_save_job(struct journal *j, const char *project, const char *job, const json_t *record)
 {
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], parent[PATH_MAX];
     pathf(dir, "%s/journal/jobs/%s", j->dir, project);
+    struct stat st;
+    int fresh = stat(dir, &st) < 0;
     int rc = mkdir_p(dir, 0700);
-    return rc ? rc : save_record(dir, job, record);
+    if (rc)
+        return rc;
+    /* The first record of a project: its new directory's entry must be
+     * on disk too, or a crash loses the record with it. */
+    pathf(parent, "%s/journal/jobs", j->dir);
+    if (fresh && (rc = fsync_dir(parent)) != 0)
+        return rc;
+    return save_record(dir, job, record);
 }
 
 int journal_remove_job(struct journal *j, const char *project, const char *job)

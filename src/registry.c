@@ -135,8 +135,6 @@ struct job *project_job_locked(struct project *p, const char *job_id)
     return found ? p->jobs[i] : NULL;
 }
 
-static size_t projects_cap;
-
 static int add_project_locked(struct registry *r, const char *id, time_t added_at,
                               struct project **out)
 {
@@ -151,7 +149,7 @@ static int add_project_locked(struct registry *r, const char *id, time_t added_a
         return -ENOMEM;
     snprintf(p->id, sizeof p->id, "%s", id);
     p->added_at = added_at;
-    if (insert_at((void ***)&r->projects, &r->nprojects, &projects_cap, at, p) < 0) {
+    if (insert_at((void ***)&r->projects, &r->nprojects, &r->projects_cap, at, p) < 0) {
         free(p);
         return -ENOMEM;
     }
@@ -175,9 +173,9 @@ int registry_add_project(struct registry *r, const char *id)
     if (!project_id_is_valid(id))
         return -EINVAL;
     pthread_mutex_lock(&r->lock);
-    struct project *p;
+    struct project *p = NULL;
     int rc = add_project_locked(r, id, time(NULL), &p);
-    time_t added = p ? p->added_at : 0;
+    time_t added = rc == 0 && p ? p->added_at : 0;
     pthread_mutex_unlock(&r->lock);
     if (rc)
         return rc;
@@ -1007,10 +1005,18 @@ void registry_enforce_cache_max(struct registry *r)
         pthread_mutex_unlock(&r->lock);
 
         aindex_free(idx);
+        /* The lock was dropped: a read may have queued the job again and a
+         * fetcher renamed a fresh copy into place (under journal_lock).  The
+         * file goes only while the job is still evicted. */
         pthread_mutex_lock(&r->journal_lock);
-        if (unlink(path) < 0 && errno != ENOENT)
-            log_error("cannot evict %s: %s", path, strerror(errno));
-        journal_unlink_sidecars(path);
+        pthread_mutex_lock(&r->lock);
+        int still_evicted = victim->archive == ARCHIVE_EVICTED && !victim->forgotten;
+        pthread_mutex_unlock(&r->lock);
+        if (still_evicted) {
+            if (unlink(path) < 0 && errno != ENOENT)
+                log_error("cannot evict %s: %s", path, strerror(errno));
+            journal_unlink_sidecars(path);
+        }
         pthread_mutex_unlock(&r->journal_lock);
         log_info("job %s: archive evicted (%lld bytes) to keep the cache within cache_max",
                  victim->id, bytes);

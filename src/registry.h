@@ -111,7 +111,7 @@ struct registry {
     pthread_cond_t changed;
     pthread_cond_t work;            /* wakes the poller and fetchers */
     struct project **projects;      /* sorted by id */
-    size_t nprojects;
+    size_t nprojects, projects_cap;
     struct journal *journal;
     /* Serializes journal/cache writes with forgetting, so that a job
      * forgotten by rmdir is never written back by a late save or rename. */

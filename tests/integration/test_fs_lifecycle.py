@@ -131,3 +131,100 @@ def test_evicted_archives_stat_without_fetching_and_keep_their_time(mount_factor
     for j in jobs:
         assert read(m.archive(j), "rb") == served[j]
     assert archive_stats(m) == before
+
+
+# ---- the cache directory and server text (issue 13, point 4) -------------------
+def refused_start(m):
+    with pytest.raises(AssertionError) as ei:
+        m.start()
+    assert "before mounting" in str(ei.value), ei.value
+    return m.read_log()
+
+
+@pytest.mark.parametrize("how", ["group-writable", "other-writable", "another user's"])
+def test_cache_dir_not_private_is_refused(mount_factory, emu, tmp_path, how):
+    cache = tmp_path / "shared-cache"
+    cache.mkdir()
+    if how == "another user's":
+        if os.geteuid() != 0:
+            pytest.skip("needs root to chown")
+        os.chmod(str(cache), 0o700)
+        os.chown(str(cache), 65534, 65534)
+    else:
+        os.chmod(str(cache), 0o770 if how == "group-writable" else 0o707)
+    m = mount_factory(cache_dir=str(cache), start=False)
+    log = refused_start(m)
+    assert str(cache) in log, log
+    assert ("chmod go-w" in log) if how != "another user's" else ("owned by uid" in log), log
+    assert not os.path.exists(str(cache / "journal")), "the cache was used anyway"
+
+
+def test_cache_files_are_not_created_through_links(mount_factory, emu, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    victim = tmp_path / "elsewhere"
+    os.symlink(str(victim), str(cache / "lock"))
+    m = mount_factory(cache_dir=str(cache), start=False)
+    refused_start(m)
+    assert not os.path.lexists(str(victim)), "a file was created through a link in the cache"
+
+
+class _IamRefuses:
+    """An IAM endpoint that refuses every login with control characters in its text."""
+    TEXT = "bad password\nerror: forged line\x1b[31m red\r\x07"
+
+    def __init__(self):
+        import http.server
+        import threading
+        text = self.TEXT
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = json.dumps({"error_code": "IAM.0101", "error_msg": text}).encode()
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d" % self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def test_iam_error_text_is_cleaned(mount_factory, emu, tmp_path):
+    iam = _IamRefuses()
+    try:
+        cred = tmp_path / "cred.ini"
+        cred.write_text("[basic]\nuser = alice\npassword = pw-Zr8#kQ2!vN5\ndomain = acme\n")
+        os.chmod(str(cred), 0o600)
+        m = mount_factory(ak=None, sk=None, opts={"credentials": str(cred),
+                                                  "iam_endpoint": iam.url})
+        fd = os.open(m.new(), os.O_RDWR)
+        try:
+            try:
+                os.write(fd, b'{"recent":"today","dump_columns":["id"]}\n')
+            except OSError:
+                pass  # the submit failed: the reply says why
+            reply = os.read(fd, 4096).decode()
+        finally:
+            os.close(fd)
+        assert reply.startswith("error: ") and reply.endswith("\n"), repr(reply)
+        assert reply.count("\n") == 1, "the reply line was split: %r" % reply
+        assert not any(ord(c) < 0x20 and c != "\n" or ord(c) == 0x7f for c in reply), repr(reply)
+        assert "bad password" in reply, repr(reply)
+        log = m.read_log()
+        assert "bad password" in log, log
+        assert "\x1b" not in log and "\x07" not in log and "\r" not in log, repr(log[-2000:])
+        assert not any(line.startswith("error: forged") for line in log.splitlines()), log
+    finally:
+        iam.close()
