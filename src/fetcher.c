@@ -255,12 +255,28 @@ static const char *not_csv_text(const char *path)
     return why;
 }
 
+/* .job.json says why a try failed at once, not only after the last one
+ * (filesystem.md); a later success clears it. */
+static void show_try_error(struct registry *r, struct job *j, const char *msg)
+{
+    pthread_mutex_lock(&r->lock);
+    int same = j->error && strcmp(j->error, msg) == 0;
+    if (!same && !j->forgotten)
+        job_set_error_locked(j, msg);
+    pthread_mutex_unlock(&r->lock);
+    if (same)
+        return;
+    registry_save_job(r, j);
+    registry_notify(r, j);
+}
+
 /* After a failed transfer: 0 to try again (after a pause growing with the
  * failures), -1 to give up (too many, or unmounting). */
 static int transfer_retry(struct registry *r, struct job *j, const char *msg, int *failures)
 {
     if (++*failures >= MAX_TRANSFER_ATTEMPTS)
         return -1;
+    show_try_error(r, j, msg);
     log_warn("job %s: %s; retrying (%d/%d)", j->id, msg, *failures, MAX_TRANSFER_ATTEMPTS);
     return sleep_unless_stopping(r, j, 1 << (*failures < 4 ? *failures : 4)) < 0 ? -1 : 0;
 }
@@ -354,11 +370,7 @@ static void fetch_one(struct registry *r, struct job *j)
                 unlink(part);
                 snprintf(msg, sizeof msg, "cannot store the archive in %s: %s", dir,
                          strerror(-rc));
-                pthread_mutex_lock(&r->lock);
-                job_set_error_locked(j, msg);
-                pthread_mutex_unlock(&r->lock);
-                registry_save_job(r, j);
-                registry_notify(r, j);
+                show_try_error(r, j, msg);
             }
             if (rc == -ENOENT || rc == -EACCES || transfer_retry(r, j, msg, &transfer_failures) < 0)
                 break;
@@ -379,6 +391,7 @@ static void fetch_one(struct registry *r, struct job *j)
             unlink(part);
             if (++bad_archives >= MAX_BAD_ARCHIVES)
                 break;
+            show_try_error(r, j, msg);
             log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
                      MAX_BAD_ARCHIVES);
             continue;
@@ -411,6 +424,7 @@ static void fetch_one(struct registry *r, struct job *j)
             unlink(part);
             if (++bad_archives >= MAX_BAD_ARCHIVES)
                 break;
+            show_try_error(r, j, msg);
             log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
                      MAX_BAD_ARCHIVES);
             continue;
@@ -466,6 +480,7 @@ static void fetch_one(struct registry *r, struct job *j)
              * damaged: two bad transfers in a row must not make a transit
              * fault permanent (a kept copy is never fetched again). */
             if (++bad_archives < MAX_BAD_ARCHIVES) {
+                show_try_error(r, j, msg);
                 log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
                          MAX_BAD_ARCHIVES);
                 discard_copy(r, j, idx, part, final);
@@ -492,6 +507,7 @@ static void fetch_one(struct registry *r, struct job *j)
             discard_copy(r, j, idx, part, final);
             if (++transfer_failures >= MAX_TRANSFER_ATTEMPTS)
                 break;
+            show_try_error(r, j, msg);
             log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, transfer_failures,
                      MAX_TRANSFER_ATTEMPTS);
             continue;

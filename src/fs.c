@@ -477,9 +477,14 @@ static int hcx_readdir(const char *path, void *buf, fuse_fill_dir_t filler, off_
         return 0;
     case N_ARCHIVES:
         for (size_t i = 0; i < p->njobs; i++) {
-            /* A job's file shows once it has been local (its format is
-             * known from its first bytes). */
-            if (strcmp(p->jobs[i]->task.task_status, "success") != 0 || !p->jobs[i]->format[0])
+            /* A job's file shows only when its stat answers: it is local
+             * (or its index being verified is published), or it has been
+             * local and its size and time are remembered (evicted).  A
+             * copy being fetched (again) or failing is not listed. */
+            const struct job *aj = p->jobs[i];
+            if (strcmp(aj->task.task_status, "success") != 0 || !aj->format[0] ||
+                !(aj->archive == ARCHIVE_READY || aj->pending ||
+                  (aj->archive != ARCHIVE_NONE && aj->local_size >= 0 && aj->local_mtime >= 0)))
                 continue;
             char name[80];
             snprintf(name, sizeof name, "%s.%s", p->jobs[i]->id, p->jobs[i]->format);

@@ -4,13 +4,12 @@
 import glob
 import json
 import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from fshelpers import (CONTROL, PROJECT, emu_archive, read, run_job, submit, wait_end,
+from fshelpers import (PROJECT, emu_archive, read, run_job, submit, wait_end,
                        wait_for)
 
 
@@ -228,3 +227,98 @@ def test_iam_error_text_is_cleaned(mount_factory, emu, tmp_path):
         assert not any(line.startswith("error: forged") for line in log.splitlines()), log
     finally:
         iam.close()
+
+
+# ---- a full cache disk (issue 13, point 5) ---------------------------------------
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 1 MiB tmpfs: smaller than the archive of test_full_disk_..."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    d = tmp_path / "tinydisk"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % (1 << 20), "tmpfs",
+                        str(d)], stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode().strip())
+    yield str(d)
+    subprocess.run(["umount", "-l", str(d)], stderr=subprocess.DEVNULL)
+
+
+def listed_archives_stat(m):
+    """Every name archives/ lists, with its stat (which must not fail)."""
+    d = m.path("projects", PROJECT, "archives")
+    out = {}
+    for name in os.listdir(d):
+        try:
+            out[name] = os.stat(os.path.join(d, name)).st_size
+        except OSError as e:
+            raise AssertionError("archives/ lists %s but its stat fails: %s" % (name, e))
+    return out
+
+
+@pytest.mark.slow
+def test_full_disk_error_after_each_try_and_nothing_listed(tiny_disk, mount_factory, emu):
+    m = mount_factory(cache_dir=os.path.join(tiny_disk, "cache"))
+    emu.config(rows=20000, compresslevel=0)  # ~1.2 MB: never fits
+    job = submit(m)
+    assert wait_end(m, job) == "success\n"
+    # the error shows after the first failed try, not after the last
+    info = wait_for(lambda: (lambda i: i if i["error"] else None)(job_info(m, job)), timeout=30,
+                    what="the error in .job.json")
+    tries = len(emu.calls("download"))
+    assert tries <= 2, "the error showed only after %d tries: %s" % (tries, info)
+    assert "No space left on device" in info["error"], info
+    # while it fails, archives/ never lists the file (its stat would fail)
+    seen = set()
+    for _ in range(1):
+        before = len(emu.calls("download"))
+        wait_for(lambda: len(emu.calls("download")) > before, timeout=30,
+                 what="another download try")
+        listed = listed_archives_stat(m)
+        seen.update(listed)
+        info = job_info(m, job)
+        assert info["error"], ("a failed try left no error", info)
+    assert seen == set(), seen
+
+
+@pytest.mark.slow
+def test_damaged_copy_error_shows_and_file_not_listed_while_fetched_again(mount_factory, emu):
+    """A first copy that fails verification is a failed try: .job.json says so at
+    once, and while the next copy downloads archives/ does not list the file (it is
+    not local; its stat would wait or fail)."""
+    m = mount_factory()
+    emu.config(rows=20000, compresslevel=0)  # ~1.2 MB at 400 kB/s: 3 s a copy
+    emu.set_faults(corrupt_downloads=1, slow_download_bps=400000)
+    job = submit(m)
+    assert wait_end(m, job) == "success\n"
+    wait_for(lambda: "fetching again (1/" in m.read_log(), timeout=30,
+             what="the damaged first copy")
+    checked = 0
+
+    def copy2_running(i):
+        """The second copy downloads and is not whole: nothing of it is published."""
+        dl = i["download"]
+        return i["archive"] == "fetching" and dl["total"] is not None and \
+            dl["done"] < dl["total"]
+    adir = m.path("projects", PROJECT, "archives")
+    while True:
+        before = job_info(m, job)
+        names = os.listdir(adir)
+        after = job_info(m, job)
+        if after["archive"] not in ("queued", "fetching") or len(emu.calls("download")) > 2:
+            break
+        if copy2_running(before) and copy2_running(after):
+            checked += 1
+            assert names == [], ("listed while the copy is fetched again", names, after)
+            assert after["error"] and "damaged" in after["error"], after
+        time.sleep(0.05)
+    assert checked > 0, "never saw the second copy downloading"
+    names = os.listdir(m.job(job))  # waits for the good copy
+    assert "events.csv" in names, (names, job_info(m, job))
+    info = wait_for(lambda: (lambda i: i if i["archive"] == "ready" else None)(job_info(m, job)),
+                    what="the archive ready")
+    assert info["error"] is None, info
+    assert list(listed_archives_stat(m)) == [job + ".zip"]
+    emu.set_faults()
+    assert read(m.archive(job), "rb") == emu_archive(emu, job)
