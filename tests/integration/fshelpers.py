@@ -331,6 +331,34 @@ def wait_for(pred, timeout=15, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def stat_read_agree(path, tries=50, stat=os.stat, readf=None, pause=0.05):
+    """Checks that stat's size of a file whose content changes (status, .job.json)
+    equals what a read returns; returns the bytes read.  A change of the content
+    between the two calls is legitimate (a second read or stat differs from the
+    first): tried again, a bounded number of times.  A stat that disagrees with
+    content that did not change is a real disagreement: it fails once seen three
+    times in a row (a moment is left for the kernel to drop a size just changed)."""
+    readf = readf or (lambda p: read(p, "rb"))
+    suspect = 0
+    for _ in range(tries):
+        st = stat(path).st_size
+        data = readf(path)
+        if st == len(data):
+            return data
+        again = readf(path)
+        st2 = stat(path).st_size
+        if again == data and st2 == st:
+            suspect += 1
+            if suspect >= 3:
+                raise AssertionError("%s: stat says %d, read gives %d, and the content did not "
+                                     "change: %r" % (path, st, len(data), data[:200]))
+        else:
+            suspect = 0
+        time.sleep(pause)
+    raise AssertionError("%s: stat and read never agreed in %d tries (the content kept "
+                         "changing)" % (path, tries))
+
+
 def wait_status(mnt, job, want, pid=PROJECT, timeout=15):
     path = os.path.join(mnt.job(job, pid), "status")
     return wait_for(lambda: read(path) == want + "\n", timeout, what="status %s of %s" % (want, job))

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from fshelpers import (PROJECT, emu_archive, read, run_job, submit, wait_end,
-                       wait_for)
+from fshelpers import (PROJECT, emu_archive, read, run_job, stat_read_agree, submit,
+                       wait_end, wait_for)
 
 
 def job_info(m, job):
@@ -322,3 +322,39 @@ def test_damaged_copy_error_shows_and_file_not_listed_while_fetched_again(mount_
     assert list(listed_archives_stat(m)) == [job + ".zip"]
     emu.set_faults()
     assert read(m.archive(job), "rb") == emu_archive(emu, job)
+
+
+# ---- stat and read of a file whose content changes (issue 13, point 6) -----------
+class _Changing:
+    """A fake file: each stat and read returns the next of its contents."""
+
+    def __init__(self, stats, reads):
+        self.stats, self.reads = list(stats), list(reads)
+
+    def stat(self, path):
+        import types
+        v = self.stats.pop(0) if len(self.stats) > 1 else self.stats[0]
+        return types.SimpleNamespace(st_size=len(v))
+
+    def read(self, path):
+        return self.reads.pop(0) if len(self.reads) > 1 else self.reads[0]
+
+
+def test_stat_read_check_tolerates_a_change_not_a_disagreement():
+    fetching = b'{"archive": "fetching"}' + b" " * 596   # 619 bytes
+    verifying = b'{"archive": "verifying"}' + b" " * 596  # 620 bytes
+    # the tsan-run case: stat before the change, read after it
+    f = _Changing([fetching, verifying], [verifying])
+    assert stat_read_agree("x", stat=f.stat, readf=f.read, pause=0) == verifying
+    # content that keeps changing for a while, then settles
+    f = _Changing([fetching, verifying, fetching, verifying, verifying],
+                  [verifying, fetching, verifying, verifying])
+    assert stat_read_agree("x", stat=f.stat, readf=f.read, pause=0) == verifying
+    # a real disagreement: stat says 619 of content that stays 620 bytes
+    f = _Changing([fetching], [verifying])
+    with pytest.raises(AssertionError, match="did not change"):
+        stat_read_agree("x", stat=f.stat, readf=f.read, pause=0)
+    # content that never settles: bounded
+    f = _Changing([fetching, verifying] * 100, [verifying, fetching] * 100)
+    with pytest.raises(AssertionError):
+        stat_read_agree("x", tries=10, stat=f.stat, readf=f.read, pause=0)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from fshelpers import (CONTROL, FILTER, PROJECT, RFC3339_Z, emuharness, queries, read, run_job,
-                       sh, submit, wait_end, wait_status)
+                       sh, stat_read_agree, submit, wait_end, wait_status)
 
 
 def test_status_is_one_line_running_then_success(mnt, emu):
@@ -168,18 +168,17 @@ def test_stat_size_equals_content(mnt, emu, name):
     sizes = []
     deadline = time.monotonic() + 15
     while True:
-        st = os.stat(p).st_size
-        data = read(p, "rb")
-        assert st == len(data), "%s: stat says %d, read gives %d" % (name, st, len(data))
-        sizes.append(st)
+        # .job.json changes while the archive is fetched (fetching, verifying,
+        # ready): a change between the stat and the read is not a disagreement.
+        data = stat_read_agree(p)
+        sizes.append(len(data))
         if read(os.path.join(mnt.job(job), "status")) == "success\n":
             break
         assert time.monotonic() < deadline
         time.sleep(0.1)
     os.listdir(mnt.job(job))
     time.sleep(0.3)
-    st = os.stat(p).st_size
-    assert st == len(read(p, "rb"))
+    stat_read_agree(p)
     # fstat on an open descriptor agrees with what that descriptor reads
     with open(p, "rb") as f:
         assert os.fstat(f.fileno()).st_size == len(f.read())
@@ -196,16 +195,9 @@ def test_stat_agrees_with_read_right_after_job_ends(mnt, emu, name):
     assert read(os.path.join(mnt.job(job), ".wait")) == "success\n"
     # The archive's fetch starts now and .job.json changes with it (fetching,
     # verifying, ready): a change between one stat and its read is not staleness.
-    # A stale cached attribute would last attr_timeout (1 s): three tries within
-    # 0.2 s would all see it.
-    for _ in range(3):
-        st = os.stat(p).st_size
-        data = read(p, "rb")
-        if st == len(data):
-            break
-        time.sleep(0.05)
-    assert st == len(data), "%s: stat says %d right after the job ended, read gives %d" % (
-        name, st, len(data))
+    # A stale cached attribute would last attr_timeout (1 s): it shows as a stat
+    # that disagrees with content that did not change.
+    stat_read_agree(p)
 
 
 def test_ls_l_sizes_of_control_files(mnt, emu):
