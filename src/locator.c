@@ -10,9 +10,11 @@
  *      no later than five minutes after the job was seen succeeded, whose
  *      window fits the job's `recent`, and that no job of this mount has
  *      claimed.  Both times are the cloud's own (the Date header of its
- *      answers) when it sent one; else ours, less (plus) five minutes of
- *      clock skew.  A file made after its job succeeded (if WAF does that)
- *      still matches within those five minutes.  Items whose window ends
+ *      answers) when it sent one, from the start of the second the submit
+ *      reply's Date names (a job's file is made long after it was taken);
+ *      else ours, less (plus) five minutes of clock skew.  A file made
+ *      after its job succeeded (if WAF does that) still matches within
+ *      those five minutes.  Items whose window ends
  *      within the job's life are preferred; another is taken only after
  *      a few lookups found none (PATIENT_LOOKUPS).
  * Rules 1 and 2 are tried for every waiting job before any job matches by
@@ -203,7 +205,8 @@ static int ends_in_job_life(const struct waiting *w, const struct event_file *f)
 {
     if (f->end < 0 || strcmp(w->recent, "yesterday") == 0)
         return 1; /* nothing to tell by */
-    return f->end >= w->lower_ms && (w->upper_ms < 0 || f->end <= w->upper_ms);
+    /* A window ends when its job was taken, a little before our Date. */
+    return f->end >= w->lower_ms - 1000 && (w->upper_ms < 0 || f->end <= w->upper_ms);
 }
 
 /* Candidates go to jobs in submission order, earliest first.  A window
@@ -283,8 +286,11 @@ void locator_run(struct registry *r, const char *project)
         /* With the cloud's own clock (Date headers) the bounds are exact
          * to its one-second resolution; with ours, clock skew is allowed. */
         time_t from = j->submitted_at ? j->submitted_at : j->attached_at;
+        /* The Date of the submit reply is whole seconds: the cloud took the
+         * job at or after it, bar a second boundary crossed while it was
+         * answering, and a file is made well after that. */
         if (j->cloud_since_ms >= 0)
-            x->lower_ms = j->cloud_since_ms - 1000; /* Date: whole seconds, sent after */
+            x->lower_ms = j->cloud_since_ms;
         else
             x->lower_ms = from ? (int64_t)from * 1000 - SKEW_MS : -1;
         if (j->cloud_success_ms >= 0)
