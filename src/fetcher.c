@@ -281,6 +281,19 @@ static int transfer_retry(struct registry *r, struct job *j, const char *msg, in
     return sleep_unless_stopping(r, j, 1 << (*failures < 4 ? *failures : 4)) < 0 ? -1 : 0;
 }
 
+/* After a copy that arrived whole but is not usable: drops it; 0 to fetch
+ * again (the error shows meanwhile), -1 when MAX_BAD_ARCHIVES copies failed. */
+static int bad_copy_retry(struct registry *r, struct job *j, const char *part, const char *msg,
+                          int *bad_copies)
+{
+    unlink(part);
+    if (++*bad_copies >= MAX_BAD_ARCHIVES)
+        return -1;
+    show_try_error(r, j, msg);
+    log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, *bad_copies, MAX_BAD_ARCHIVES);
+    return 0;
+}
+
 /* How many times a fetch lists again for a fresh storage URL. */
 enum { MAX_URL_REFRESHES = 3 };
 
@@ -388,12 +401,8 @@ static void fetch_one(struct registry *r, struct job *j)
             bad_kind = not_csv_text(part);
         if (bad_kind) {
             snprintf(msg, sizeof msg, "downloaded file is not an export: %s", bad_kind);
-            unlink(part);
-            if (++bad_archives >= MAX_BAD_ARCHIVES)
+            if (bad_copy_retry(r, j, part, msg, &bad_archives) < 0)
                 break;
-            show_try_error(r, j, msg);
-            log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
-                     MAX_BAD_ARCHIVES);
             continue;
         }
         const char *format = aformat_suffix(fmt);
@@ -421,12 +430,8 @@ static void fetch_one(struct registry *r, struct job *j)
             snprintf(msg, sizeof msg, "downloaded archive is unreadable: %s",
                      why ? why : strerror(-rc));
             free(why);
-            unlink(part);
-            if (++bad_archives >= MAX_BAD_ARCHIVES)
+            if (bad_copy_retry(r, j, part, msg, &bad_archives) < 0)
                 break;
-            show_try_error(r, j, msg);
-            log_warn("job %s: %s; fetching again (%d/%d)", j->id, msg, bad_archives,
-                     MAX_BAD_ARCHIVES);
             continue;
         }
         /* What the name rules did, once per archive: entries that are not
