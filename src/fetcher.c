@@ -124,7 +124,7 @@ static void finish(struct registry *r, struct job *j, enum archive_state state, 
         j->fetch_failed_at = time(NULL);
     }
     job_set_error_locked(j, error);
-    pthread_cond_broadcast(&r->changed);
+    registry_changed_locked(r, j);
     pthread_mutex_unlock(&r->lock);
     aindex_free(idx);
     registry_save_job(r, j);
@@ -671,7 +671,7 @@ void workers_stop(struct registry *r)
     pthread_mutex_lock(&r->lock);
     r->stopping = 1;
     pthread_cond_broadcast(&r->work);
-    pthread_cond_broadcast(&r->changed);
+    registry_changed_locked(r, NULL); /* every waiting request answers */
     pthread_mutex_unlock(&r->lock);
     cloud_stop(r->cloud);
     for (int i = 0; i < fetchers_running; i++)
