@@ -3,8 +3,9 @@
  * operations table (ops.c, the top of this folder).
  *
  * Layers, bottom up: paths, inodes, calls (no registry knowledge beyond
- * REGISTRY_WAIT) -> attrs (generated text and stat of any node) ->
- * listing, files, newfile (one operation family each) -> ops. */
+ * REGISTRY_WAIT), handles -> attrs (generated text and stat of any node)
+ * -> newfile (the `new` protocol) -> listing, files (one operation family
+ * each) -> ops (the table; the only module libfuse calls). */
 #ifndef HCX_FS_INTERNAL_H
 #define HCX_FS_INTERNAL_H
 
@@ -79,9 +80,11 @@ int job_entry(struct registry *, struct job *, const char *entry, bool listing,
 /* ---- listing.c: readdir and readdirplus ---- */
 int run_readdir(struct fs_call *);
 
-/* ---- files.c: open/read/release of everything but `new` ---- */
+/* ---- handles.c ---- */
 struct handle *handle_new(struct fs *, enum node_kind);
 void handle_free(struct fs *, struct handle *);
+
+/* ---- files.c: open/read/release of everything but `new` ---- */
 int run_open(struct fs_call *);
 int run_wait_read(struct fs_call *);
 void files_read(struct fs *, fuse_req_t, struct handle *, size_t size, off_t off);
