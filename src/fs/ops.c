@@ -80,20 +80,25 @@ static void reply_entry(struct fs_call *c, const struct stat *st)
 
 /* ---- lookup, getattr ---- */
 
-static int run_lookup(struct fs_call *c)
+/* The attributes of c->path, or the errno answered; REGISTRY_WAIT to park. */
+static int attr_or_answer(struct fs_call *c, struct stat *st)
 {
     struct node n;
-    struct stat st;
     int rc = path_parse(c->path, &n);
     if (!rc)
-        rc = node_attr(c->ctx, &n, &st, &c->key);
-    if (rc == REGISTRY_WAIT)
-        return rc;
-    if (rc)
+        rc = node_attr(c->ctx, &n, st, &c->key);
+    if (rc && rc != REGISTRY_WAIT)
         fuse_reply_err(c->req, -rc);
-    else
+    return rc;
+}
+
+static int run_lookup(struct fs_call *c)
+{
+    struct stat st;
+    int rc = attr_or_answer(c, &st);
+    if (!rc)
         reply_entry(c, &st);
-    return 0;
+    return rc == REGISTRY_WAIT ? rc : 0;
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -118,20 +123,13 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static int run_getattr(struct fs_call *c)
 {
-    struct node n;
     struct stat st;
-    int rc = path_parse(c->path, &n);
-    if (!rc)
-        rc = node_attr(c->ctx, &n, &st, &c->key);
-    if (rc == REGISTRY_WAIT)
-        return rc;
-    if (rc) {
-        fuse_reply_err(c->req, -rc);
-    } else {
+    int rc = attr_or_answer(c, &st);
+    if (!rc) {
         st.st_ino = c->ino;
         fuse_reply_attr(c->req, &st, FS_ATTR_TIMEOUT);
     }
-    return 0;
+    return rc == REGISTRY_WAIT ? rc : 0;
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
