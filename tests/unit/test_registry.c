@@ -1,6 +1,9 @@
 /* The registry (src/jobs) against the cloud emulator (contrib/hwcloud-emulator),
- * started by this test on a free 127.0.0.1 port and killed at exit, on a
- * failed check and on a fatal signal.
+ * started by this test on a free 127.0.0.1 port (--listen 127.0.0.1:0) and
+ * stopped at exit whatever the checks gave (atexit), killed on a fatal
+ * signal (the handler), and killed by the kernel if this process is
+ * SIGKILLed (PR_SET_PDEATHSIG).  After failed checks the temporary
+ * directory (emulator.log, cache/) is kept and named.
  *
  * The emulator runs with a job delay of an hour: jobs end only when the test
  * finishes them (POST /_emulator/jobs/<id>/finish), and the fetchers start
