@@ -3,8 +3,18 @@
  * per-reader span cache for checkpointed entries read sequentially
  * (aix_zpread dispatches between it and the synchronous path),
  * aindex_readahead_stats and aindex_shutdown.
+ *
+ * Layer: below archive_reader, never calling it; a read it cannot serve
+ * goes down to the synchronous decoder.  Calls archive_decode,
+ * archive_points, archive_base, zran.
  */
-#include "archive_internal.h"
+#include "archive_readahead.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------ read-ahead
  *
