@@ -74,8 +74,8 @@ static int span_verify(struct areader *r, uint32_t i, bool sequential)
 {
     const struct zset *s = r->zset;
     const unsigned char *in = r->ix->map + r->big->data;
-    uint64_t beg = s->pts[i].in_bits >> 3;
-    uint64_t end = i + 1 < s->n ? (s->pts[i + 1].in_bits + 7) >> 3 : s->stream_len;
+    uint64_t beg, end;
+    aix_span_bytes(s, i, &beg, &end);
     if (zran_crc32(0, in + beg, (size_t)(end - beg)) != s->pts[i].span_crc)
         return (int)aix_reader_fail(r, EIO, "archive data at %ju differs from when its "
                                 "checkpoints were built",

@@ -178,7 +178,7 @@ static int direct_load(struct areader *r)
     uint32_t crc = n->first_child;
     uint64_t csize = n->nchildren;
     if (n->flags & NODE_DIRECT_STORED) {
-        /* direct_ok: csize == size, inside the mapping (aix_cd_record). */
+        /* aix_zip_direct_ok: csize == size, inside the mapping. */
         uint32_t c = zran_crc32(0, in, (size_t)n->size);
         if (c != crc)
             return (int)aix_reader_fail(r, EIO, "CRC mismatch (data %08x, declared %08x)", c, crc);

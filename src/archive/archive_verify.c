@@ -171,8 +171,8 @@ static int verify_big(const struct aindex *ix, struct bigent *e, char *err, size
     if (s && !s->own_pts) { /* loaded, not built by this index */
         const unsigned char *in = ix->map + e->data;
         for (uint32_t i = 0; i < s->n && !discard; i++) {
-            uint64_t beg = s->pts[i].in_bits >> 3;
-            uint64_t end = i + 1 < s->n ? (s->pts[i + 1].in_bits + 7) >> 3 : s->stream_len;
+            uint64_t beg, end;
+            aix_span_bytes(s, i, &beg, &end);
             if (aix_crc_release(ix, 0, in + beg, end - beg) != s->pts[i].span_crc)
                 discard = s;
         }
