@@ -14,8 +14,20 @@
  *
  *   $ ls ~/.cache/hcexportfs/archives/<project>/
  *   <job>.zip  <job>.zip.ckpt  <job>.zip.idx
+ *
+ * Layer: a sibling of archive_tree and archive_ckpt (never calls them);
+ * calls archive_nodes, archive_base and zran (CRC-32).
  */
-#include "archive_internal.h"
+#include "archive_persist.h"
+#include "zran.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define IDX_MAGIC "HCXIDX\0\1"
 /* Bump when the name rules, the node layout or what the builder records
@@ -169,8 +181,6 @@ out:
     return rc;
 }
 
-int aindex_from_sidecar(const struct aindex *ix) { return ix->from_sidecar; }
-
 int64_t aindex_saved_bytes(const struct aindex *ix)
 {
     return (int64_t)(sizeof(struct idx_header) + (uint64_t)ix->nnodes * sizeof(struct idx_node)
@@ -291,13 +301,7 @@ int aix_index_load(struct aindex *ix, const char *const *reserved)
 out:
     close(fd);
     free(raw);
-    if (rc) {
-        free(ix->nodes);
-        free(ix->arena);
-        ix->nodes = NULL;
-        ix->arena = NULL;
-        ix->nnodes = 0;
-        ix->arena_len = 0;
-    }
+    if (rc)
+        aix_tree_clear(ix);
     return rc;
 }

@@ -3,8 +3,18 @@
  * per-reader span cache for checkpointed entries read sequentially
  * (aix_zpread dispatches between it and the synchronous path),
  * aindex_readahead_stats and aindex_shutdown.
+ *
+ * Layer: below archive_reader, never calling it; a read it cannot serve
+ * goes down to the synchronous decoder.  Calls archive_decode,
+ * archive_points, archive_base, zran.
  */
-#include "archive_internal.h"
+#include "archive_readahead.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------ read-ahead
  *
@@ -82,8 +92,8 @@ static int ra_inflate(const struct aindex *ix, const struct bigent *e, const str
     const unsigned char *w = s->wins + (size_t)k * ZRAN_WINDOW;
     size_t wl = p->out < ZRAN_WINDOW ? (size_t)p->out : ZRAN_WINDOW;
     const unsigned char *in = ix->map + e->data;
-    uint64_t beg = p->in_bits >> 3;
-    uint64_t end = k + 1 < s->n ? (s->pts[k + 1].in_bits + 7) >> 3 : s->stream_len;
+    uint64_t beg, end;
+    aix_span_bytes(s, k, &beg, &end);
     if (zran_crc32(0, w, wl) != p->win_crc) {
         snprintf(err, errlen, "checkpoint window %u is damaged", k);
         return -EIO;

@@ -1,82 +1,22 @@
 /*
- * archive_verify: whole-archive checks -- aindex_verify_data,
- * aindex_verify_rest, the central directory walk (aix_find_cd, aix_cd_record)
- * and aix_mark_direct (which small entries may be read straight from the
- * mapping).
+ * archive_verify: whole-archive checks -- aindex_verify_data (every entry
+ * through libarchive, on a path) and aindex_verify_rest (every entry an
+ * index serves, each by the cheapest path that checks it).
+ *
+ * Layer: the top of src/archive; calls archive_reader (public API),
+ * archive_ckpt, archive_points, archive_zip, archive_names, archive_nodes,
+ * archive_base, zran.  Nothing in src/archive calls it.
  */
-#include "archive_internal.h"
+#include "archive_ckpt.h"
+#include "archive_names.h"
+#include "archive_zip.h"
 
-/* The central directory's end: offset/size/count, zip64 aware.  0 or -1. */
-int aix_find_cd(const unsigned char *m, size_t len, uint64_t *off, uint64_t *count)
-{
-    if (len < 22)
-        return -1; /* no room for the end record */
-    size_t lo = len > 22 + 65535 ? len - 22 - 65535 : 0;
-    for (size_t p = len - 22 + 1; p-- > lo;) {
-        if (m[p] != 'P' || m[p + 1] != 'K' || m[p + 2] != 5 || m[p + 3] != 6)
-            continue;
-        if (p + 22 + (size_t)le16(m + p + 20) != len)
-            continue; /* comment length must reach the end exactly */
-        *count = le16(m + p + 10);
-        *off = le32(m + p + 16);
-        if (p >= 20 && le32(m + p - 20) == 0x07064b50u) {
-            uint64_t z = le64(m + p - 20 + 8);
-            if (len < 56 || z > len - 56 || le32(m + z) != 0x06064b50u)
-                return -1;
-            *count = le64(m + z + 32);
-            *off = le64(m + z + 48);
-        }
-        return *off < len ? 0 : -1;
-    }
-    return -1;
-}
-
-/* Parses the record at *p and advances *p past it; false when there is no
- * well-formed record there (the walk ends). */
-bool aix_cd_record(const unsigned char *m, size_t len, uint64_t *pp, struct cdrec *r)
-{
-    uint64_t p = *pp;
-    if (len < 46 || p > len - 46 || le32(m + p) != 0x02014b50u)
-        return false;
-    const unsigned char *h = m + p;
-    r->flags = le16(h + 8);
-    r->method = le16(h + 10);
-    r->crc = le32(h + 16);
-    r->csize = le32(h + 20);
-    r->usize = le32(h + 24);
-    r->lho = le32(h + 42);
-    size_t nlen = le16(h + 28), xlen = le16(h + 30), clen = le16(h + 32);
-    if (p + 46 + nlen + xlen + clen > len)
-        return false;
-    /* zip64 extra: the fields that are 0xFFFFFFFF, in this order. */
-    const unsigned char *x = h + 46 + nlen, *xe = x + xlen;
-    while (x + 4 <= xe) {
-        uint16_t id = le16(x), sz = le16(x + 2);
-        if (x + 4 + sz > xe)
-            break;
-        if (id == 1) {
-            const unsigned char *f = x + 4, *fe = f + sz;
-            if (r->usize == 0xFFFFFFFFu && f + 8 <= fe)
-                r->usize = le64(f), f += 8;
-            if (r->csize == 0xFFFFFFFFu && f + 8 <= fe)
-                r->csize = le64(f), f += 8;
-            if (r->lho == 0xFFFFFFFFu && f + 8 <= fe)
-                r->lho = le64(f);
-            break;
-        }
-        x += 4 + sz;
-    }
-    *pp = p + 46 + nlen + xlen + clen;
-    r->data = UINT64_MAX;
-    if (r->lho <= len - 30 && le32(m + r->lho) == 0x04034b50u) {
-        uint64_t data = r->lho + 30 + le16(m + r->lho + 26) + le16(m + r->lho + 28);
-        if (data <= len && r->csize <= len - data)
-            r->data = data;
-    }
-    return true;
-}
-
-/* ---------------------------------------------------------- verification */
+#include <archive_entry.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 int aindex_verify_data(const char *path, char **why)
 {
@@ -84,7 +24,7 @@ int aindex_verify_data(const char *path, char **why)
     size_t len;
     if (why)
         *why = NULL;
-    int rc = aix_map_file(path, &map, &len, NULL, why);
+    int rc = aix_map_file(path, false, &map, &len, NULL, why);
     if (rc)
         return rc;
     struct view v = {.base = map, .len = (int64_t)len};
@@ -146,136 +86,6 @@ int aindex_verify_data(const char *path, char **why)
     return rc;
 }
 
-/* What aindex_verify_rest knows of one served entry. */
-struct vent {
-    uint64_t data;   /* data start (the index's) */
-    uint64_t csize;  /* central directory's */
-    uint32_t node;
-    uint32_t crc;    /* central directory's */
-    uint16_t method;
-    uint8_t nrec;    /* central directory records whose data starts here (max 2) */
-    bool direct;     /* the one record agrees with the index and its local header */
-};
-
-static int cmp_vent(const void *a, const void *b)
-{
-    const struct vent *x = a, *y = b;
-    if (x->data != y->data)
-        return x->data < y->data ? -1 : 1;
-    return x->node < y->node ? -1 : x->node > y->node;
-}
-
-/* Whether entry v (central directory record r) can be checked straight
- * from the mapping: it must be served exactly as libarchive would serve
- * it, so its record, local header and the index must agree on method,
- * sizes and the CRC libarchive checks (local header's, or the data
- * descriptor's for entries written with one). */
-static bool direct_ok(const struct aindex *ix, const struct anode *n, const struct cdrec *r)
-{
-    const unsigned char *m = ix->map;
-    size_t len = ix->map_len;
-    if ((r->method != 0 && r->method != 8) || (r->flags & 1) || r->usize != n->size
-        || (r->method == 0 && r->csize != r->usize))
-        return false;
-    const unsigned char *lh = m + r->lho; /* valid: aix_cd_record checked it */
-    uint16_t lflags = le16(lh + 6), lmethod = le16(lh + 8);
-    if (lmethod != r->method || (lflags & 1))
-        return false;
-    if (lflags & 8) {
-        uint64_t d = r->data + r->csize;
-        if (d > len || len - d < 8)
-            return false;
-        if (le32(m + d) == 0x08074b50u)
-            d += 4;
-        return le32(m + d) == r->crc;
-    }
-    uint32_t lcs = le32(lh + 18), lus = le32(lh + 22);
-    return le32(lh + 14) == r->crc && (lcs == 0xFFFFFFFFu || lcs == r->csize)
-           && (lus == 0xFFFFFFFFu || lus == r->usize);
-}
-
-/* One small file node of aix_mark_direct. */
-struct dcand {
-    uint64_t data;
-    uint32_t node;
-    uint32_t crc, csize;
-    uint8_t nrec, method;
-    bool direct;
-};
-
-static int cmp_dcand(const void *a, const void *b)
-{
-    const struct dcand *x = a, *y = b;
-    if (x->data != y->data)
-        return x->data < y->data ? -1 : 1;
-    return x->node < y->node ? -1 : x->node > y->node;
-}
-
-/* Flags the small stored/deflate files that can be read straight from the
- * mapping (NODE_DIRECT_*): exactly one central directory record starts
- * its data there, and it agrees with the index and the local header
- * (direct_ok, as aindex_verify_rest decides).  0 or -ENOMEM. */
-int aix_mark_direct(struct aindex *ix)
-{
-    size_t nc = 0;
-    for (uint32_t i = 0; i < ix->nnodes; i++) {
-        const struct anode *n = &ix->nodes[i];
-        if (n->kind == KIND_FILE && !(n->flags & NODE_ENCRYPTED) && n->size > 0
-            && n->size <= AINDEX_WINDOW)
-            nc++;
-    }
-    uint64_t cd, count;
-    if (!nc || aix_find_cd(ix->map, ix->map_len, &cd, &count) != 0)
-        return 0;
-    struct dcand *c = calloc(nc, sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    nc = 0;
-    for (uint32_t i = 0; i < ix->nnodes; i++) {
-        const struct anode *n = &ix->nodes[i];
-        if (n->kind == KIND_FILE && !(n->flags & NODE_ENCRYPTED) && n->size > 0
-            && n->size <= AINDEX_WINDOW)
-            c[nc++] = (struct dcand){.data = n->data, .node = i};
-    }
-    qsort(c, nc, sizeof *c, cmp_dcand);
-    uint64_t p = cd;
-    struct cdrec r;
-    for (uint64_t k = 0; k < count && aix_cd_record(ix->map, ix->map_len, &p, &r); k++) {
-        if (r.data == UINT64_MAX)
-            continue;
-        size_t lo = 0, hi = nc; /* first candidate with data >= r.data */
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (c[mid].data < r.data)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        for (; lo < nc && c[lo].data == r.data; lo++) {
-            struct dcand *x = &c[lo];
-            if (x->nrec++ == 0) {
-                x->direct = r.csize <= UINT32_MAX && direct_ok(ix, &ix->nodes[x->node], &r);
-                x->crc = r.crc;
-                x->csize = (uint32_t)r.csize;
-                x->method = (uint8_t)r.method;
-            } else {
-                x->nrec = 2;
-                x->direct = false; /* two records, one data start: trust neither */
-            }
-        }
-    }
-    for (size_t i = 0; i < nc; i++) {
-        if (!c[i].direct)
-            continue;
-        struct anode *n = &ix->nodes[c[i].node];
-        n->flags |= c[i].method == 0 ? NODE_DIRECT_STORED : NODE_DIRECT_DEFLATE;
-        n->first_child = c[i].crc;
-        n->nchildren = c[i].csize;
-    }
-    free(c);
-    return 0;
-}
-
 /* Reads entry n whole through the reader that serves it (libarchive):
  * size and CRC checked at its end.  0 or -errno with err set. */
 static int verify_by_reader(const struct aindex *ix, const struct anode *n,
@@ -305,13 +115,13 @@ static int verify_by_reader(const struct aindex *ix, const struct anode *n,
 
 /* Inflates the raw deflate data of v straight from the mapping: it must
  * end exactly at size bytes with v's CRC.  0 or -errno with err set. */
-static int verify_deflate(const struct aindex *ix, const struct vent *v, uint64_t size,
+static int verify_deflate(const struct aindex *ix, const struct cdmatch *v, uint64_t size,
                           struct zran_stream *zs, unsigned char *buf, size_t cap, char *err,
                           size_t errlen)
 {
     struct zran_point p0 = {0, 0};
     const unsigned char *in = ix->map + v->data;
-    if (zran_stream_start(zs, in, v->csize, &p0, NULL, 0)) {
+    if (zran_stream_start(zs, in, v->rec.csize, &p0, NULL, 0)) {
         snprintf(err, errlen, "%s", zran_stream_error(zs));
         return -EIO;
     }
@@ -344,8 +154,8 @@ static int verify_deflate(const struct aindex *ix, const struct vent *v, uint64_
                  (uintmax_t)size);
         return -EIO;
     }
-    if (c != v->crc) {
-        snprintf(err, errlen, "CRC mismatch (data %08x, declared %08x)", c, v->crc);
+    if (c != v->rec.crc) {
+        snprintf(err, errlen, "CRC mismatch (data %08x, declared %08x)", c, v->rec.crc);
         return -EIO;
     }
     return 0;
@@ -361,8 +171,8 @@ static int verify_big(const struct aindex *ix, struct bigent *e, char *err, size
     if (s && !s->own_pts) { /* loaded, not built by this index */
         const unsigned char *in = ix->map + e->data;
         for (uint32_t i = 0; i < s->n && !discard; i++) {
-            uint64_t beg = s->pts[i].in_bits >> 3;
-            uint64_t end = i + 1 < s->n ? (s->pts[i + 1].in_bits + 7) >> 3 : s->stream_len;
+            uint64_t beg, end;
+            aix_span_bytes(s, i, &beg, &end);
             if (aix_crc_release(ix, 0, in + beg, end - beg) != s->pts[i].span_crc)
                 discard = s;
         }
@@ -414,7 +224,7 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
     for (uint32_t i = 0; i < ix->nnodes; i++)
         if (ix->nodes[i].kind == KIND_FILE && !(ix->nodes[i].flags & NODE_ENCRYPTED))
             nv++;
-    struct vent *v = calloc(nv ? nv : 1, sizeof *v);
+    struct cdmatch *v = calloc(nv ? nv : 1, sizeof *v);
     size_t cap = AINDEX_WINDOW;
     unsigned char *buf = malloc(cap);
     struct zran_stream *zs = NULL;
@@ -428,8 +238,8 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
     nv = 0;
     for (uint32_t i = 0; i < ix->nnodes; i++)
         if (ix->nodes[i].kind == KIND_FILE && !(ix->nodes[i].flags & NODE_ENCRYPTED))
-            v[nv++] = (struct vent){.data = ix->nodes[i].data, .node = i};
-    qsort(v, nv, sizeof *v, cmp_vent);
+            v[nv++] = (struct cdmatch){.data = ix->nodes[i].data, .node = i};
+    aix_cd_match(ix->map, ix->map_len, v, nv);
     /* Hard links share their target's data: check it once. */
     size_t w = 0;
     for (size_t i = 0; i < nv; i++)
@@ -438,51 +248,23 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
             v[w++] = v[i];
     nv = w;
 
-    uint64_t cd, count;
-    if (nv && aix_find_cd(ix->map, ix->map_len, &cd, &count) == 0) {
-        uint64_t p = cd;
-        struct cdrec r;
-        for (uint64_t k = 0; k < count && aix_cd_record(ix->map, ix->map_len, &p, &r); k++) {
-            if (r.data == UINT64_MAX)
-                continue;
-            size_t lo = 0, hi = nv; /* first vent with data >= r.data */
-            while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (v[mid].data < r.data)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            for (; lo < nv && v[lo].data == r.data; lo++) {
-                struct vent *x = &v[lo];
-                if (x->nrec++ == 0) {
-                    x->csize = r.csize;
-                    x->crc = r.crc;
-                    x->method = r.method;
-                    x->direct = direct_ok(ix, &ix->nodes[x->node], &r);
-                } else {
-                    x->nrec = 2;
-                    x->direct = false; /* two records, one data start: trust neither */
-                }
-            }
-        }
-    }
-
     uintptr_t released = (uintptr_t)ix->map;
     for (size_t i = 0; i < nv && !rc; i++) {
-        const struct vent *x = &v[i];
+        const struct cdmatch *x = &v[i];
         const struct anode *n = &ix->nodes[x->node];
+        bool direct = x->nrec == 1 && aix_zip_direct_ok(ix->map, ix->map_len, n->size, &x->rec);
         err[0] = '\0';
         struct bigent *e = n->size >= AINDEX_CKPT_MIN ? aix_find_big(ix->ck, n->data) : NULL;
         if (e && e->usize == n->size)
             rc = verify_big(ix, e, err, sizeof err);
-        else if (x->direct && x->method == 0) {
+        else if (direct && x->rec.method == 0) {
             uint32_t c = aix_crc_release(ix, 0, ix->map + x->data, n->size);
-            if (c != x->crc) {
-                snprintf(err, sizeof err, "CRC mismatch (data %08x, declared %08x)", c, x->crc);
+            if (c != x->rec.crc) {
+                snprintf(err, sizeof err, "CRC mismatch (data %08x, declared %08x)", c,
+                         x->rec.crc);
                 rc = -EIO;
             }
-        } else if (x->direct)
+        } else if (direct)
             rc = verify_deflate(ix, x, n->size, zs, buf, cap, err, sizeof err);
         else if (n->size > 0)
             rc = verify_by_reader(ix, n, buf, cap, err, sizeof err);

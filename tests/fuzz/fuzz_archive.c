@@ -1,5 +1,5 @@
-/* fuzz_archive: the archive index (src/archive/archive_index.c and the reader,
- * checkpoint and verification code behind it) on a fuzzed zip file.
+/* fuzz_archive: the archive index (src/archive: the index, tree builder and
+ * sidecars, and the reader, checkpoint and verification code) on a fuzzed zip file.
  *
  * The input is written to a file, indexed with the job directory's reserved
  * names, and then everything is used the way the filesystem uses it: the

@@ -1,8 +1,9 @@
 /*
  * Unit test of the checkpointed reader of large deflate entries
- * (archive_index.c + zran.c): byte-exact random reads across checkpoint
- * boundaries with both inflaters, the "<zip>.ckpt" sidecar (reused,
- * damaged ones ignored and rebuilt, a changed archive caught), corrupt
+ * (archive_ckpt, archive_points, archive_decode, archive_readahead and
+ * zran): byte-exact random reads across checkpoint boundaries with both
+ * inflaters, the "<zip>.ckpt" sidecar (reused, damaged ones ignored and
+ * rebuilt, a changed archive caught), corrupt
  * deflate data reading EIO, stored entries, concurrent readers; then a
  * timing printout.
  *
