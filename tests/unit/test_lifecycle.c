@@ -13,8 +13,7 @@
 
 #include "check.h"
 
-/* archive_internal.h (its libarchive names clash with registry.h's). */
-int aix_find_cd(const unsigned char *m, size_t len, uint64_t *off, uint64_t *count);
+#include "archive_zip.h" /* aix_find_cd */
 
 static void test_find_cd_short_buffers(void)
 {
