@@ -31,6 +31,11 @@ import fshelpers  # noqa: E402
 from fshelpers import Mount, read, run_job, submit, wait_end, wait_for, walk_files  # noqa: E402
 
 
+def sigint_default():
+    """For a child: SIGINT does its default (a background shell ignores it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def mem_kb(pid):
     out = {}
     with open("/proc/%d/status" % pid) as f:
@@ -112,7 +117,7 @@ def main():
         intr = []
         for _ in range(10):
             p = subprocess.Popen(["cat", os.path.join(mnt.job(running[0]), ".wait")],
-                                 stdout=subprocess.DEVNULL)
+                                 stdout=subprocess.DEVNULL, preexec_fn=sigint_default)
             wait_for(lambda: json.loads(read(mnt.path(".stats")))["waiting"]["now"] > want)
             t0 = time.perf_counter()
             p.send_signal(signal.SIGINT)

@@ -17,6 +17,12 @@ READERS = 1000
 LISTINGS = 100
 
 
+def sigint_default():
+    """For a child: SIGINT does its default (a shell that started the tests in
+    the background had it ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stats(mnt):
     return json.loads(read(mnt.path(".stats")))
 
@@ -92,7 +98,8 @@ def test_a_thousand_waiters_hold_no_thread(mnt, emu):
         assert stats(mnt)["waiting"]["now"] >= base + READERS + LISTINGS
         # Ctrl-C on one more waiter: it ends, the others stay.
         cat = subprocess.Popen(["cat", os.path.join(mnt.job(running[0]), ".wait")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=sigint_default)
         try:
             wait_for(lambda: stats(mnt)["waiting"]["now"] >= base + READERS + LISTINGS + 1,
                      what="the extra reader to park")
@@ -142,7 +149,8 @@ def test_interrupted_listing_and_lookup_end(mnt, emu):
         d = mnt.job(job)
         before = stats(mnt)["waiting"]["interrupted"]
         for argv in (["ls", d], ["cat", os.path.join(d, "events.csv")]):
-            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 preexec_fn=sigint_default)
             try:
                 wait_for(lambda: stats(mnt)["waiting"]["now"] == 1, what="%s to park" % argv[0])
                 p.send_signal(signal.SIGINT)
