@@ -6,11 +6,11 @@
 # download, like every seeded file.
 import hashlib
 
-from . import filters
+from . import archive, filters
 
 MAX_COUNT = 100000
 ALLOWED = ("project", "count", "origin", "timestamp", "step_ms", "rows", "format", "recent",
-           "name_prefix", "name_suffix", "clash_every", "empty_every", "start")
+           "name_prefix", "name_suffix", "clash_every", "empty_every", "start", "build")
 
 
 class BulkError(ValueError):
@@ -79,6 +79,9 @@ def seed(app, o, valid_pid):
     suffix = _text(o, "name_suffix", ".csv")
     clash_every = _int(o, "clash_every", 0, 0)
     empty_every = _int(o, "empty_every", 0, 0)
+    build = o.get("build", False)
+    if not isinstance(build, bool):
+        raise BulkError("'build' must be a boolean")
     flt = {"recent": recent, "dump_columns": ["id", "time", "sip", "attack"]}
     app.seed(pid)
     out = []
@@ -94,6 +97,8 @@ def seed(app, o, valid_pid):
         rec["file_name"] = rec["file"]["filename"] = name
         rec["file"]["obsname"] = "waf/%s/bulk/%s-%05d" % (pid, file_id, i)
         rec["file"]["description"] = "bulk file %d" % i
+        if build:  # now, so that timing a client's first reads measures the client
+            archive.build(rec, app.store.archive_path(rec))
         app.add_record(rec)
         out.append(file_id)
     return {"project": pid, "count": count, "files": out}

@@ -729,11 +729,16 @@ class Handler(BaseHTTPRequestHandler):
                 raise
             storage.verify(app.storage_secret, "GET", bucket, obj, qpairs, app.clock.now())
         job = None
-        for j in app.store.all():
-            if j.get("file") and j["file"]["obsname"] == obj and \
-                    storage.bucket_of(j["project_id"]) == bucket:
-                job = j
-                break
+        pid = obj.split("/")[1] if obj.startswith("waf/") and obj.count("/") >= 2 else None
+        cand = app.store.by_object(pid, obj) if pid else None
+        if cand is not None and storage.bucket_of(cand["project_id"]) == bucket:
+            job = cand
+        else:  # an object name of another shape: look through every record
+            for j in app.store.all():
+                if j.get("file") and j["file"]["obsname"] == obj and \
+                        storage.bucket_of(j["project_id"]) == bucket:
+                    job = j
+                    break
         if job is None or job.get("removed") or \
                 state.status(job, job.get("origin") != "job" or app.builder.is_built(job)) != "success":
             raise storage.StorageError(404, "NoSuchKey", "The specified key does not exist.")

@@ -46,7 +46,8 @@ def test_bulk_is_deterministic_and_continues(emu):
 
 
 def test_bulk_files_download_and_leave_the_list(emu):
-    ids = emu.bulk_files(count=3, rows=2)["files"]
+    ids = emu.bulk_files(count=3, rows=2, build=True)["files"]
+    assert all(emu.admin("GET", "files/%s" % i)["size"] for i in ids)      # built already
     data = h.download(emu, ids[1])
     assert data.startswith(b"id,time,sip,attack\n") and data.count(b"\n") == 3
     url = [i for i in h.list_files(emu) if i["id"] == ids[1]][0]["url"]
@@ -58,7 +59,8 @@ def test_bulk_files_download_and_leave_the_list(emu):
 @pytest.mark.parametrize("bad", [{}, {"count": 0}, {"count": 100001}, {"count": "5"},
                                  {"count": 1, "nosuch": 1}, {"count": 1, "origin": "job"},
                                  {"count": 1, "format": "tar"}, {"count": 1, "project": "x"},
-                                 {"count": 1, "name_prefix": 5}, {"count": 1, "step_ms": -1}])
+                                 {"count": 1, "name_prefix": 5}, {"count": 1, "step_ms": -1},
+                                 {"count": 1, "build": "yes"}])
 def test_bulk_bad_input(emu, bad):
     bad = dict(bad)
     bad.setdefault("project", h.PROJECT)
