@@ -1,6 +1,7 @@
 /* registry: projects and jobs in memory, their journal records, and the
  * waits that user calls make on background work. */
 #include "registry.h"
+#include "eventlogs.h"
 #include "filter.h"
 #include "log.h"
 
@@ -985,7 +986,12 @@ void registry_enforce_cache_max(struct registry *r)
         uint64_t total;
         pthread_mutex_lock(&r->lock);
         struct job *victim = eviction_victim_locked(r, &total);
-        if (total <= r->cache_max || !victim) {
+        /* event-logs/ copies share the bound and the LRU order. */
+        uint64_t ev_bytes = 0;
+        time_t ev_lru = 0;
+        int ev_can = r->eventlogs && eventlogs_cache_locked(r->eventlogs, &ev_bytes, &ev_lru);
+        total += ev_bytes;
+        if (total <= r->cache_max || (!victim && !ev_can)) {
             int was_over = r->cache_over;
             r->cache_over = total > r->cache_max;
             pthread_mutex_unlock(&r->lock);
@@ -994,6 +1000,11 @@ void registry_enforce_cache_max(struct registry *r)
                          "evicted once let go", (unsigned long long)total,
                          (unsigned long long)r->cache_max);
             return;
+        }
+        if (ev_can && (!victim || ev_lru <= victim->last_used)) {
+            pthread_mutex_unlock(&r->lock);
+            eventlogs_evict_lru(r->eventlogs);
+            continue;
         }
         struct aindex *idx = victim->index;
         victim->index = NULL;

@@ -34,6 +34,7 @@ enum archive_state {
 #define JOB_FORMAT_MAX 8
 
 struct project;
+struct eventlogs;
 
 enum { REGISTRY_FETCHERS = 2 };   /* download threads */
 
@@ -125,6 +126,7 @@ struct registry {
      * after rmdir is not fetched while its forgotten namesake's fetch still
      * winds down: the two never share the .part file or sidecars. */
     struct job *fetching[REGISTRY_FETCHERS];
+    struct eventlogs *eventlogs;    /* the event-logs/ folders (eventlogs.h), or NULL */
     int cache_over;                 /* over cache_max with every archive in use */
     int cache_retry;                /* one was let go since: the fetcher evicts */
     time_t started_at;
@@ -231,6 +233,10 @@ void locator_run(struct registry *, const char *project);
  * download whose URL expired or was never had.  0, -ENOENT (no longer
  * listed), or -errno with why. */
 int locator_refresh_url(struct registry *, struct job *, char *why, size_t whylen);
+
+/* NULL when the plain file at path looks like the CSV text WAF exports,
+ * else why not (fetcher.c; an error page served with 200 is not one). */
+const char *fetcher_not_csv_text(const char *path);
 
 /* Background workers (poller.c, fetcher.c). */
 int poller_start(struct registry *);
