@@ -243,6 +243,62 @@ static void reset_emulator(void)
 
 /* ---- the tests ------------------------------------------------------------ */
 
+/* Names alone (no cloud): the cleaning, "<id>.csv", the clash suffix and
+ * the 255-byte bound, on hostile names. */
+static void test_naming(void)
+{
+    struct evproject p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.id, sizeof p.id, "%s", PROJECT);
+    char longname[256];
+    memset(longname, 'x', 250);
+    memcpy(longname + 250, ".csv", 5);
+    const struct {
+        const char *id, *obsname, *filename, *want;
+    } cases[] = {
+        { "id1", "", "../../etc/passwd\n.csv", "etc%2Fpasswd%0A.csv" },
+        { "id2", "", "", "id2.csv" },
+        { "id3", "", ".", "id3.csv" },
+        { "a/b", "", "", "a%2Fb.csv" },
+        { "id5", "", "a.csv.gz", "a.csv.gz" },
+        { "id6", "", "a.csv.gz", "a-id6.csv.gz" },
+        { "id7", "", "a-id6.csv.gz", "a-id6-id7.csv.gz" },
+        { "", "obs/x", "noid.csv", "noid.csv" },
+        { "id9", "", "noid.csv", "noid-id9.csv" },
+        { "idA", "", "caf\xc3\xa9\xff.csv", "caf\xc3\xa9%FF.csv" },
+        { "idB", "", "README", "README" },
+        { "idC", "", "README", "README-idC" },
+        { "idD", "", longname, longname },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct event_file it = { .timestamp = 1 };
+        snprintf(it.id, sizeof it.id, "%s", cases[i].id);
+        snprintf(it.obsname, sizeof it.obsname, "%s", cases[i].obsname);
+        snprintf(it.filename, sizeof it.filename, "%s", cases[i].filename);
+        struct evfile *f = ev_new_file(&it, PROJECT);
+        CHECK(f && ev_assign_name(&p, f) == 0 && ev_add_file(&p, f) == 0, "case %zu", i);
+        CHECK(f && !strcmp(f->name, cases[i].want), "case %zu: '%s', want '%s'", i,
+              f ? f->name : "", cases[i].want);
+    }
+    /* a clash of the longest name: cut before its extension, still 255 bytes */
+    struct event_file it = { .timestamp = 1 };
+    snprintf(it.id, sizeof it.id, "idE");
+    snprintf(it.filename, sizeof it.filename, "%s", longname);
+    struct evfile *f = ev_new_file(&it, PROJECT);
+    CHECK(ev_assign_name(&p, f) == 0 && strlen(f->name) == 255 &&
+          !strcmp(f->name + 255 - 8, "-idE.csv"), "long clash: %s", f->name);
+    ev_add_file(&p, f);
+    /* ids that are not file names get a hashed local stem */
+    struct evfile *ab = ev_by_name_locked(&p, "a%2Fb.csv");
+    CHECK(ab && ab->lid[0] == 'h' && strlen(ab->lid) == 33, "lid of a/b: %s", ab ? ab->lid : "");
+    struct evfile *one = ev_by_name_locked(&p, "etc%2Fpasswd%0A.csv");
+    CHECK(one && !strcmp(one->lid, "iid1") && one->ino && one->ino != ab->ino, "lid, ino");
+    for (size_t i = 0; i < p.n; i++)
+        ev_unref_locked(NULL, p.files[i]);
+    free(p.files);
+    free(p.names);
+}
+
 static void test_names_sizes_times(struct mount *m, json_t **ids)
 {
     reset_emulator();
@@ -481,6 +537,49 @@ static void test_cache_max(struct mount *m)
     m->r->cache_max = 0;
 }
 
+/* Zip and gzip copies are checked like job files (a corrupt transfer is
+ * fetched again); a listing that waits longer than request_timeout for a
+ * refresh answers with the previous list. */
+static void test_verify_and_stale(struct mount *m)
+{
+    reset_emulator();
+    json_t *ids = admin("POST", "files/bulk", "{\"project\":\"" PROJECT "\",\"count\":2,"
+                                              "\"rows\":400,\"start\":91000,\"format\":\"zip\","
+                                              "\"name_prefix\":\"z-\",\"name_suffix\":\".zip\"}");
+    json_decref(admin("POST", "files/bulk", "{\"project\":\"" PROJECT "\",\"count\":1,"
+                                            "\"rows\":400,\"start\":92000,\"format\":\"gzip\","
+                                            "\"name_prefix\":\"g-\",\"name_suffix\":\".csv.gz\"}"));
+    usleep(300000);
+    struct eventlog_listing l;
+    CHECK(list(m, &l) == 0 && l.n == 3, "listed %zu", l.n);
+    eventlog_listing_release(&l);
+    admin_ok("PATCH", "faults", "{\"corrupt_downloads\":1}");
+    int64_t len;
+    int rc;
+    char *zip = read_file(m, "z-91000.zip", &len, &rc);
+    const char *id = json_string_value(json_array_get(json_object_get(ids, "files"), 0));
+    CHECK(rc == 0 && zip && len > 4 && !memcmp(zip, "PK", 2) &&
+          count_log("storage", id, "none") == 2, "corrupt zip fetched again: %d",
+          count_log("storage", id, "none"));
+    free(zip);
+    char *gz = read_file(m, "g-92000.csv.gz", &len, &rc);
+    CHECK(rc == 0 && gz && (unsigned char)gz[0] == 0x1f, "gzip copy: %d", rc);
+    free(gz);
+    json_decref(ids);
+    /* the list hangs: after request_timeout the previous list answers */
+    admin_ok("PATCH", "faults", "{\"hang_calls\":[\"list\"]}");
+    m->r->locate_wait = 1;
+    usleep(300000);
+    double t0 = monotonic_now();
+    rc = list(m, &l);
+    double waited = monotonic_now() - t0;
+    CHECK(rc == 0 && l.n == 3 && waited >= 0.9 && waited < 5, "stale answer %d after %.2f s",
+          rc, waited);
+    eventlog_listing_release(&l);
+    admin_ok("PUT", "faults", "{}");
+    m->r->locate_wait = 10;
+}
+
 static void test_many(struct mount *m)
 {
     reset_emulator();
@@ -523,6 +622,7 @@ int main(int argc, char **argv)
     }
     snprintf(cache, sizeof cache, "%s/cache", tmp);
     reset_emulator();
+    test_naming();
     struct mount m;
     mount_up(&m, 3600);
     json_t *ids = NULL;
@@ -533,6 +633,7 @@ int main(int argc, char **argv)
     test_expired_url(&m, ids);
     test_shared_with_jobs(&m);
     test_cache_max(&m);
+    test_verify_and_stale(&m);
     test_many(&m);
     json_decref(ids);
     mount_down(&m);
