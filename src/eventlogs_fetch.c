@@ -336,8 +336,9 @@ static int pause_fetch(struct eventlogs *el, struct evfile *f, double secs)
 /* Checks a whole copy the way job files are checked: NULL when good, else
  * why; *damaged says the copy is an archive with bad data (kept after
  * MAX_BAD_COPIES tries: it is what storage holds). */
-static const char *verify_copy(const char *part, const char *final, const struct evfile *f,
-                               char *buf, size_t cap, const char **format, int *damaged)
+static const char *verify_copy(const char *part, const char *final, const char *name,
+                               time_t mtime, char *buf, size_t cap, const char **format,
+                               int *damaged)
 {
     unsigned char head[8];
     int fd = open(part, O_RDONLY | O_CLOEXEC);
@@ -361,7 +362,7 @@ static const char *verify_copy(const char *part, const char *final, const struct
         rc = aindex_verify_data(part, &why);
     } else {
         struct aindex *idx = NULL;
-        struct aindex_single single = { .entry_name = f->name, .mtime = f->timestamp / 1000 };
+        struct aindex_single single = { .entry_name = name, .mtime = mtime };
         rc = aindex_open_format(part, final, fmt, &single, NULL, &idx, &why);
         if (rc == 0) {
             rc = aindex_verify_rest(idx, &why);
@@ -423,6 +424,7 @@ void eventlogs_fetch(struct eventlogs *el, struct evfile *f)
     char project[65], dir[PATH_MAX], part[PATH_MAX] = "", final[PATH_MAX], msg[PATH_MAX + 700] = "";
     pthread_mutex_lock(&r->lock);
     snprintf(project, sizeof project, "%s", f->proj->id);
+    time_t mtime = (time_t)(f->timestamp / 1000);
     /* Claimed since it was queued: the job's own fetch brings it. */
     int skip = f->gone || ev_claimed_by_locked(el, f) != NULL;
     if (skip)
@@ -493,7 +495,8 @@ void eventlogs_fetch(struct eventlogs *el, struct evfile *f)
             rc = -ENAMETOOLONG;
             break;
         }
-        const char *why = verify_copy(part, final, f, msg, sizeof msg, &format, &damaged);
+        const char *why = verify_copy(part, final, f->name, mtime, msg, sizeof msg, &format,
+                                      &damaged);
         if (why && (++bad < MAX_BAD_COPIES || !damaged)) {
             unlink(part);
             log_warn("project %s: event-logs: %s: %s%s", project, f->name, why,
