@@ -282,61 +282,53 @@ static void free_options(struct options *o)
         free(o->nonopts[i]);
 }
 
-static void ignore_signal(int sig) { (void)sig; }
-
 static int run_fuse(struct fuse_args *args, struct registry *r)
 {
     struct fuse_cmdline_opts cmd;
     if (fuse_parse_cmdline(args, &cmd) != 0)
         return EXIT_USAGE;
     int rc = EXIT_MOUNT;
-    struct fuse *f = fuse_new(args, fs_operations(), sizeof *fs_operations(), r);
-    if (!f) {
+    struct fs *fs = fs_new(args, r);
+    if (!fs) {
         rc = EXIT_USAGE; /* libfuse has printed which option it refused */
         goto out;
     }
-    if (fuse_mount(f, cmd.mountpoint) != 0) {
-        fuse_destroy(f);
+    struct fuse_session *se = fs_session(fs);
+    if (fuse_session_mount(se, cmd.mountpoint) != 0) {
+        fs_free(fs);
         goto out;
     }
     if (fuse_daemonize(cmd.foreground) != 0) {
-        fuse_unmount(f);
-        fuse_destroy(f);
+        fuse_session_unmount(se);
+        fs_free(fs);
         goto out;
     }
     if (!cmd.foreground)
         log_use_syslog(1);
-    struct fuse_session *se = fuse_get_session(f);
     if (fuse_set_signal_handlers(se) != 0) {
-        fuse_unmount(f);
-        fuse_destroy(f);
+        fuse_session_unmount(se);
+        fs_free(fs);
         goto out;
     }
-    /* libfuse interrupts a blocked request (a .wait read whose reader got
-     * a signal) by sending SIGUSR1 to the worker thread (init() sets
-     * intr); it must not kill the process. */
-    struct sigaction sa = { .sa_handler = ignore_signal };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
     log_info("mounted on %s", cmd.mountpoint);
     int loop_rc;
     if (cmd.singlethread) {
-        loop_rc = fuse_loop(f);
+        loop_rc = fuse_session_loop(se);
     } else {
+        /* Requests that wait hold no worker (fs/calls.h): a few suffice. */
         struct fuse_loop_config *loop = fuse_loop_cfg_create();
         fuse_loop_cfg_set_clone_fd(loop, (unsigned)cmd.clone_fd);
         fuse_loop_cfg_set_max_threads(loop, cmd.max_threads ? cmd.max_threads : 16);
-        loop_rc = fuse_loop_mt(f, loop);
+        loop_rc = fuse_session_loop_mt(se, loop);
         fuse_loop_cfg_destroy(loop);
     }
-    /* The workers call into libfuse (invalidation); stop them before
-     * fuse_destroy() frees its node table. */
-    workers_stop(r);
+    /* The workers call into libfuse (invalidation) and answer waiting
+     * requests: stop them while the session still exists. */
+    fs_stop(fs);
     aindex_shutdown(); /* joins the read-ahead pool */
-    r->on_change = NULL;
     fuse_remove_signal_handlers(se);
-    fuse_unmount(f);
-    fuse_destroy(f);
+    fuse_session_unmount(se);
+    fs_free(fs);
     log_info("unmounted %s", cmd.mountpoint);
     /* libfuse reports the signal that ended the loop; those are clean exits. */
     rc = loop_rc == 0 || loop_rc == SIGTERM || loop_rc == SIGINT || loop_rc == SIGHUP ? 0 : EXIT_MOUNT;
@@ -377,7 +369,7 @@ int main(int argc, char **argv)
     if (o.help) {
         usage(argv[0]);
         fuse_cmdline_help();
-        fuse_lib_help(&args);
+        fuse_lowlevel_help();
         rc = 0;
         goto out;
     }

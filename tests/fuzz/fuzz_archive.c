@@ -1,4 +1,4 @@
-/* fuzz_archive: the archive index (src/archive_index.c and the reader,
+/* fuzz_archive: the archive index (src/archive/archive_index.c and the reader,
  * checkpoint and verification code behind it) on a fuzzed zip file.
  *
  * The input is written to a file, indexed with the job directory's reserved

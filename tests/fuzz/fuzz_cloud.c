@@ -1,4 +1,4 @@
-/* fuzz_cloud: the cloud's answers (src/cloud.c): the submit reply, the
+/* fuzz_cloud: the cloud's answers (src/cloud/cloud.c): the submit reply, the
  * query reply and error bodies, as cloud_submit/cloud_query/perform_call
  * parse them.
  *

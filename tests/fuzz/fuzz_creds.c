@@ -1,5 +1,5 @@
 /* fuzz_creds: the credentials file parser and the token file reader
- * (src/creds.c), through their real entry points: the input is written to
+ * (src/cloud/creds.c), through their real entry points: the input is written to
  * a private file that creds_resolve() (as -o credentials=FILE) and
  * creds_read_token_file() read.
  *

@@ -1,4 +1,4 @@
-/* fuzz_filter: the filter written to `new` (src/filter.c): the incremental
+/* fuzz_filter: the filter written to `new` (src/cloud/filter.c): the incremental
  * scanner, jansson behind it, the field validation (WAF and HSS) and what
  * is sent (the body, the HSS query parameters).
  *

@@ -1,4 +1,4 @@
-/* fuzz_sign: the AK/SK signer's canonicalisation (src/sign.c).
+/* fuzz_sign: the AK/SK signer's canonicalisation (src/cloud/sign.c).
  *
  * Input, as lines: method, decoded path, query "n=v&n2=v2" (decoded, split
  * on '&' and the first '='), then header lines "Name:value" up to an empty

@@ -22,7 +22,7 @@ from fshelpers import (DOMAIN, HCX_BIN, OTHER_PROJECT, PASSWORD, PROJECT,  # noq
 
 # WAF files come zipped here (manifest.json + events.csv) so that the tests of
 # the archive view keep their subject; the emulator's default (a plain CSV)
-# and gzip are the subject of test_fs_flows.py.
+# and gzip are the subject of test_fs_waf_flow.py.
 DEFAULT_CONFIG = dict(job_delay=0.3, rows=40, files=1, folders=0, compresslevel=6,
                       token_ttl=86400, waf_file_format="zip")
 

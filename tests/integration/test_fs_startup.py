@@ -157,7 +157,7 @@ def test_per_service_endpoints(mount_factory, emu):
 def test_enterprise_project_id_on_every_call(mount_factory, emu):
     """The option goes where each call takes it, spelled as that call spells it
     (cloud-api.md §1): WAF's async-job as enterpriseProjectId; WAF's submit and
-    list and storage take none.  (HSS: test_fs_flows_calls.py.)"""
+    list and storage take none.  (HSS: test_fs_waf_flow_requests.py.)"""
     m = mount_factory(opts={"enterprise_project_id": "all_granted_eps"})
     job = run_job(m)
     os.listdir(m.job(job))

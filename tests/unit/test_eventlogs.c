@@ -443,8 +443,11 @@ static struct job *wait_archive(struct mount *m, const char *id)
 {
     struct job *j = registry_get_job(m->r, PROJECT, id);
     struct aindex *idx = NULL;
-    CHECK(j && registry_job_index(m->r, j, NULL, &idx) == 0, "job %s archive", id);
-    if (idx)
+    int rc = -ENOENT;
+    if (j)
+        UNTIL_ANSWER(rc, registry_job_index(m->r, j, &idx));
+    CHECK(rc == 0, "job %s archive: %d", id, rc);
+    if (rc == 0)
         registry_index_done(m->r, j);
     return j;
 }

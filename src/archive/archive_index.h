@@ -157,8 +157,8 @@
  *   Both sidecars are bound to the file's size and mtime, and the .idx to
  *   the format, entry_name and mtime given.
  */
-#ifndef HCEXPORTFS_ARCHIVE_INDEX_H
-#define HCEXPORTFS_ARCHIVE_INDEX_H
+#ifndef HCX_ARCHIVE_INDEX_H
+#define HCX_ARCHIVE_INDEX_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -12,7 +12,6 @@
  * Transport failures are retried a bounded number of times with backoff;
  * a bad archive is fetched again up to three times; after that the job
  * shows the error in .job.json and its directory lists no entries. */
-#include "eventlogs.h"
 #include "log.h"
 #include "registry.h"
 
@@ -125,7 +124,7 @@ static void finish(struct registry *r, struct job *j, enum archive_state state, 
         j->fetch_failed_at = time(NULL);
     }
     job_set_error_locked(j, error);
-    pthread_cond_broadcast(&r->changed);
+    registry_changed_locked(r, j);
     pthread_mutex_unlock(&r->lock);
     aindex_free(idx);
     registry_save_job(r, j);
@@ -318,8 +317,8 @@ static void fetch_one(struct registry *r, struct job *j)
     }
     journal_partial_path(r->journal, project, j->id, part);
     /* The event-logs/ folder may hold this very file: taken, not fetched. */
-    int64_t handed = service == SERVICE_WAF && r->eventlogs
-                         ? eventlogs_hand_over(r->eventlogs, j, part) : -1;
+    const struct cache_client *cc = r->cache_client;
+    int64_t handed = service == SERVICE_WAF && cc ? cc->hand_over(cc->arg, j, part) : -1;
 
     int transfer_failures = 0, bad_archives = 0, refreshes = 0, refresh = 0;
     char damaged[sizeof msg] = "";
@@ -636,11 +635,12 @@ static void *fetcher_main(void *arg)
     pthread_mutex_lock(&r->lock);
     while (!r->stopping) {
         struct job *j = next_queued_locked(r);
-        struct evfile *ef = j || !r->eventlogs ? NULL : eventlogs_next_queued_locked(r->eventlogs);
-        if (ef) {
+        const struct cache_client *cc = r->cache_client;
+        void *other = j || !cc ? NULL : cc->next_queued_locked(cc->arg);
+        if (other) {
             /* Jobs first; then the event-logs/ files opened (same cache). */
             pthread_mutex_unlock(&r->lock);
-            eventlogs_fetch(r->eventlogs, ef);
+            cc->fetch(cc->arg, other);
             pthread_mutex_lock(&r->lock);
             continue;
         }
@@ -690,7 +690,7 @@ void workers_stop(struct registry *r)
     pthread_mutex_lock(&r->lock);
     r->stopping = 1;
     pthread_cond_broadcast(&r->work);
-    pthread_cond_broadcast(&r->changed);
+    registry_changed_locked(r, NULL); /* every waiting request answers */
     pthread_mutex_unlock(&r->lock);
     cloud_stop(r->cloud);
     for (int i = 0; i < fetchers_running; i++)

@@ -534,9 +534,8 @@ void eventlogs_fetch(struct eventlogs *el, struct evfile *f)
     } else if (!done) {
         f->local = EV_REMOTE;
     }
-    pthread_cond_broadcast(&r->changed);
+    registry_changed_locked(r, f);
     pthread_mutex_unlock(&r->lock);
-    registry_wake(r, f);
     if (done && !skip)
         registry_enforce_cache_max(r);
     pthread_mutex_lock(&r->lock);
@@ -595,8 +594,8 @@ int64_t eventlogs_hand_over(struct eventlogs *el, struct job *j, const char *par
                  "again", j->id, f->name, (long long)handed);
     }
     if (f) {
-        registry_wake(r, f);
         pthread_mutex_lock(&r->lock);
+        registry_changed_locked(r, f); /* its openers go to the job now */
         ev_unref_locked(el, f);
         pthread_mutex_unlock(&r->lock);
     }

@@ -220,9 +220,8 @@ static void refresh_done(struct eventlogs *el, struct evproject *p)
                  "storage (not shown until a later listing learns it)", p->id, failures);
     log_debug("project %s: event-logs listed: %zu files shown", p->id, n);
     ev_save_project(el, p);
-    registry_wake(r, p);
     pthread_mutex_lock(&r->lock);
-    pthread_cond_broadcast(&r->changed);
+    registry_changed_locked(r, p);
 }
 
 static void refresh(struct eventlogs *el, struct evproject *p)
@@ -250,11 +249,10 @@ static void refresh(struct eventlogs *el, struct evproject *p)
         snprintf(p->error, sizeof p->error, "%s", e.msg);
         snprintf(el->last_error, sizeof el->last_error, "%s", e.msg);
         p->stale_deadline = 0;
+        registry_changed_locked(r, p);
         pthread_mutex_unlock(&r->lock);
         log_warn("project %s: event-logs: %s", id, e.msg);
-        registry_wake(r, p);
         pthread_mutex_lock(&r->lock);
-        pthread_cond_broadcast(&r->changed);
         return;
     }
     p->last_errno = 0;
@@ -333,10 +331,7 @@ static void *worker_main(void *arg)
         if (late) {
             /* Its listings wait no longer: they answer the previous list. */
             late->stale_deadline = 0;
-            pthread_mutex_unlock(&r->lock);
-            registry_wake(r, late);
-            pthread_mutex_lock(&r->lock);
-            pthread_cond_broadcast(&r->changed);
+            registry_changed_locked(r, late);
         } else if (due) {
             refresh(el, due);
         } else if (el->probe_head < el->nprobes) {
@@ -354,6 +349,18 @@ static void *worker_main(void *arg)
 }
 
 /* ------------------------------------------------------------- lifecycle */
+
+static void *next_queued(void *arg) { return eventlogs_next_queued_locked(arg); }
+static void fetch(void *arg, void *item) { eventlogs_fetch(arg, item); }
+static int64_t hand_over(void *arg, struct job *j, const char *part)
+{
+    return eventlogs_hand_over(arg, j, part);
+}
+static int usage(void *arg, uint64_t *bytes, time_t *lru)
+{
+    return eventlogs_cache_locked(arg, bytes, lru);
+}
+static int evict(void *arg) { return eventlogs_evict_lru(arg); }
 
 int eventlogs_create(struct registry *r, struct eventlogs **out)
 {
@@ -380,7 +387,9 @@ int eventlogs_create(struct registry *r, struct eventlogs **out)
     pthread_mutex_unlock(&r->lock);
     for (size_t i = 0; i < el->nprojects; i++)
         ev_adopt_local(el, el->projects[i]);
+    el->client = (struct cache_client){ el, next_queued, fetch, hand_over, usage, evict };
     r->eventlogs = el;
+    r->cache_client = &el->client;
     *out = el;
     return 0;
 }
@@ -418,8 +427,10 @@ void eventlogs_destroy(struct eventlogs *el)
 {
     if (!el)
         return;
-    if (el->r && el->r->eventlogs == el)
+    if (el->r && el->r->eventlogs == el) {
         el->r->eventlogs = NULL;
+        el->r->cache_client = NULL;
+    }
     for (size_t i = el->probe_head; i < el->nprobes; i++)
         ev_unref_locked(el, el->probes[i]);
     free(el->probes);

@@ -1,4 +1,4 @@
-# The WAF flow, continued (test_fs_flows.py has formats, matching and storage):
+# The WAF flow, continued (test_fs_waf_flow.py has formats, matching and storage):
 # credentials never reaching storage, X-Project-Id, a 401 not retried,
 # enterprise_project_id where each call takes it, attaching a WAF job and an
 # HSS task, a remount keeping local files, a cache of the previous version.
@@ -11,7 +11,7 @@ import zipfile
 
 from fshelpers import (CONTROL, FILTER, PROJECT, emuharness, expect_errno,
                        read, run_job, submit, wait_end, wait_for, write_filter, zip_entries)
-from test_fs_flows import (WRONG_SK, assert_shows_csv, job_info, run_any,
+from test_fs_waf_flow import (WRONG_SK, assert_shows_csv, job_info, run_any,
                            storage_entries)
 
 

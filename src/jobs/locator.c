@@ -177,7 +177,7 @@ static void claim_locked(struct registry *r, struct job *j, const struct event_f
         j->archive = ARCHIVE_QUEUED;
         pthread_cond_broadcast(&r->work);
     }
-    pthread_cond_broadcast(&r->changed);
+    registry_changed_locked(r, j);
 }
 
 static void match_by_id_or_name_locked(struct registry *r, struct project *p, struct listing *l,
@@ -332,7 +332,7 @@ void locator_run(struct registry *r, const char *project)
         if (j->lookups >= MAX_LOOKUPS) {
             j->archive = ARCHIVE_FAILED;
             j->fetch_failed_at = time(NULL);
-            pthread_cond_broadcast(&r->changed);
+            registry_changed_locked(r, j);
             snprintf(next, sizeof next, "gave up after %d lookups (reading the job's directory "
                      "looks again)", j->lookups);
         } else {

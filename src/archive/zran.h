@@ -22,8 +22,8 @@
  * present; HCX_INFLATE=zlib in the environment, or zran_set_backend(),
  * selects zlib.
  */
-#ifndef HCEXPORTFS_ZRAN_H
-#define HCEXPORTFS_ZRAN_H
+#ifndef HCX_ZRAN_H
+#define HCX_ZRAN_H
 
 #include <stdbool.h>
 #include <stddef.h>

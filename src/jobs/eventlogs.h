@@ -8,9 +8,10 @@
  *
  * Non-blocking for the FUSE side: a call that cannot answer yet arranges
  * the work on a background thread and returns REGISTRY_WAIT with *wait_key
- * naming what it waits for (a project's list, one file, or a job); call
- * again after registry_wake(r, *wait_key) (calling again earlier is safe).
- * Keys are identities only: never dereferenced, possibly stale.
+ * naming what it waits for (a project's list, one file, or a job); the
+ * registry's on_wake(*wait_key) says when to call again (calling again
+ * earlier is safe).  Keys are identities only: never dereferenced,
+ * possibly stale.
  *
  *   list and lookup   answer from the model; a listing refreshes the list
  *                     first when the last refresh is older than
@@ -34,17 +35,6 @@
 
 #include <jansson.h>
 #include <stdint.h>
-
-#ifndef REGISTRY_WAIT
-/* TODO-merge: registry.h on main defines REGISTRY_WAIT and registry_wake();
- * this shim goes once it lands. */
-#define REGISTRY_WAIT 1
-static inline void registry_wake(struct registry *r, const void *key)
-{
-    (void)r;
-    (void)key;
-}
-#endif
 
 /* The most files one refresh takes from the list (the newest): 100 pages
  * of 100.  A longer list shows its newest EVENTLOGS_MAX_FILES. */
@@ -103,23 +93,5 @@ void eventlogs_release(struct eventlogs *, struct eventlog_file *);
  * "bytes_fetched", "shared_with_jobs", "handed_to_jobs", "files",
  * "cached_files", "cached_bytes", "evicted", "last_error"}. */
 json_t *eventlogs_stats_json(struct eventlogs *);
-
-/* ---- for the fetcher and the cache bound (fetcher.c, registry.c) ---- */
-
-/* A file queued for download, marked fetching and referenced; lock held. */
-struct evfile *eventlogs_next_queued_locked(struct eventlogs *);
-/* Downloads, verifies and stores it, then drops the reference. */
-void eventlogs_fetch(struct eventlogs *, struct evfile *);
-/* For a WAF job about to download its claimed file: if the folder has a
- * local copy of that file (waiting for one being fetched), moves it to the
- * job's partial path and returns its size: the job verifies it instead of
- * downloading.  -1 when there is none. */
-int64_t eventlogs_hand_over(struct eventlogs *, struct job *, const char *part);
-/* The bytes our copies hold, and whether one may go (not open, not the
- * newest fetched): then *lru is its last use.  Lock held. */
-int eventlogs_cache_locked(struct eventlogs *, uint64_t *bytes, time_t *lru);
-/* Evicts the least recently used copy that may go (takes the locks);
- * 1 when one went. */
-int eventlogs_evict_lru(struct eventlogs *);
 
 #endif

@@ -34,7 +34,24 @@ enum archive_state {
 #define JOB_FORMAT_MAX 8
 
 struct project;
+struct job;
 struct eventlogs;
+
+/* Another user of the cache and of the download threads (the event-logs/
+ * folders, eventlogs.h), plugged in so that the fetcher and cache_max serve
+ * it without calling up into it.  Names ending in _locked are called with
+ * the registry's lock held, the others without. */
+struct cache_client {
+    void *arg;
+    void *(*next_queued_locked)(void *arg);   /* a download to run (marked running), or NULL */
+    void (*fetch)(void *arg, void *item);     /* runs it on the calling fetcher thread */
+    /* A WAF job about to download its claimed file: a verified copy of it
+     * moved to part (its size), or -1. */
+    int64_t (*hand_over)(void *arg, struct job *, const char *part);
+    /* Bytes held, and whether a copy may go (then *lru is its last use). */
+    int (*usage_locked)(void *arg, uint64_t *bytes, time_t *lru);
+    int (*evict_lru)(void *arg);              /* 1 when a copy went */
+};
 
 enum { REGISTRY_FETCHERS = 2 };   /* download threads */
 
@@ -127,6 +144,7 @@ struct registry {
      * winds down: the two never share the .part file or sidecars. */
     struct job *fetching[REGISTRY_FETCHERS];
     struct eventlogs *eventlogs;    /* the event-logs/ folders (eventlogs.h), or NULL */
+    const struct cache_client *cache_client;  /* NULL: none */
     int cache_over;                 /* over cache_max with every archive in use */
     int cache_retry;                /* one was let go since: the fetcher evicts */
     time_t started_at;
@@ -136,6 +154,11 @@ struct registry {
      * drops cached sizes of status/.job.json (set by fs.c). */
     void (*on_change)(void *arg, const char *project, const char *job);
     void *on_change_arg;
+    /* Told, with the lock held, when something a front-end request may be
+     * waiting on changed (key: the job; NULL: everything, e.g. stopping).
+     * It must only queue work: never call back into the registry. */
+    void (*on_wake)(void *arg, const void *key);
+    void *on_wake_arg;
 };
 
 /* Calls on_change; never with the lock held. */
@@ -179,13 +202,20 @@ void registry_save_job(struct registry *, struct job *);
 
 int job_has_ended_locked(const struct job *);
 
-/* Blocks until the job is no longer running.  interrupted() is polled so
- * that a signal to the reader ends the wait with -EINTR. */
-int registry_wait_ended(struct registry *, struct job *, int (*interrupted)(void));
-/* Blocks until the archive is local and indexed; returns the index, valid
- * until the matching registry_index_done(); or -EIO/-EINTR/-ENOENT. */
-int registry_job_index(struct registry *, struct job *, int (*interrupted)(void),
-                       struct aindex **out);
+/* The non-blocking calls below answer REGISTRY_WAIT when the answer is not
+ * there yet: the work is under way on a worker thread, and on_wake(job)
+ * says when to ask again.  No request thread ever sleeps in the registry. */
+#define REGISTRY_WAIT 1
+/* Broadcasts `changed` and calls on_wake(key); lock held. */
+void registry_changed_locked(struct registry *, const void *key);
+
+/* 0 once the job is no longer running; -ENOENT if it was forgotten,
+ * -ESHUTDOWN when the mount stops, else REGISTRY_WAIT. */
+int registry_job_ended(struct registry *, struct job *);
+/* The index once the archive is local and indexed, valid until the
+ * matching registry_index_done(); REGISTRY_WAIT (a fetch is under way),
+ * or -EIO/-EAGAIN/-ENOENT/-ESHUTDOWN. */
+int registry_job_index(struct registry *, struct job *, struct aindex **out);
 
 /* Applies a query answer; lock held.  Returns 1 if the job ended now. */
 int job_apply_task_locked(struct registry *, struct job *, const struct task_info *);
@@ -194,8 +224,7 @@ extern const char *const control_files[];
 /* The same for listings and stat: also returns the index of an archive
  * still being verified, so that a job's tree shows as soon as its last
  * byte arrived; its content is only read through registry_job_index. */
-int registry_job_listing(struct registry *, struct job *, int (*interrupted)(void),
-                         struct aindex **out);
+int registry_job_listing(struct registry *, struct job *, struct aindex **out);
 /* The fetcher's side: shows idx (built on the download, not yet verified)
  * to listings; withdraws it again (waiting until no listing uses it) when
  * verification fails.  The fetcher passes idx to its final state after. */

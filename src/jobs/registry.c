@@ -1,7 +1,6 @@
 /* registry: projects and jobs in memory, their journal records, and the
  * waits that user calls make on background work. */
 #include "registry.h"
-#include "eventlogs.h"
 #include "filter.h"
 #include "log.h"
 
@@ -556,7 +555,7 @@ int job_apply_task_locked(struct registry *r, struct job *j, const struct task_i
         pthread_cond_broadcast(&r->work);
     }
     if (ended)
-        pthread_cond_broadcast(&r->changed);
+        registry_changed_locked(r, j);
     return ended;
 }
 
@@ -727,7 +726,7 @@ int registry_forget(struct registry *r, const char *project, const char *job_id)
     p->njobs--;
     j->forgotten = 1;
     atomic_store(&j->cancelled, 1); /* its download stops now */
-    pthread_cond_broadcast(&r->changed);
+    registry_changed_locked(r, j);
     pthread_mutex_unlock(&r->lock);
     int rc = journal_remove_job(r->journal, project, job_id);
     pthread_mutex_unlock(&r->journal_lock);
@@ -738,30 +737,23 @@ int registry_forget(struct registry *r, const char *project, const char *job_id)
     return 0;
 }
 
-/* Waits on `changed` in short slices so that interrupts are noticed. */
-static int wait_slice_locked(struct registry *r, int (*interrupted)(void))
+void registry_changed_locked(struct registry *r, const void *key)
 {
-    if (interrupted && interrupted())
-        return -EINTR;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += 100 * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&r->changed, &r->lock, &until);
-    return r->stopping ? -ESHUTDOWN : 0;
+    pthread_cond_broadcast(&r->changed);
+    if (r->on_wake)
+        r->on_wake(r->on_wake_arg, key);
 }
 
-int registry_wait_ended(struct registry *r, struct job *j, int (*interrupted)(void))
+int registry_job_ended(struct registry *r, struct job *j)
 {
-    int rc = 0;
     pthread_mutex_lock(&r->lock);
-    while (!rc && !j->forgotten && !job_has_ended_locked(j))
-        rc = wait_slice_locked(r, interrupted);
-    if (!rc && j->forgotten)
+    int rc = REGISTRY_WAIT;
+    if (j->forgotten)
         rc = -ENOENT;
+    else if (job_has_ended_locked(j))
+        rc = 0;
+    else if (atomic_load(&r->stopping))
+        rc = -ESHUTDOWN;
     pthread_mutex_unlock(&r->lock);
     return rc;
 }
@@ -810,11 +802,10 @@ static void load_index_locked(struct registry *r, struct job *j)
         pthread_cond_broadcast(&r->work);
     }
     free(why);
-    pthread_cond_broadcast(&r->changed);
+    registry_changed_locked(r, j);
 }
 
-static int job_index(struct registry *r, struct job *j, int (*interrupted)(void),
-                     bool listing, struct aindex **out)
+static int job_index(struct registry *r, struct job *j, bool listing, struct aindex **out)
 {
     int rc = 0;
     pthread_mutex_lock(&r->lock);
@@ -867,9 +858,8 @@ static int job_index(struct registry *r, struct job *j, int (*interrupted)(void)
             load_index_locked(r, j);
             continue;
         }
-        rc = wait_slice_locked(r, interrupted);
-        if (rc)
-            break;
+        rc = r->stopping ? -ESHUTDOWN : REGISTRY_WAIT;
+        break;
     }
     pthread_mutex_unlock(&r->lock);
     return rc;
@@ -894,16 +884,14 @@ enum aformat job_aformat_locked(const struct job *j)
                                         : AFORMAT_ZIP;
 }
 
-int registry_job_index(struct registry *r, struct job *j, int (*interrupted)(void),
-                       struct aindex **out)
+int registry_job_index(struct registry *r, struct job *j, struct aindex **out)
 {
-    return job_index(r, j, interrupted, false, out);
+    return job_index(r, j, false, out);
 }
 
-int registry_job_listing(struct registry *r, struct job *j, int (*interrupted)(void),
-                         struct aindex **out)
+int registry_job_listing(struct registry *r, struct job *j, struct aindex **out)
 {
-    return job_index(r, j, interrupted, true, out);
+    return job_index(r, j, true, out);
 }
 
 void registry_index_done(struct registry *r, struct job *j)
@@ -929,7 +917,7 @@ void registry_publish_pending(struct registry *r, struct job *j, struct aindex *
      * the verified index like the entries do. */
     snprintf(j->format, sizeof j->format, "%s", format);
     j->dl_done = j->dl_total = size; /* every byte is here */
-    pthread_cond_broadcast(&r->changed); /* listings waiting for the archive */
+    registry_changed_locked(r, j); /* listings waiting for the archive */
     pthread_mutex_unlock(&r->lock);
     registry_notify(r, j);
 }
@@ -989,7 +977,8 @@ void registry_enforce_cache_max(struct registry *r)
         /* event-logs/ copies share the bound and the LRU order. */
         uint64_t ev_bytes = 0;
         time_t ev_lru = 0;
-        int ev_can = r->eventlogs && eventlogs_cache_locked(r->eventlogs, &ev_bytes, &ev_lru);
+        const struct cache_client *cc = r->cache_client;
+        int ev_can = cc && cc->usage_locked(cc->arg, &ev_bytes, &ev_lru);
         total += ev_bytes;
         if (total <= r->cache_max || (!victim && !ev_can)) {
             int was_over = r->cache_over;
@@ -1003,7 +992,7 @@ void registry_enforce_cache_max(struct registry *r)
         }
         if (ev_can && (!victim || ev_lru <= victim->last_used)) {
             pthread_mutex_unlock(&r->lock);
-            eventlogs_evict_lru(r->eventlogs);
+            cc->evict_lru(cc->arg);
             continue;
         }
         struct aindex *idx = victim->index;

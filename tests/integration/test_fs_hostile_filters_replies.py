@@ -12,7 +12,7 @@ import pytest
 
 from fshelpers import FILTER, JOB_RE, bash, filter_bytes, read, run_job, submits, write_chunks
 
-CAP = 1024 * 1024  # FILTER_MAX_SIZE (src/filter.h)
+CAP = 1024 * 1024  # FILTER_MAX_SIZE (src/cloud/filter.h)
 PREFIX = b'{"recent": "today", "dump_columns": ["id"], '
 
 

@@ -64,6 +64,7 @@ struct eventlogs {
     size_t nprojects, cap;
     struct evfile **probes;   /* FIFO of files whose size is to be learnt */
     size_t probe_head, nprobes, probe_cap;
+    struct cache_client client;   /* r->cache_client */
     pthread_t threads[4];
     int nthreads;
     int stopping;
@@ -97,6 +98,22 @@ void ev_load_project(struct eventlogs *, const char *id);
 void ev_save_project(struct eventlogs *, struct evproject *);
 
 /* eventlogs_fetch.c */
+/* The fetcher's and cache_max's side (struct cache_client, registry.h).
+ * A file queued for download, marked fetching and referenced; lock held. */
+struct evfile *eventlogs_next_queued_locked(struct eventlogs *);
+/* Downloads, verifies and stores it, then drops the reference. */
+void eventlogs_fetch(struct eventlogs *, struct evfile *);
+/* For a WAF job about to download its claimed file: if the folder has a
+ * local copy of that file (waiting for one being fetched), moves it to the
+ * job's partial path and returns its size: the job verifies it instead of
+ * downloading.  -1 when there is none. */
+int64_t eventlogs_hand_over(struct eventlogs *, struct job *, const char *part);
+/* The bytes our copies hold, and whether one may go (not open, not the
+ * newest fetched): then *lru is its last use.  Lock held. */
+int eventlogs_cache_locked(struct eventlogs *, uint64_t *bytes, time_t *lru);
+/* Evicts the least recently used copy that may go (takes the locks);
+ * 1 when one went. */
+int eventlogs_evict_lru(struct eventlogs *);
 /* archives/<project>/event-logs (created when create is set); 0 or -errno. */
 int ev_local_dir(struct eventlogs *, const char *project, int create, char out[PATH_MAX]);
 /* Paths of f's copy (format) and of its download. */

@@ -3,7 +3,7 @@
 # pre-signed storage download (no credential header) -> the job directory and
 # archives/.  Formats (csv, gzip, zip), several jobs at once, files listed
 # late, expired URLs, storage faults, no credential reaching storage.  Calls,
-# attaching and caches: test_fs_flows_calls.py; HSS: test_fs_hss.py.
+# attaching and caches: test_fs_waf_flow_requests.py; HSS: test_fs_hss_flow.py.
 import gzip
 import json
 import os

@@ -6,8 +6,8 @@
  * view, cleaned paths, checkpoint sets, central directory records, struct
  * areader, and the aix_* helpers each file exports to the others.
  */
-#ifndef HCEXPORTFS_ARCHIVE_INTERNAL_H
-#define HCEXPORTFS_ARCHIVE_INTERNAL_H
+#ifndef HCX_ARCHIVE_INTERNAL_H
+#define HCX_ARCHIVE_INTERNAL_H
 
 #include "archive_index.h"
 #include "zran.h"

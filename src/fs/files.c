@@ -1,0 +1,225 @@
+/* fs/files: open, read and release of the generated files and of archive
+ * content (everything but `new`, newfile.c).  A handle holds what its
+ * reads need: a snapshot of a generated file's text, or the archive's
+ * index in use plus a positioned reader of its own (never shared between
+ * handles, so reads of different files never serialize). */
+#include "fs_internal.h"
+
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* archives/<job>.<format>: the verified local file itself. */
+static int open_archive_file(struct registry *r, struct handle *h, const struct node *n,
+                             struct fuse_file_info *fi, const void **key)
+{
+    struct aindex *idx;
+    int rc = registry_job_index(r, h->job, &idx);
+    if (rc == REGISTRY_WAIT)
+        *key = h->job;
+    if (rc)
+        return rc;
+    h->holds_index = 1;
+    char file[PATH_MAX];
+    pthread_mutex_lock(&r->lock);
+    rc = strcmp(h->job->format, n->format) == 0 ? job_archive_path_locked(r, h->job, file)
+                                                 : -ENOENT;
+    pthread_mutex_unlock(&r->lock);
+    if (!rc && (h->fd = open(file, O_RDONLY | O_CLOEXEC)) < 0) {
+        rc = -errno;
+        log_error("open %s: %s", file, strerror(errno));
+    }
+    fi->keep_cache = 1; /* a verified archive never changes */
+    return rc;
+}
+
+static int open_entry(struct registry *r, struct handle *h, const struct node *n,
+                      struct fuse_file_info *fi, const void **key)
+{
+    const struct anode *a;
+    struct aindex *idx;
+    int rc = job_entry(r, h->job, n->entry, false, &a, &idx, key);
+    if (rc)
+        return rc;
+    h->holds_index = 1;
+    if (anode_is_dir(a))
+        return -EISDIR;
+    if ((rc = areader_open(idx, a, &h->reader)) != 0)
+        return rc;
+    fi->keep_cache = 1; /* archive content is immutable */
+    return 0;
+}
+
+/* Opens a job's file; REGISTRY_WAIT while its archive is not there. */
+static int open_job_file(struct fs *fs, const struct node *n, struct fuse_file_info *fi,
+                         const void **key)
+{
+    struct registry *r = fs->r;
+    struct job *j = registry_get_job(r, n->project, n->job);
+    if (!j)
+        return -ENOENT;
+    struct handle *h = handle_new(fs, n->kind);
+    if (!h) {
+        registry_put_job(r, j);
+        return -ENOMEM;
+    }
+    h->job = j;
+    int rc = 0;
+    switch (n->kind) {
+    case N_STATUS:
+    case N_JOB_JSON:
+        pthread_mutex_lock(&r->lock);
+        h->text = n->kind == N_STATUS ? status_line_locked(j) : job_json_locked(j);
+        pthread_mutex_unlock(&r->lock);
+        rc = h->text ? 0 : -ENOMEM;
+        h->text_len = h->text ? strlen(h->text) : 0;
+        fi->direct_io = 1; /* changing content: never from the page cache */
+        break;
+    case N_WAIT:
+        fi->direct_io = 1;
+        break;
+    case N_ARCHIVE_FILE:
+        rc = open_archive_file(r, h, n, fi, key);
+        break;
+    case N_ENTRY:
+        rc = open_entry(r, h, n, fi, key);
+        break;
+    default:
+        rc = -EISDIR;
+    }
+    if (rc) {
+        handle_free(fs, h);
+        return rc;
+    }
+    fi->fh = (uintptr_t)h;
+    return 0;
+}
+
+int run_open(struct fs_call *c)
+{
+    struct fs *fs = c->ctx;
+    struct node n;
+    int rc = path_parse(c->path, &n);
+    struct fuse_file_info *fi = &c->fi;
+    if (!rc && n.kind == N_NEW) {
+        rc = new_open(fs, &n, fi);
+    } else if (!rc && (fi->flags & O_ACCMODE) != O_RDONLY) {
+        rc = node_inside_job(&n) ? -EROFS : -EACCES;
+    } else if (!rc && n.kind == N_STATS) {
+        struct handle *h = handle_new(fs, N_STATS);
+        if (!h || !(h->text = stats_text(fs))) {
+            if (h)
+                handle_free(fs, h);
+            rc = -ENOMEM;
+        } else {
+            h->text_len = strlen(h->text);
+            fi->fh = (uintptr_t)h;
+            fi->direct_io = 1;
+        }
+    } else if (!rc && n.kind < N_JOB && n.kind != N_ARCHIVE_FILE) {
+        rc = -EISDIR;
+    } else if (!rc) {
+        rc = open_job_file(fs, &n, fi, &c->key);
+        if (!rc)
+            fi->noflush = 1; /* read-only: nothing to report at close, save a round trip */
+        if (!rc && n.kind == N_ENTRY) /* for its read errors' log lines */
+            ((struct handle *)(uintptr_t)fi->fh)->entry_path = strdup(c->path);
+    }
+    if (rc == REGISTRY_WAIT)
+        return rc;
+    if (rc) {
+        fuse_reply_err(c->req, -rc);
+    } else if (fuse_reply_open(c->req, fi) != 0) {
+        handle_free(fs, (struct handle *)(uintptr_t)fi->fh); /* the opener is gone */
+    }
+    return 0;
+}
+
+static size_t copy_out(char *buf, size_t size, off_t off, const char *text, size_t len)
+{
+    if (off < 0 || (size_t)off >= len)
+        return 0;
+    size_t n = len - (size_t)off < size ? len - (size_t)off : size;
+    memcpy(buf, text + off, n);
+    return n;
+}
+
+int run_wait_read(struct fs_call *c)
+{
+    struct fs *fs = c->ctx;
+    struct handle *h = c->handle;
+    int rc = registry_job_ended(fs->r, h->job);
+    if (rc == REGISTRY_WAIT) {
+        c->key = h->job;
+        return rc;
+    }
+    if (rc) {
+        fuse_reply_err(c->req, -rc);
+        return 0;
+    }
+    pthread_mutex_lock(&fs->r->lock);
+    char *line = status_line_locked(h->job);
+    pthread_mutex_unlock(&fs->r->lock);
+    if (!line) {
+        fuse_reply_err(c->req, ENOMEM);
+        return 0;
+    }
+    size_t len = strlen(line);
+    off_t off = c->off < 0 || (size_t)c->off > len ? (off_t)len : c->off;
+    fuse_reply_buf(c->req, line + off, len - (size_t)off < c->size ? len - (size_t)off : c->size);
+    free(line);
+    return 0;
+}
+
+void files_read(struct fs *fs, fuse_req_t req, struct handle *h, size_t size, off_t off)
+{
+    struct registry *r = fs->r;
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    ssize_t got;
+    switch (h->kind) {
+    case N_STATS:
+    case N_STATUS:
+    case N_JOB_JSON:
+        got = (ssize_t)copy_out(buf, size, off, h->text, h->text_len);
+        break;
+    case N_ARCHIVE_FILE:
+        got = pread(h->fd, buf, size, off);
+        if (got < 0)
+            got = -errno;
+        break;
+    case N_ENTRY:
+        pthread_mutex_lock(&h->lock);
+        got = areader_pread(h->reader, buf, size, (uint64_t)off);
+        if (got < 0) {
+            /* The reader's own text says why (CRC, encrypted, method...). */
+            const char *why = areader_error(h->reader);
+            log_error("read %s at %lld: %s%s%s", h->entry_path ? h->entry_path : "(entry)",
+                      (long long)off, strerror((int)-got), why ? ": " : "", why ? why : "");
+        }
+        pthread_mutex_unlock(&h->lock);
+        break;
+    default:
+        got = -EISDIR;
+    }
+    if (got < 0) {
+        fuse_reply_err(req, (int)-got);
+    } else {
+        if (h->kind == N_ARCHIVE_FILE || h->kind == N_ENTRY) {
+            atomic_fetch_add(&r->reads, 1);
+            atomic_fetch_add(&r->bytes_read, (unsigned long long)got);
+        }
+        fuse_reply_buf(req, buf, (size_t)got);
+    }
+    free(buf);
+}

@@ -1,0 +1,51 @@
+/* fs/handles: the life of an open file's handle (fs_internal.h struct
+ * handle).  Every handle is also on the mount's list, so that the ones the
+ * kernel never released (an unmount ends the session first) are freed at
+ * the end. */
+#include "fs_internal.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+struct handle *handle_new(struct fs *fs, enum node_kind kind)
+{
+    struct handle *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->kind = kind;
+    h->fd = -1;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_lock(&fs->handles_lock);
+    h->next = fs->handles;
+    if (fs->handles)
+        fs->handles->prev = h;
+    fs->handles = h;
+    pthread_mutex_unlock(&fs->handles_lock);
+    return h;
+}
+
+void handle_free(struct fs *fs, struct handle *h)
+{
+    pthread_mutex_lock(&fs->handles_lock);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        fs->handles = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&fs->handles_lock);
+    if (h->reader)
+        areader_close(h->reader);
+    if (h->holds_index)
+        registry_index_done(fs->r, h->job);
+    if (h->job)
+        registry_put_job(fs->r, h->job);
+    if (h->fd >= 0)
+        close(h->fd);
+    free(h->text);
+    free(h->reply);
+    free(h->entry_path);
+    strbuf_release(&h->input);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}

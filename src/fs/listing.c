@@ -1,0 +1,216 @@
+/* fs/listing: readdir and readdirplus.  Offsets are entry indices, so a
+ * large directory goes a buffer at a time; readdirplus hands the kernel
+ * each entry's attributes with it (saving one LOOKUP per entry), and each
+ * such entry counts as a lookup of its inode (inodes.h).  A job directory
+ * whose archive is still coming answers REGISTRY_WAIT before anything is
+ * put in the buffer, and the listing runs again when it is there. */
+#include "fs_internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The d_ino of an entry the kernel gets no inode for (as libfuse's
+ * high-level API reports it). */
+#define UNKNOWN_INO 0xffffffffu
+
+struct dirbuf {
+    struct fs *fs;
+    fuse_req_t req;
+    const char *dirpath;
+    char *buf;
+    size_t size, used;
+    off_t offset;       /* entries before this one were sent already */
+    off_t next;         /* index of the next entry emitted */
+    int plus, full;
+};
+
+static bool is_dots(const char *name)
+{
+    return name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2]));
+}
+
+/* type: S_IFDIR or S_IFREG, for an entry whose attributes are not given.
+ * Returns 1 once the buffer is full (stop listing). */
+static int emit(struct dirbuf *d, const char *name, const struct stat *st, mode_t type)
+{
+    off_t idx = d->next++;
+    if (d->full || idx < d->offset)
+        return d->full;
+    size_t room = d->size - d->used, need;
+    if (d->plus) {
+        struct fuse_entry_param e = { 0 };
+        e.attr.st_mode = type;
+        e.attr.st_ino = UNKNOWN_INO;
+        if (st && !is_dots(name)) {
+            char child[PATH_MAX];
+            int n = snprintf(child, sizeof child, "%s/%s", strcmp(d->dirpath, "/") ? d->dirpath : "",
+                             name);
+            if (n > 0 && (size_t)n < sizeof child && (e.ino = inodes_ref(d->fs->inodes, child))) {
+                e.attr = *st;
+                e.attr.st_ino = e.ino;
+                e.attr_timeout = FS_ATTR_TIMEOUT;
+                e.entry_timeout = FS_ENTRY_TIMEOUT;
+            }
+        }
+        need = fuse_add_direntry_plus(d->req, d->buf + d->used, room, name, &e, idx + 1);
+        if (need > room && e.ino)
+            inodes_forget(d->fs->inodes, e.ino, 1); /* not sent: not looked up */
+    } else {
+        struct stat s = { .st_mode = st ? st->st_mode : type, .st_ino = UNKNOWN_INO };
+        need = fuse_add_direntry(d->req, d->buf + d->used, room, name, &s, idx + 1);
+    }
+    if (need > room)
+        d->full = 1;
+    else
+        d->used += need;
+    return d->full;
+}
+
+/* A job directory (entry NULL) or a directory of its archive. */
+static int list_job(struct registry *r, struct job *j, struct dirbuf *d, const char *entry,
+                    const void **key)
+{
+    pthread_mutex_lock(&r->lock);
+    int has_archive = j->archive != ARCHIVE_NONE;
+    pthread_mutex_unlock(&r->lock);
+    struct aindex *idx = NULL;
+    const struct anode *dir = NULL;
+    int rc = entry || has_archive ? job_entry(r, j, entry, true, &dir, &idx, key) : 0;
+    if (rc == REGISTRY_WAIT)
+        return rc;
+    if (rc && (entry || (rc != -EIO && rc != -EAGAIN)))
+        return rc;
+    /* Without its archive (running, failed, or not to be had now: the
+     * error shows in .job.json) a job lists its control files alone. */
+    if (!entry) {
+        struct stat st;
+        pthread_mutex_lock(&r->lock);
+        for (int i = 0; control_files[i]; i++) {
+            stat_control_locked(j, i == 0 ? N_STATUS : i == 1 ? N_JOB_JSON : N_WAIT, &st);
+            emit(d, control_files[i], &st, S_IFREG);
+        }
+        pthread_mutex_unlock(&r->lock);
+    }
+    if (!dir)
+        return 0;
+    if (!anode_is_dir(dir)) {
+        registry_index_done(r, j);
+        return -ENOTDIR;
+    }
+    size_t count = anode_child_count(dir);
+    size_t skip = d->offset > d->next ? (size_t)(d->offset - d->next) : 0;
+    if (skip > count)
+        skip = count;
+    d->next += (off_t)skip;
+    for (size_t i = skip; i < count && !d->full; i++) {
+        const struct anode *c = anode_child(idx, dir, i);
+        struct stat st;
+        fill_anode(&st, c);
+        emit(d, anode_name(idx, c), &st, st.st_mode & S_IFMT);
+    }
+    registry_index_done(r, j);
+    return 0;
+}
+
+/* archives/: a job's file shows only when its stat answers: it is local
+ * (or its index being verified is published), or it has been local and
+ * its size and time are remembered (evicted).  A copy being fetched
+ * (again) or failing is not listed. */
+static bool archive_listed_locked(const struct job *j)
+{
+    return strcmp(j->task.task_status, "success") == 0 && j->format[0] &&
+           (j->archive == ARCHIVE_READY || j->pending ||
+            (j->archive != ARCHIVE_NONE && j->local_size >= 0 && j->local_mtime >= 0));
+}
+
+static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, const void **key)
+{
+    struct registry *r = fs->r;
+    struct stat st;
+    emit(d, ".", NULL, S_IFDIR);
+    emit(d, "..", NULL, S_IFDIR);
+    if (n->kind == N_ROOT) {
+        emit(d, ".stats", NULL, S_IFREG);
+        emit(d, "projects", NULL, S_IFDIR);
+        return 0;
+    }
+    pthread_mutex_lock(&r->lock);
+    if (n->kind == N_PROJECTS) {
+        for (size_t i = 0; i < r->nprojects && !d->full; i++)
+            emit(d, r->projects[i]->id, NULL, S_IFDIR);
+        pthread_mutex_unlock(&r->lock);
+        return 0;
+    }
+    struct project *p = registry_project_locked(r, n->project);
+    if (!p) {
+        pthread_mutex_unlock(&r->lock);
+        return -ENOENT;
+    }
+    switch (n->kind) {
+    case N_PROJECT:
+        emit(d, "archives", NULL, S_IFDIR);
+        emit(d, "exports", NULL, S_IFDIR);
+        pthread_mutex_unlock(&r->lock);
+        return 0;
+    case N_EXPORTS:
+        fill_file(&st, 0644, 0, p->added_at);
+        emit(d, "new", &st, S_IFREG);
+        for (size_t i = 0; i < p->njobs && !d->full; i++) {
+            fill_dir(&st, 0555, job_time_locked(p->jobs[i]));
+            emit(d, p->jobs[i]->id, &st, S_IFDIR);
+        }
+        pthread_mutex_unlock(&r->lock);
+        return 0;
+    case N_ARCHIVES:
+        for (size_t i = 0; i < p->njobs && !d->full; i++) {
+            if (!archive_listed_locked(p->jobs[i]))
+                continue;
+            char name[NODE_ID_MAX + NODE_FORMAT_MAX + 1];
+            snprintf(name, sizeof name, "%s.%s", p->jobs[i]->id, p->jobs[i]->format);
+            emit(d, name, NULL, S_IFREG);
+        }
+        pthread_mutex_unlock(&r->lock);
+        return 0;
+    case N_JOB:
+    case N_ENTRY:
+        break;
+    default:
+        pthread_mutex_unlock(&r->lock);
+        return -ENOTDIR;
+    }
+    struct job *j = project_job_locked(p, n->job);
+    if (j)
+        j->refs++;
+    pthread_mutex_unlock(&r->lock);
+    if (!j)
+        return -ENOENT;
+    int rc = list_job(r, j, d, n->kind == N_ENTRY ? n->entry : NULL, key);
+    registry_put_job(r, j);
+    return rc;
+}
+
+int run_readdir(struct fs_call *c)
+{
+    struct fs *fs = c->ctx;
+    struct node n;
+    int rc = path_parse(c->path, &n);
+    char *buf = rc ? NULL : malloc(c->size ? c->size : 1);
+    if (!rc && !buf)
+        rc = -ENOMEM;
+    struct dirbuf d = { fs, c->req, c->path, buf, c->size, 0, c->off, 0, c->plus, 0 };
+    if (!rc)
+        rc = list_node(fs, &n, &d, &c->key);
+    if (rc == REGISTRY_WAIT) {
+        free(buf);
+        return rc;
+    }
+    if (rc)
+        fuse_reply_err(c->req, -rc);
+    else
+        fuse_reply_buf(c->req, buf, d.used);
+    free(buf);
+    return 0;
+}
