@@ -184,15 +184,23 @@ class Emulator:
         (+ offset_ms), recent, dump_columns, rows, format, link."""
         return self.admin("POST", "files", kw)
 
+    def bulk_files(self, **kw):
+        """POST /_emulator/files/bulk: count (required), project, origin, timestamp,
+        step_ms, start, rows, format, recent, name_prefix, name_suffix, clash_every,
+        empty_every.  Returns {"project", "count", "files": [ids, newest first]}."""
+        kw.setdefault("project", PROJECT)
+        return self.admin("POST", "files/bulk", kw)
+
     def remove_file(self, file_id):
         return self.admin("DELETE", "files/%s" % file_id)
 
     def patch_file(self, file_id, **kw):
         return self.admin("PATCH", "files/%s" % file_id, kw)
 
-    def file_url(self, file_id):
-        """A fresh pre-signed URL for a file (admin; not in the request log)."""
-        return self.admin("GET", "files/%s/url" % file_id)["url"]
+    def file_url(self, file_id, method="GET"):
+        """A fresh pre-signed URL for a file, signed for method (admin; not in the
+        request log)."""
+        return self.admin("GET", "files/%s/url?method=%s" % (file_id, method))["url"]
 
     def set_faults(self, **knobs):
         """Replace all fault knobs (absent ones back to defaults)."""

@@ -11,6 +11,11 @@ KINDS = ("submit", "query", "list", "download", "token")
 #   download storage GET {base}/_obs/{bucket}/{object}?... and HSS GET /v5/{p}/download/{id}
 #   token    IAM POST /v3/auth/tokens
 STORAGE_FAULTS = ("expired", "denied", "500", "503")
+# How storage answers HEAD (knob `storage_head`): "signed" checks the URL's
+# signature against HEAD like any method, as OBS does (the verb is part of the
+# string to sign), so the GET-signed URLs of the list are refused; "any" also
+# takes a GET signature for HEAD; "refuse" answers 405 to every HEAD.
+STORAGE_HEAD = ("signed", "any", "refuse")
 
 DEFAULTS = {
     "latency_ms": 0,
@@ -33,6 +38,7 @@ DEFAULTS = {
     "bad_reply_count": 0,
     "storage_fault": "",
     "storage_fault_count": 0,
+    "storage_head": "signed",
 }
 
 # Malformed answers (knob `bad_reply`), sent after authentication in place of
@@ -61,6 +67,10 @@ def _check(key, val):
             val = str(val)
         if val not in STORAGE_FAULTS:
             raise FaultError("knob 'storage_fault' must be one of %s" % ", ".join(STORAGE_FAULTS))
+        return val
+    if key == "storage_head":
+        if val not in STORAGE_HEAD:
+            raise FaultError("knob 'storage_head' must be one of %s" % ", ".join(STORAGE_HEAD))
         return val
     if key in ("nth_calls", "reset_calls", "hang_calls", "bad_reply_calls"):
         if isinstance(val, str):

@@ -25,7 +25,7 @@ import urllib.parse
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import archive, auth, events, faults, filters, hss, state, storage
+from . import archive, auth, bulk, events, faults, filters, hss, state, storage
 
 MAX_BODY = 4 * 1024 * 1024
 
@@ -339,7 +339,7 @@ class App:
             return False
         return time.time() >= state.success_wall(job) + self.config["list_delay"]
 
-    def file_item(self, job, base):
+    def file_item(self, job, base, method="GET"):
         it = dict(job["file"])
         it["timestamp"] = state.file_timestamp(job)
         if base is not None:
@@ -347,7 +347,7 @@ class App:
             expires = int(now) + int(self.config["url_ttl"])
             it["url"] = storage.presign(base, self.storage_secret,
                                         storage.bucket_of(job["project_id"]),
-                                        job["file"]["obsname"], expires)
+                                        job["file"]["obsname"], expires, method)
             it["urltimestamp"] = int(now * 1000)
         return it
 
@@ -704,7 +704,11 @@ class Handler(BaseHTTPRequestHandler):
             raise storage.StorageError(404, "NoSuchKey", "The specified key does not exist.")
         bucket, obj = bo
         e["bucket"], e["object"] = bucket, obj
-        if self.command not in ("GET", "HEAD"):
+        if "range" in h:
+            e["range"] = h["range"][:200]
+        head_mode = app.faults.snapshot()["storage_head"]
+        if self.command not in ("GET", "HEAD") or (self.command == "HEAD" and
+                                                     head_mode == "refuse"):
             raise storage.StorageError(405, "MethodNotAllowed",
                                        "The specified method is not allowed against this resource.")
         sf = app.faults.storage_fault_now()
@@ -716,13 +720,25 @@ class Handler(BaseHTTPRequestHandler):
                 raise storage.StorageError(403, "AccessDenied", "Access Denied")
             raise storage.StorageError(int(sf), "InternalError" if sf == "500" else
                                        "ServiceUnavailable", "Injected storage failure (%s)" % sf)
-        storage.verify(app.storage_secret, self.command, bucket, obj, qpairs, app.clock.now())
+        try:
+            storage.verify(app.storage_secret, self.command, bucket, obj, qpairs, app.clock.now())
+        except storage.StorageError as se:
+            # storage_head "any": a URL signed for GET also answers HEAD.
+            if not (self.command == "HEAD" and head_mode == "any" and
+                    se.code == "SignatureDoesNotMatch"):
+                raise
+            storage.verify(app.storage_secret, "GET", bucket, obj, qpairs, app.clock.now())
         job = None
-        for j in app.store.all():
-            if j.get("file") and j["file"]["obsname"] == obj and \
-                    storage.bucket_of(j["project_id"]) == bucket:
-                job = j
-                break
+        pid = obj.split("/")[1] if obj.startswith("waf/") and obj.count("/") >= 2 else None
+        cand = app.store.by_object(pid, obj) if pid else None
+        if cand is not None and storage.bucket_of(cand["project_id"]) == bucket:
+            job = cand
+        else:  # an object name of another shape: look through every record
+            for j in app.store.all():
+                if j.get("file") and j["file"]["obsname"] == obj and \
+                        storage.bucket_of(j["project_id"]) == bucket:
+                    job = j
+                    break
         if job is None or job.get("removed") or \
                 state.status(job, job.get("origin") != "job" or app.builder.is_built(job)) != "success":
             raise storage.StorageError(404, "NoSuchKey", "The specified key does not exist.")
@@ -782,6 +798,8 @@ class Handler(BaseHTTPRequestHandler):
     def handle_download_hss(self, pid, file_id, qpairs):
         app = self.app
         self.only_params(qpairs, ("enterprise_project_id",), hss.BAD)
+        if self.headers.get("Range") is not None:
+            self.entry["range"] = self.headers["Range"][:200]
         job = app.store.by_file_id(file_id)
         if job is None or job["project_id"] != pid or job.get("service") != "hss" or \
                 state.status(job, True) != "success":
@@ -807,7 +825,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def stream(self, path, job, mkerr, ctype):
         size = os.path.getsize(path)
-        cut, corrupt, bps, range_ok = self.app.faults.take_download()
+        if self.command == "HEAD":  # sends no body: uses up no cut/corrupt fault
+            cut, corrupt, bps, range_ok = False, False, 0, self.app.faults.snapshot()["range"]
+        else:
+            cut, corrupt, bps, range_ok = self.app.faults.take_download()
         start, end, status = 0, size - 1, 200
         headers = {"Content-Disposition": 'attachment; filename="%s"' % job["file_name"]}
         if job.get("service") == "waf":
@@ -1066,6 +1087,11 @@ class Handler(BaseHTTPRequestHandler):
                 raise Reply(200, {"files": [self.admin_file(j) for j in recs]})
             if m == "POST":
                 raise Reply(200, self.admin_add_file(self._obj(req)))
+        if p == "/_emulator/files/bulk" and m == "POST":
+            try:
+                raise Reply(200, bulk.seed(app, self._obj(req), WAF_PID_RE.match))
+            except bulk.BulkError as e:
+                raise err(400, "EMU.0400", str(e))
         mm = re.match(r"^/_emulator/files/([^/]+)(/url)?$", p)
         if mm:
             job = app.store.by_file_id(mm.group(1))
@@ -1075,7 +1101,10 @@ class Handler(BaseHTTPRequestHandler):
                 base = q.get("base") or "%s://127.0.0.1:%d" % (
                     "https" if self.server.ssl_ctx is not None else "http",
                     self.server.server_address[1])
-                raise Reply(200, {"url": app.file_item(job, base)["url"]})
+                method = q.get("method", "GET")
+                if method not in ("GET", "HEAD"):
+                    raise err(400, "EMU.0400", "method must be GET or HEAD")
+                raise Reply(200, {"url": app.file_item(job, base, method)["url"]})
             if m == "GET":
                 raise Reply(200, self.admin_file(job))
             if m == "DELETE":
@@ -1101,7 +1130,9 @@ class Handler(BaseHTTPRequestHandler):
         v.update({"job_id": job["job_id"] if job.get("origin") != "daily" else None,
                   "origin": job.get("origin", "job"), "project_id": job["project_id"],
                   "listed": self.app.listed(job), "removed": bool(job.get("removed")),
-                  "format": job.get("ext"), "recent": job["filter"]["recent"]})
+                  "format": job.get("ext"), "recent": job["filter"]["recent"],
+                  "size": os.path.getsize(self.app.store.archive_path(job))
+                  if self.app.builder.is_built(job) else None})
         return v
 
     def admin_add_file(self, o):

@@ -24,6 +24,7 @@ class Store:
         self.lock = threading.Lock()
         self.jobs = {}
         self.by_file = {}
+        self.by_obs = {}  # (project, obsname) -> job id: storage finds its object at once
         for name in sorted(os.listdir(self.jobs_dir)):
             if not name.endswith(".json"):
                 continue
@@ -36,6 +37,7 @@ class Store:
             job.setdefault("origin", "job")
             self.jobs[job["job_id"]] = job
             self.by_file[job["file_id"]] = job["job_id"]
+            self._index_obs(job)
         for name in os.listdir(self.arch_dir):
             if name.endswith(".tmp"):  # an interrupted build
                 os.unlink(os.path.join(self.arch_dir, name))
@@ -83,15 +85,25 @@ class Store:
             json.dump(job, f, indent=1, sort_keys=True)
         os.replace(tmp, path)
 
+    def _index_obs(self, job):
+        if job.get("file"):
+            self.by_obs[(job["project_id"], job["file"]["obsname"])] = job["job_id"]
+
     def add(self, job):
         with self.lock:
             self.jobs[job["job_id"]] = job
             self.by_file[job["file_id"]] = job["job_id"]
+            self._index_obs(job)
             self.save(job)
 
     def get(self, job_id):
         with self.lock:
             return self.jobs.get(job_id)
+
+    def by_object(self, project, obsname):
+        with self.lock:
+            jid = self.by_obs.get((project, obsname))
+            return self.jobs.get(jid) if jid else None
 
     def by_file_id(self, file_id):
         with self.lock:
@@ -113,7 +125,7 @@ class Store:
     def wipe(self):
         """Forget every record and file (admin reset)."""
         with self.lock:
-            self.jobs, self.by_file = {}, {}
+            self.jobs, self.by_file, self.by_obs = {}, {}, {}
             for d in (self.jobs_dir, self.arch_dir):
                 for name in os.listdir(d):
                     try:

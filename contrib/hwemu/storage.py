@@ -30,8 +30,8 @@ def signature(secret, method, expires, bucket, obj):
     return base64.b64encode(mac).decode()
 
 
-def presign(base, secret, bucket, obj, expires):
-    sig = signature(secret, "GET", expires, bucket, obj)
+def presign(base, secret, bucket, obj, expires, method="GET"):
+    sig = signature(secret, method, expires, bucket, obj)
     return "%s%s%s/%s?AWSAccessKeyId=%s&Expires=%d&Signature=%s" % (
         base.rstrip("/"), PREFIX, bucket, urllib.parse.quote(obj, safe="/-_.~"), ACCESS_KEY,
         expires, urllib.parse.quote(sig, safe=""))

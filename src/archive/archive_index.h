@@ -336,4 +336,13 @@ int aindex_verify_data(const char *path, char **why);
  * readers are open. */
 int aindex_verify_rest(const struct aindex *ix, char **why);
 
+/* Names of a flat folder (event-logs/, one file per name, no directories):
+ * raw cleaned by the rules under "Names" above, the components joined with
+ * "%2F" (the escape of '/') instead of making directories, cut to 255
+ * bytes at a token boundary.  "" when nothing is left ("", "/", ".."). */
+void aindex_clean_flat_name(const char *raw, char out[256]);
+/* The longest prefix of a cleaned name s (len bytes) of at most max bytes
+ * that ends between two tokens (a UTF-8 character or a %XX escape). */
+size_t aindex_name_cut(const char *s, size_t len, size_t max);
+
 #endif

@@ -110,6 +110,32 @@ int cloud_list_event_files(struct cloud *, const char *project, int page, int pa
                            struct event_page *out, struct cloud_error *e);
 void event_page_release(struct event_page *);
 
+/* The whole list, newest first, in pages of 100 (WAF's largest), at most
+ * max_items files (the newest: cut is set when there were more).  An item
+ * listed twice (the list moved while paging) is kept once.  moved: the
+ * pages did not agree on the total or overlapped, so files came or went
+ * while paging and one may have shifted from a page to the next, past the
+ * reader: a file missing from items may still be listed.  Without moved,
+ * a file missing from items is not in the list (or past max_items). */
+struct event_list {
+    struct event_file *items;
+    size_t n, cap;
+    int64_t total;          /* as the last page said; -1 unknown */
+    int moved, cut;
+    int calls;              /* list calls made */
+};
+int cloud_list_all_event_files(struct cloud *, const char *project, size_t max_items,
+                               struct event_list *out, struct cloud_error *e);
+void event_list_release(struct event_list *);
+
+/* Sizes above this are a hostile answer, not a file. */
+#define CLOUD_MAX_FILE_BYTES ((int64_t)1 << 46)
+/* A file's exact size from storage before reading it: a GET of its first
+ * byte through the pre-signed URL (no credential header), the size from
+ * Content-Range (or Content-Length when storage ignores Range).  An expired
+ * URL is -EACCES with e->status 403, a gone file -ENOENT (404). */
+int cloud_storage_size(struct cloud *, const char *url, int64_t *size, struct cloud_error *e);
+
 /* Downloads append to fd from offset have (Range when have > 0; restart
  * from 0 with ftruncate when the server ignores Range).  *total is the
  * file's full size when known.

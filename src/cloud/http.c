@@ -24,7 +24,7 @@ struct http_client {
 };
 
 static const char *const call_names[CALL_KINDS] = { "submit", "query", "download", "token",
-                                                        "list" };
+                                                        "list", "probe" };
 
 static void global_init(void)
 {
@@ -117,6 +117,7 @@ struct transfer {
     uint64_t unflushed; /* download bytes written since writeback was started */
     int status;         /* of the response whose headers arrive */
     size_t header_bytes; /* of all responses of this transfer */
+    int probe_done;     /* a probe stopped at its body on purpose */
 };
 
 /* Downloads start the disk's writeback every this many bytes, so that the
@@ -136,6 +137,10 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     size_t len = size * n;
     long status = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (t->req->probe && is_download_status(status)) {
+        t->probe_done = 1;
+        return 0; /* the headers said it all; makes curl stop (CURLE_WRITE_ERROR) */
+    }
     if (t->req->out_fd >= 0 && is_download_status(status)) {
         if (!t->started && status == 200 && t->req->resume_from > 0) {
             /* The server ignored Range and sends everything from byte 0. */
@@ -317,6 +322,8 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
         }
     } else {
         curl_easy_setopt(easy, CURLOPT_TIMEOUT, c->request_timeout_s);
+        if (req->probe)
+            curl_easy_setopt(easy, CURLOPT_RANGE, "0-0");
     }
     if (strcmp(req->method, "POST") == 0) {
         curl_easy_setopt(easy, CURLOPT_POST, 1L);
@@ -327,6 +334,8 @@ int http_perform(struct http_client *c, const struct http_request *req, struct h
     }
 
     CURLcode rc = curl_easy_perform(easy);
+    if (rc == CURLE_WRITE_ERROR && t.probe_done)
+        rc = CURLE_OK;
     resp->curl_code = rc;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &resp->status);
     if (resp->status == 200 && req->out_fd >= 0) {

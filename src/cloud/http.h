@@ -14,8 +14,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-/* "list" is WAF's event-log file list; downloads count storage and HSS alike. */
-enum http_call { CALL_SUBMIT, CALL_QUERY, CALL_DOWNLOAD, CALL_TOKEN, CALL_LIST, CALL_KINDS };
+/* "list" is WAF's event-log file list; downloads count storage and HSS alike;
+ * "probe" is the one-byte storage GET that learns a file's size. */
+enum http_call { CALL_SUBMIT, CALL_QUERY, CALL_DOWNLOAD, CALL_TOKEN, CALL_LIST, CALL_PROBE,
+                 CALL_KINDS };
 
 struct http_client;
 
@@ -37,6 +39,10 @@ struct http_request {
     void *progress_arg;
     const atomic_int *cancel;        /* set to abort a transfer (read from curl callbacks) */
     const atomic_int *cancel_also;   /* a second one: this transfer's own (NULL: none) */
+    /* Sends Range: bytes=0-0 and stops at the first byte of a 200/206 body:
+     * the answer's headers tell the file's size (resp->total) without the
+     * body, whether or not the server honours Range. */
+    int probe;
 };
 
 struct http_response {

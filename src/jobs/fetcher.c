@@ -210,7 +210,7 @@ static int sniff_file(const char *path, enum aformat *fmt)
  * exports (cloud-api.md §5: UTF-8, a header line, then events).  A proxy's
  * error page or a JSON error served with 200 is not one: it would show as
  * the export.  NULL when it looks like CSV text, else why not. */
-static const char *not_csv_text(const char *path)
+const char *fetcher_not_csv_text(const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
@@ -316,6 +316,9 @@ static void fetch_one(struct registry *r, struct job *j)
         return;
     }
     journal_partial_path(r->journal, project, j->id, part);
+    /* The event-logs/ folder may hold this very file: taken, not fetched. */
+    const struct cache_client *cc = r->cache_client;
+    int64_t handed = service == SERVICE_WAF && cc ? cc->hand_over(cc->arg, j, part) : -1;
 
     int transfer_failures = 0, bad_archives = 0, refreshes = 0, refresh = 0;
     char damaged[sizeof msg] = "";
@@ -324,7 +327,7 @@ static void fetch_one(struct registry *r, struct job *j)
     double started = monotonic_now();
     final[0] = '\0';
     while (!r->stopping && !atomic_load(&j->cancelled)) {
-        if (service == SERVICE_WAF) {
+        if (service == SERVICE_WAF && handed < 0) {
             rc = storage_url(r, j, refresh, &url, msg, sizeof msg);
             refresh = 0;
             if (rc == -ECANCELED)
@@ -350,17 +353,24 @@ static void fetch_one(struct registry *r, struct job *j)
         log_debug("job %s: GET download of file %s for project %s from byte %lld", j->id,
                   file_id[0] ? file_id : "(listed)", project, (long long)st.st_size);
         progress_start(&progress, (uint64_t)st.st_size);
-        struct cloud_error e;
+        struct cloud_error e = { 0 };
         int64_t total = -1;
-        if (service == SERVICE_WAF)
+        if (handed >= 0 && st.st_size == handed)
+            rc = 0, total = handed; /* whole already */
+        else if (service == SERVICE_WAF && !url)
+            rc = -EAGAIN, refresh = 1; /* a handed-over copy was not whole: fetch it */
+        else if (service == SERVICE_WAF)
             rc = cloud_download_url(r->cloud, url, fd, (uint64_t)st.st_size, on_progress,
                                     &progress, &j->cancelled, &total, &e);
         else
             rc = cloud_download_hss(r->cloud, project, file_id, fd, (uint64_t)st.st_size,
                                     on_progress, &progress, &j->cancelled, &total, &e);
+        handed = -1;
         double last_byte = monotonic_now();
         off_t size = fstat(fd, &st) == 0 ? st.st_size : -1;
         close(fd);
+        if (rc == -EAGAIN && refresh)
+            continue;
         if (rc == -ECANCELED || atomic_load(&j->cancelled))
             break; /* unmounting: the .part file is resumed next time;
                     * forgotten: dropped below */
@@ -398,7 +408,7 @@ static void fetch_one(struct registry *r, struct job *j)
         if (service == SERVICE_HSS && fmt != AFORMAT_ZIP)
             bad_kind = "an HSS export file must be a zip archive";
         else if (fmt == AFORMAT_PLAIN)
-            bad_kind = not_csv_text(part);
+            bad_kind = fetcher_not_csv_text(part);
         if (bad_kind) {
             snprintf(msg, sizeof msg, "downloaded file is not an export: %s", bad_kind);
             if (bad_copy_retry(r, j, part, msg, &bad_archives) < 0)
@@ -625,6 +635,15 @@ static void *fetcher_main(void *arg)
     pthread_mutex_lock(&r->lock);
     while (!r->stopping) {
         struct job *j = next_queued_locked(r);
+        const struct cache_client *cc = r->cache_client;
+        void *other = j || !cc ? NULL : cc->next_queued_locked(cc->arg);
+        if (other) {
+            /* Jobs first; then the event-logs/ files opened (same cache). */
+            pthread_mutex_unlock(&r->lock);
+            cc->fetch(cc->arg, other);
+            pthread_mutex_lock(&r->lock);
+            continue;
+        }
         if (!j && r->cache_retry) {
             r->cache_retry = 0;
             pthread_mutex_unlock(&r->lock);

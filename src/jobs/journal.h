@@ -7,6 +7,8 @@
  *   journal/jobs/<project>/<job>.json one record per known job
  *   archives/<project>/<job>.<fmt>   verified files, fmt zip, csv.gz or csv
  *                                    (.<job>.zip.part while fetching, whatever the format)
+ *   journal/eventlogs/<project>.json, archives/<project>/event-logs/
+ *                                    the event-logs/ folders (eventlogs.h)
  * Every record is written to a temporary file, fsync()ed, renamed over the
  * old one and the directory fsync()ed, so a crash leaves the old or the new
  * record, never a torn one.  One file per job means a damaged file costs at

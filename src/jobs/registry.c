@@ -974,7 +974,13 @@ void registry_enforce_cache_max(struct registry *r)
         uint64_t total;
         pthread_mutex_lock(&r->lock);
         struct job *victim = eviction_victim_locked(r, &total);
-        if (total <= r->cache_max || !victim) {
+        /* event-logs/ copies share the bound and the LRU order. */
+        uint64_t ev_bytes = 0;
+        time_t ev_lru = 0;
+        const struct cache_client *cc = r->cache_client;
+        int ev_can = cc && cc->usage_locked(cc->arg, &ev_bytes, &ev_lru);
+        total += ev_bytes;
+        if (total <= r->cache_max || (!victim && !ev_can)) {
             int was_over = r->cache_over;
             r->cache_over = total > r->cache_max;
             pthread_mutex_unlock(&r->lock);
@@ -983,6 +989,11 @@ void registry_enforce_cache_max(struct registry *r)
                          "evicted once let go", (unsigned long long)total,
                          (unsigned long long)r->cache_max);
             return;
+        }
+        if (ev_can && (!victim || ev_lru <= victim->last_used)) {
+            pthread_mutex_unlock(&r->lock);
+            cc->evict_lru(cc->arg);
+            continue;
         }
         struct aindex *idx = victim->index;
         victim->index = NULL;

@@ -34,6 +34,24 @@ enum archive_state {
 #define JOB_FORMAT_MAX 8
 
 struct project;
+struct job;
+struct eventlogs;
+
+/* Another user of the cache and of the download threads (the event-logs/
+ * folders, eventlogs.h), plugged in so that the fetcher and cache_max serve
+ * it without calling up into it.  Names ending in _locked are called with
+ * the registry's lock held, the others without. */
+struct cache_client {
+    void *arg;
+    void *(*next_queued_locked)(void *arg);   /* a download to run (marked running), or NULL */
+    void (*fetch)(void *arg, void *item);     /* runs it on the calling fetcher thread */
+    /* A WAF job about to download its claimed file: a verified copy of it
+     * moved to part (its size), or -1. */
+    int64_t (*hand_over)(void *arg, struct job *, const char *part);
+    /* Bytes held, and whether a copy may go (then *lru is its last use). */
+    int (*usage_locked)(void *arg, uint64_t *bytes, time_t *lru);
+    int (*evict_lru)(void *arg);              /* 1 when a copy went */
+};
 
 enum { REGISTRY_FETCHERS = 2 };   /* download threads */
 
@@ -125,6 +143,8 @@ struct registry {
      * after rmdir is not fetched while its forgotten namesake's fetch still
      * winds down: the two never share the .part file or sidecars. */
     struct job *fetching[REGISTRY_FETCHERS];
+    struct eventlogs *eventlogs;    /* the event-logs/ folders (eventlogs.h), or NULL */
+    const struct cache_client *cache_client;  /* NULL: none */
     int cache_over;                 /* over cache_max with every archive in use */
     int cache_retry;                /* one was let go since: the fetcher evicts */
     time_t started_at;
@@ -242,6 +262,10 @@ void locator_run(struct registry *, const char *project);
  * download whose URL expired or was never had.  0, -ENOENT (no longer
  * listed), or -errno with why. */
 int locator_refresh_url(struct registry *, struct job *, char *why, size_t whylen);
+
+/* NULL when the plain file at path looks like the CSV text WAF exports,
+ * else why not (fetcher.c; an error page served with 200 is not one). */
+const char *fetcher_not_csv_text(const char *path);
 
 /* Background workers (poller.c, fetcher.c). */
 int poller_start(struct registry *);
