@@ -6,6 +6,8 @@
  */
 #include "archive_names.h"
 
+#include "archive_index.h" /* aindex_clean_flat_name, aindex_name_cut: public */
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,4 +169,51 @@ const char *aix_entry_string(const char *mbs, const char *utf8,
     if (w)
         return *tmp = wide_to_utf8(w);
     return NULL;
+}
+
+/* ------------------------------------------------------ flat folder names */
+
+static int is_hex_digit(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
+}
+
+size_t aindex_name_cut(const char *s, size_t len, size_t max)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t at = 0;
+    while (at < len) {
+        size_t tok = u[at] == '%' && at + 2 < len && is_hex_digit(u[at + 1]) &&
+                             is_hex_digit(u[at + 2])
+                         ? 3
+                         : utf8_seq_len(u + at, len - at);
+        if (tok == 0)
+            tok = 1; /* not from the cleaning rules: a byte is a token */
+        if (at + tok > max)
+            break;
+        at += tok;
+    }
+    return at;
+}
+
+void aindex_clean_flat_name(const char *raw, char out[256])
+{
+    struct clean_path cp;
+    out[0] = '\0';
+    /* Too deep or too long for a tree is not too long for one name: the
+     * cut below bounds it; only what was cleaned so far is kept. */
+    (void)aix_clean_name(raw, NULL, &cp);
+    char joined[sizeof cp.buf * 3];
+    size_t n = 0;
+    for (size_t i = 0; i < cp.ncomp && n < 256; i++) {
+        if (i > 0) {
+            memcpy(joined + n, "%2F", 3);
+            n += 3;
+        }
+        memcpy(joined + n, cp.buf + cp.comp_off[i], cp.comp_len[i]);
+        n += cp.comp_len[i];
+    }
+    n = aindex_name_cut(joined, n, 255);
+    memcpy(out, joined, n);
+    out[n] = '\0';
 }
