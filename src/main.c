@@ -7,6 +7,7 @@
  * unusable, 4 mounting failed, 5 out of memory. */
 #include "cloud.h"
 #include "creds.h"
+#include "eventlogs.h"
 #include "fs.h"
 #include "journal.h"
 #include "log.h"
@@ -505,9 +506,13 @@ int main(int argc, char **argv)
         }
     }
     free(projects);
+    struct eventlogs *el = NULL;
+    if (eventlogs_create(r, &el) != 0)
+        log_warn("event-logs/ folders are not available");
     registry_enforce_cache_max(r); /* cache_max may have been lowered */
 
     rc = run_fuse(&args, r);
+    eventlogs_destroy(el); /* its users, the fetchers, have stopped */
 out:
     registry_destroy(r);
     cloud_destroy(cloud);

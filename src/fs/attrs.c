@@ -4,6 +4,7 @@
  * REGISTRY_WAIT while it is fetched. */
 #include "fs_internal.h"
 
+#include "eventlogs.h"
 #include "log.h"
 
 #include <errno.h>
@@ -77,6 +78,8 @@ char *stats_text(struct fs *fs)
                                   (json_int_t)cs.parks, "interrupted", (json_int_t)cs.interrupts,
                                   "network", (json_int_t)(cs.slow_queued + cs.slow_running)));
     json_object_set_new(o, "inodes", json_integer((json_int_t)inodes_count(fs->inodes)));
+    if (r->eventlogs)
+        json_object_set_new(o, "event_logs", eventlogs_stats_json(r->eventlogs));
     json_object_set_new(o, "uptime_s", json_integer((json_int_t)(time(NULL) - r->started_at)));
     char *s = dump_line(o, JSON_INDENT(2));
     json_decref(o);
@@ -186,6 +189,18 @@ static int archive_file_attr(struct registry *r, struct job *j, const char *form
     return rc;
 }
 
+/* event-logs/<name>: the size storage announced, the generation time. */
+static int evlog_attr(struct registry *r, const struct node *n, struct stat *st, const void **key)
+{
+    struct eventlog_entry e;
+    if (!r->eventlogs)
+        return -ENOENT;
+    int rc = eventlogs_lookup(r->eventlogs, n->project, n->entry, &e, key);
+    if (!rc)
+        fill_file(st, 0444, (off_t)e.size, (time_t)e.mtime);
+    return rc;
+}
+
 /* The nodes at and below a job directory; j is referenced by the caller. */
 static int job_node_attr(struct registry *r, struct job *j, const struct node *n,
                          struct stat *st, const void **key)
@@ -225,10 +240,15 @@ int node_attr(struct fs *fs, const struct node *n, struct stat *st, const void *
         pthread_mutex_unlock(&r->lock);
         return -ENOENT;
     }
-    if (n->kind == N_PROJECT || n->kind == N_EXPORTS || n->kind == N_ARCHIVES) {
-        fill_dir(st, n->kind == N_ARCHIVES ? 0555 : 0755, p->added_at);
+    if (n->kind == N_PROJECT || n->kind == N_EXPORTS || n->kind == N_ARCHIVES ||
+        n->kind == N_EVLOGS) {
+        fill_dir(st, n->kind == N_ARCHIVES || n->kind == N_EVLOGS ? 0555 : 0755, p->added_at);
         pthread_mutex_unlock(&r->lock);
         return 0;
+    }
+    if (n->kind == N_EVLOG_FILE) {
+        pthread_mutex_unlock(&r->lock);
+        return evlog_attr(r, n, st, key);
     }
     if (n->kind == N_NEW) {
         fill_file(st, 0644, 0, p->added_at);

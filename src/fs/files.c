@@ -102,6 +102,30 @@ static int open_job_file(struct fs *fs, const struct node *n, struct fuse_file_i
     return 0;
 }
 
+/* event-logs/<name>: a descriptor on the verified local copy (or the
+ * job's archive that is the same file). */
+static int open_evlog(struct fs *fs, const struct node *n, struct fuse_file_info *fi,
+                      const void **key)
+{
+    struct eventlog_file ev;
+    if (!fs->r->eventlogs)
+        return -ENOENT;
+    int rc = eventlogs_open(fs->r->eventlogs, n->project, n->entry, &ev, key);
+    if (rc)
+        return rc;
+    struct handle *h = handle_new(fs, N_EVLOG_FILE);
+    if (!h) {
+        eventlogs_release(fs->r->eventlogs, &ev);
+        return -ENOMEM;
+    }
+    h->evlog = ev;
+    h->holds_evlog = 1;
+    fi->fh = (uintptr_t)h;
+    fi->keep_cache = 1; /* a listed file's bytes never change */
+    fi->noflush = 1;
+    return 0;
+}
+
 int run_open(struct fs_call *c)
 {
     struct fs *fs = c->ctx;
@@ -123,7 +147,9 @@ int run_open(struct fs_call *c)
             fi->fh = (uintptr_t)h;
             fi->direct_io = 1;
         }
-    } else if (!rc && n.kind < N_JOB && n.kind != N_ARCHIVE_FILE) {
+    } else if (!rc && n.kind == N_EVLOG_FILE) {
+        rc = open_evlog(fs, &n, fi, &c->key);
+    } else if (!rc && ((n.kind < N_JOB && n.kind != N_ARCHIVE_FILE) || n.kind == N_EVLOGS)) {
         rc = -EISDIR;
     } else if (!rc) {
         rc = open_job_file(fs, &n, fi, &c->key);
@@ -194,7 +220,8 @@ void files_read(struct fs *fs, fuse_req_t req, struct handle *h, size_t size, of
         got = (ssize_t)copy_out(buf, size, off, h->text, h->text_len);
         break;
     case N_ARCHIVE_FILE:
-        got = pread(h->fd, buf, size, off);
+    case N_EVLOG_FILE:
+        got = pread(h->kind == N_EVLOG_FILE ? h->evlog.fd : h->fd, buf, size, off);
         if (got < 0)
             got = -errno;
         break;
@@ -215,7 +242,7 @@ void files_read(struct fs *fs, fuse_req_t req, struct handle *h, size_t size, of
     if (got < 0) {
         fuse_reply_err(req, (int)-got);
     } else {
-        if (h->kind == N_ARCHIVE_FILE || h->kind == N_ENTRY) {
+        if (h->kind == N_ARCHIVE_FILE || h->kind == N_ENTRY || h->kind == N_EVLOG_FILE) {
             atomic_fetch_add(&r->reads, 1);
             atomic_fetch_add(&r->bytes_read, (unsigned long long)got);
         }

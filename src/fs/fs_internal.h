@@ -10,6 +10,7 @@
 #define HCX_FS_INTERNAL_H
 
 #include "calls.h"
+#include "eventlogs.h"
 #include "inodes.h"
 #include "paths.h"
 #include "registry.h"
@@ -57,7 +58,18 @@ struct handle {
     char *entry_path;               /* for error messages */
     /* N_ARCHIVE_FILE */
     int fd;
+    /* N_EVLOG_FILE */
+    struct eventlog_file evlog;
+    int holds_evlog;
     struct handle *prev, *next;
+};
+
+/* An open directory whose listing is a snapshot (event-logs/): every
+ * readdir of one `ls` answers from the same list, so a refresh landing
+ * between two buffers can neither repeat nor skip a name. */
+struct dirhandle {
+    int listed;
+    struct eventlog_listing listing;
 };
 
 /* ---- attrs.c ---- */

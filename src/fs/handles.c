@@ -42,6 +42,8 @@ void handle_free(struct fs *fs, struct handle *h)
         registry_put_job(fs->r, h->job);
     if (h->fd >= 0)
         close(h->fd);
+    if (h->holds_evlog)
+        eventlogs_release(fs->r->eventlogs, &h->evlog);
     free(h->text);
     free(h->reply);
     free(h->entry_path);

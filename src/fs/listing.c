@@ -126,7 +126,40 @@ static bool archive_listed_locked(const struct job *j)
             (j->archive != ARCHIVE_NONE && j->local_size >= 0 && j->local_mtime >= 0));
 }
 
-static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, const void **key)
+/* event-logs/: from the directory handle's snapshot, taken by its first
+ * readdir (without a handle, a listing of its own). */
+static int list_evlogs(struct registry *r, const struct node *n, struct dirbuf *d,
+                       struct dirhandle *dh, const void **key)
+{
+    struct dirhandle own = { 0 };
+    if (!dh)
+        dh = &own;
+    if (!r->eventlogs)
+        return 0;
+    if (!dh->listed) {
+        int rc = eventlogs_list(r->eventlogs, n->project, &dh->listing, key);
+        if (rc)
+            return rc;
+        dh->listed = 1;
+    }
+    size_t count = dh->listing.n;
+    size_t skip = d->offset > d->next ? (size_t)(d->offset - d->next) : 0;
+    if (skip > count)
+        skip = count;
+    d->next += (off_t)skip;
+    for (size_t i = skip; i < count && !d->full; i++) {
+        const struct eventlog_entry *e = &dh->listing.entries[i];
+        struct stat st;
+        fill_file(&st, 0444, (off_t)e->size, (time_t)e->mtime);
+        emit(d, e->name, &st, S_IFREG);
+    }
+    if (dh == &own)
+        eventlog_listing_release(&own.listing);
+    return 0;
+}
+
+static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, struct dirhandle *dh,
+                     const void **key)
 {
     struct registry *r = fs->r;
     struct stat st;
@@ -152,9 +185,13 @@ static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, cons
     switch (n->kind) {
     case N_PROJECT:
         emit(d, "archives", NULL, S_IFDIR);
+        emit(d, "event-logs", NULL, S_IFDIR);
         emit(d, "exports", NULL, S_IFDIR);
         pthread_mutex_unlock(&r->lock);
         return 0;
+    case N_EVLOGS:
+        pthread_mutex_unlock(&r->lock);
+        return list_evlogs(r, n, d, dh, key);
     case N_EXPORTS:
         fill_file(&st, 0644, 0, p->added_at);
         emit(d, "new", &st, S_IFREG);
@@ -202,7 +239,7 @@ int run_readdir(struct fs_call *c)
         rc = -ENOMEM;
     struct dirbuf d = { fs, c->req, c->path, buf, c->size, 0, c->off, 0, c->plus, 0 };
     if (!rc)
-        rc = list_node(fs, &n, &d, &c->key);
+        rc = list_node(fs, &n, &d, c->handle, &c->key);
     if (rc == REGISTRY_WAIT) {
         free(buf);
         return rc;

@@ -403,15 +403,30 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)ino;
+    int err;
+    char *path = path_of(fs_of(req), ino, NULL, &err);
+    struct node n;
+    struct dirhandle *dh = NULL;
     fi->fh = 0;
-    fuse_reply_open(req, fi);
+    if (path && path_parse(path, &n) == 0 && n.kind == N_EVLOGS) {
+        if (!(dh = calloc(1, sizeof *dh))) {
+            free(path);
+            fuse_reply_err(req, ENOMEM);
+            return;
+        }
+        fi->fh = (uintptr_t)dh;
+    }
+    free(path);
+    if (fuse_reply_open(req, fi) != 0)
+        free(dh);
 }
 
-static void list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
+static void list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus,
+                 struct fuse_file_info *fi)
 {
     struct fs_call *c = call_at(req, run_readdir, ino, NULL);
     if (c) {
+        c->handle = (void *)(uintptr_t)fi->fh;
         c->size = size;
         c->off = off;
         c->plus = plus;
@@ -422,21 +437,22 @@ static void list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plu
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi)
 {
-    (void)fi;
-    list(req, ino, size, off, 0);
+    list(req, ino, size, off, 0, fi);
 }
 
 static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                            struct fuse_file_info *fi)
 {
-    (void)fi;
-    list(req, ino, size, off, 1);
+    list(req, ino, size, off, 1, fi);
 }
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    (void)fi;
+    struct dirhandle *dh = (struct dirhandle *)(uintptr_t)fi->fh;
+    if (dh && dh->listed)
+        eventlog_listing_release(&dh->listing);
+    free(dh);
     fuse_reply_err(req, 0);
 }
 
@@ -495,6 +511,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         log_error("request threads did not start: waiting requests will not be answered");
     if (poller_start(r) < 0 || fetcher_start(r) < 0)
         log_error("background workers did not start: jobs will not be polled or fetched");
+    if (r->eventlogs && eventlogs_start(r->eventlogs) < 0)
+        log_error("event-logs workers did not start: event-logs/ will not be listed");
 }
 
 static void op_destroy(void *userdata)
@@ -565,6 +583,8 @@ void fs_stop(struct fs *fs)
         return;
     fs->stopped = 1;
     /* Workers first: their last changes wake calls, which answer. */
+    if (fs->r->eventlogs)
+        eventlogs_stop(fs->r->eventlogs);
     workers_stop(fs->r);
     pthread_mutex_lock(&fs->r->lock);
     fs->r->on_wake = NULL;

@@ -78,6 +78,17 @@ int path_parse(const char *path, struct node *n)
         n->kind = N_ARCHIVE_FILE;
         return at_end(&p);
     }
+    if (strcmp(part, "event-logs") == 0) {
+        n->kind = N_EVLOGS;
+        while (*p == '/')
+            p++;
+        const char *name = p;
+        if ((rc = next_component(&p, part, sizeof part)) <= 0)
+            return rc;
+        n->kind = N_EVLOG_FILE;
+        n->entry = name;
+        return *p ? -ENOTDIR : 0; /* a folder of files: nothing below a name */
+    }
     if (strcmp(part, "exports") != 0)
         return -ENOENT;
     n->kind = N_EXPORTS;

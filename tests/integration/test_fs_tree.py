@@ -37,7 +37,7 @@ def test_projects_lists_configured_projects(mount_factory, emu):
     m = mount_factory(projects=PROJECT + ":" + OTHER_PROJECT)
     assert sorted(os.listdir(m.path("projects"))) == sorted([PROJECT, OTHER_PROJECT])
     for pid in (PROJECT, OTHER_PROJECT):
-        assert sorted(os.listdir(m.project(pid))) == ["archives", "exports"]
+        assert sorted(os.listdir(m.project(pid))) == ["archives", "event-logs", "exports"]
         assert os.listdir(m.exports(pid)) == ["new"]
         assert os.listdir(m.path("projects", pid, "archives")) == []
 
@@ -52,7 +52,7 @@ def test_mkdir_project_adds_it_and_is_remembered(mount_factory, emu):
     assert os.listdir(m.path("projects")) == [PROJECT]
     os.mkdir(m.project(OTHER_PROJECT))
     assert sorted(os.listdir(m.path("projects"))) == sorted([PROJECT, OTHER_PROJECT])
-    assert sorted(os.listdir(m.project(OTHER_PROJECT))) == ["archives", "exports"]
+    assert sorted(os.listdir(m.project(OTHER_PROJECT))) == ["archives", "event-logs", "exports"]
     # the new project is usable at once
     job = run_job(m, pid=OTHER_PROJECT)
     assert job in os.listdir(m.exports(OTHER_PROJECT))
