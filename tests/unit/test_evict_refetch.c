@@ -4,18 +4,21 @@
  * registry_enforce_cache_max() marks its victim evicted under the registry
  * lock, drops that lock, and unlinks the file under journal_lock.  In the
  * gap a read may queue the job again and a fetcher rename a fresh copy into
- * place (the fetcher renames under journal_lock too).  The eviction must
- * then leave the file alone: it re-checks, under journal_lock, that the job
- * is still evicted before unlinking.  Without that re-check the fresh copy
- * is deleted while the job goes on to be READY: its reads fail.
+ * place (the fetcher renames under journal_lock too); or an rmdir forgets
+ * the job and a mkdir attaches it again, whose fetch brings a file of the
+ * same name.  The eviction must then leave the file alone: it re-checks,
+ * under journal_lock, that the job is still evicted and not forgotten
+ * before unlinking (`still_evicted`).  Without that re-check the fresh copy
+ * is deleted while its job goes on to be READY: its reads fail.
  *
  * Deterministic, no sleeps that decide anything: the test holds journal_lock
  * before the evicting thread starts, so that thread always stops in the gap
  * (it has marked the victim evicted, the test sees that under the registry
  * lock, and it cannot unlink before the test lets journal_lock go).  In the
- * gap the test does what a read and a fetcher do: registry_job_index()
- * queues the evicted job (the real call), the job is taken for fetching and
- * the fresh copy renamed into place under journal_lock (as fetcher.c does). */
+ * gap the test does what the other threads do: registry_job_index() queues
+ * the evicted job (the real call), the job is taken for fetching and the
+ * fresh copy renamed into place under journal_lock (as fetcher.c does); or
+ * registry_forget()'s steps, then the namesake's file renamed into place. */
 #include "journal.h"
 #include "registry.h"
 
@@ -23,6 +26,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,27 +98,39 @@ static enum archive_state state_of(struct registry *r, struct job *j)
     return s;
 }
 
-static void test_refetched_copy_survives_eviction(const char *tmp)
+/* Two local jobs in a fresh cache, a over cache_max with b; and an
+ * eviction stopped in its gap: it has marked a evicted and waits for
+ * journal_lock, which the caller holds until it calls gap_end(). */
+struct setup {
+    struct journal *jr;
+    struct registry *r;
+    struct job *a, *b;              /* references of the test's own */
+    char path_a[PATH_MAX], path_b[PATH_MAX];
+    pthread_t evictor;
+};
+
+static int gap_begin(struct setup *s, const char *tmp, const char *name)
 {
+    memset(s, 0, sizeof *s);
     char cache[PATH_MAX];
-    snprintf(cache, sizeof cache, "%s/cache", tmp);
-    struct journal *jr = NULL;
+    snprintf(cache, sizeof cache, "%s/%s", tmp, name);
     char *why = NULL;
-    int rc = journal_open(cache, &jr, &why);
+    int rc = journal_open(cache, &s->jr, &why);
     CHECK(rc == 0, "journal_open %s: %s", cache, why ? why : "?");
     free(why);
     if (rc)
-        return;
-    add_local_job(jr, JOB_A, 'a');
-    add_local_job(jr, JOB_B, 'b');
-    struct registry *r = NULL;
-    CHECK(registry_create(jr, NULL, 1.0, &r) == 0, "registry_create");
+        return -1;
+    add_local_job(s->jr, JOB_A, 'a');
+    add_local_job(s->jr, JOB_B, 'b');
+    CHECK(registry_create(s->jr, NULL, 1.0, &s->r) == 0, "registry_create");
+    struct registry *r = s->r;
     CHECK(registry_load(r) == 0, "registry_load");
-    struct job *a = registry_get_job(r, PROJ, JOB_A), *b = registry_get_job(r, PROJ, JOB_B);
-    CHECK(a && b, "jobs loaded");
-    if (!a || !b)
-        goto out;
-    char path_a[PATH_MAX], path_b[PATH_MAX];
+    s->a = registry_get_job(r, PROJ, JOB_A);
+    s->b = registry_get_job(r, PROJ, JOB_B);
+    CHECK(s->a && s->b, "jobs loaded");
+    if (!s->a || !s->b)
+        return -1;
+    struct job *a = s->a, *b = s->b;
     pthread_mutex_lock(&r->lock);
     CHECK(a->archive == ARCHIVE_READY && b->archive == ARCHIVE_READY,
           "loaded as local files (%d, %d)", a->archive, b->archive);
@@ -124,21 +140,55 @@ static void test_refetched_copy_survives_eviction(const char *tmp)
     b->last_used = b->fetched_at = 2000;
     b->fetch_seq = r->fetch_seq = 1;     /* b: the newest fetch, never the victim */
     r->cache_max = FILE_BYTES + FILE_BYTES / 2; /* room for one of the two */
-    job_archive_path_locked(r, a, path_a);
-    job_archive_path_locked(r, b, path_b);
+    job_archive_path_locked(r, a, s->path_a);
+    job_archive_path_locked(r, b, s->path_b);
     pthread_mutex_unlock(&r->lock);
 
     /* The eviction runs into the gap and waits there for journal_lock. */
     pthread_mutex_lock(&r->journal_lock);
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, evict, r) == 0, "pthread_create");
+    if (pthread_create(&s->evictor, NULL, evict, r) != 0) {
+        CHECK(0, "pthread_create");
+        pthread_mutex_unlock(&r->journal_lock);
+        return -1;
+    }
     struct timespec pause = { 0, 1000000 };
     double give_up = monotonic_now() + 30;
     while (state_of(r, a) != ARCHIVE_EVICTED && monotonic_now() < give_up)
         nanosleep(&pause, NULL);
     CHECK(state_of(r, a) == ARCHIVE_EVICTED, "a was not chosen for eviction (state %d)",
           state_of(r, a));
-    CHECK(file_fill(path_a) == 'a', "a's file went before journal_lock was free");
+    CHECK(file_fill(s->path_a) == 'a', "a's file went before journal_lock was free");
+    return 0;
+}
+
+/* Lets the eviction go on and waits for its end. */
+static void gap_end(struct setup *s)
+{
+    pthread_mutex_unlock(&s->r->journal_lock);
+    pthread_join(s->evictor, NULL);
+}
+
+static void teardown(struct setup *s)
+{
+    if (s->a)
+        registry_put_job(s->r, s->a);
+    if (s->b)
+        registry_put_job(s->r, s->b);
+    registry_destroy(s->r);
+    if (s->jr)
+        journal_close(s->jr);
+}
+
+/* A read queues the evicted job again and a fetcher brings a fresh copy. */
+static void test_refetched_copy_survives_eviction(const char *tmp)
+{
+    struct setup s;
+    if (gap_begin(&s, tmp, "refetch") != 0) {
+        teardown(&s);
+        return;
+    }
+    struct registry *r = s.r;
+    struct job *a = s.a, *b = s.b;
 
     /* A read of a: it is queued again (the real call, as files.c makes it). */
     struct aindex *idx = NULL;
@@ -150,17 +200,16 @@ static void test_refetched_copy_survives_eviction(const char *tmp)
     a->archive = ARCHIVE_FETCHING;
     pthread_mutex_unlock(&r->lock);
     char part[PATH_MAX];
-    journal_partial_path(jr, PROJ, JOB_A, part);
+    journal_partial_path(s.jr, PROJ, JOB_A, part);
     CHECK(write_file(part, 'A', FILE_BYTES) == 0, "write %s", part);
-    CHECK(rename(part, path_a) == 0, "rename %s: %s", part, strerror(errno));
-    pthread_mutex_unlock(&r->journal_lock);
+    CHECK(rename(part, s.path_a) == 0, "rename %s: %s", part, strerror(errno));
 
     /* The eviction goes on: the job is no longer evicted, the file stays. */
-    pthread_join(t, NULL);
-    char fill = file_fill(path_a);
+    gap_end(&s);
+    char fill = file_fill(s.path_a);
     CHECK(fill == 'A', "the copy fetched again was %s by the eviction",
           fill == 0 ? "deleted" : "damaged");
-    CHECK(file_fill(path_b) == 'b', "b (newest, within cache_max) was kept");
+    CHECK(file_fill(s.path_b) == 'b', "b (newest, within cache_max) was kept");
 
     /* The fetch ends (fetcher.c finish): a is READY and readable. */
     pthread_mutex_lock(&r->lock);
@@ -170,7 +219,7 @@ static void test_refetched_copy_survives_eviction(const char *tmp)
     a->fetch_seq = ++r->fetch_seq;
     pthread_mutex_unlock(&r->lock);
     idx = NULL;
-    rc = registry_job_index(r, a, &idx);
+    int rc = registry_job_index(r, a, &idx);
     CHECK(rc == 0 && idx, "the fetched copy opens (rc %d)", rc);
     if (rc == 0)
         registry_index_done(r, a);
@@ -178,15 +227,53 @@ static void test_refetched_copy_survives_eviction(const char *tmp)
     /* Now over cache_max again with a the newest: b goes, a stays. */
     registry_enforce_cache_max(r);
     CHECK(state_of(r, b) == ARCHIVE_EVICTED, "b evicted (state %d)", state_of(r, b));
-    CHECK(file_fill(path_b) == 0, "b's file removed");
-    CHECK(file_fill(path_a) == 'A', "a's file kept");
-out:
-    if (a)
-        registry_put_job(r, a);
-    if (b)
-        registry_put_job(r, b);
-    registry_destroy(r);
-    journal_close(jr);
+    CHECK(file_fill(s.path_b) == 0, "b's file removed");
+    CHECK(file_fill(s.path_a) == 'A', "a's file kept");
+    teardown(&s);
+}
+
+/* rmdir of a, then mkdir of a again: the namesake's fresh copy has the same
+ * path.  The forget is registry_forget()'s own steps (it would wait for
+ * journal_lock, held here as registry_forget holds it); the namesake's
+ * attach and fetch are its file renamed into place under journal_lock. */
+static void test_namesake_copy_survives_eviction_of_forgotten_job(const char *tmp)
+{
+    struct setup s;
+    if (gap_begin(&s, tmp, "forget") != 0) {
+        teardown(&s);
+        return;
+    }
+    struct registry *r = s.r;
+    struct job *a = s.a;
+    pthread_mutex_lock(&r->lock);
+    struct project *p = registry_project_locked(r, PROJ);
+    size_t at = 0;
+    while (at < p->njobs && p->jobs[at] != a)
+        at++;
+    CHECK(at < p->njobs, "a is in its project");
+    if (at < p->njobs) {
+        memmove(p->jobs + at, p->jobs + at + 1, (p->njobs - at - 1) * sizeof *p->jobs);
+        p->njobs--;
+    }
+    a->forgotten = 1;
+    atomic_store(&a->cancelled, 1);
+    registry_changed_locked(r, a);
+    pthread_mutex_unlock(&r->lock);
+    CHECK(journal_remove_job(s.jr, PROJ, JOB_A) == 0, "journal_remove_job");
+    registry_put_job(r, a); /* the registry's reference, as registry_forget drops it */
+    CHECK(file_fill(s.path_a) == 0, "rmdir removed a's file");
+    char part[PATH_MAX];
+    journal_partial_path(s.jr, PROJ, JOB_A, part);
+    CHECK(write_file(part, 'N', FILE_BYTES) == 0, "write %s", part);
+    CHECK(rename(part, s.path_a) == 0, "rename %s: %s", part, strerror(errno));
+
+    /* The eviction of the forgotten a goes on: the namesake's file stays. */
+    gap_end(&s);
+    char fill = file_fill(s.path_a);
+    CHECK(fill == 'N', "the namesake's copy was %s by the forgotten job's eviction",
+          fill == 0 ? "deleted" : "damaged");
+    CHECK(file_fill(s.path_b) == 'b', "b kept");
+    teardown(&s);
 }
 
 int main(void)
@@ -197,6 +284,7 @@ int main(void)
         return 1;
     }
     test_refetched_copy_survives_eviction(tmp);
+    test_namesake_copy_survives_eviction_of_forgotten_job(tmp);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (system(cmd) != 0)
