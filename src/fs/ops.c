@@ -500,9 +500,9 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         log_warn("this kernel serializes operations on a directory: a listing that waits "
                  "for a download holds up the others of its directory");
     struct registry *r = fs->r;
+    pthread_mutex_lock(&r->lock);
     r->on_change = invalidate_job;
     r->on_change_arg = fs;
-    pthread_mutex_lock(&r->lock);
     r->on_wake = wake_calls;
     r->on_wake_arg = fs;
     pthread_mutex_unlock(&r->lock);
@@ -588,8 +588,8 @@ void fs_stop(struct fs *fs)
     workers_stop(fs->r);
     pthread_mutex_lock(&fs->r->lock);
     fs->r->on_wake = NULL;
-    pthread_mutex_unlock(&fs->r->lock);
     fs->r->on_change = NULL;
+    pthread_mutex_unlock(&fs->r->lock);
     calls_stop(fs->calls);
 }
 

@@ -297,13 +297,15 @@ void job_single_name_locked(const struct job *j, const char *format, char *out, 
 
 void registry_notify(struct registry *r, struct job *j)
 {
-    if (!r->on_change)
-        return;
     char project[65];
+    /* The front end sets and clears the hook under the lock (mount, unmount). */
     pthread_mutex_lock(&r->lock);
+    void (*hook)(void *, const char *, const char *) = r->on_change;
+    void *arg = r->on_change_arg;
     snprintf(project, sizeof project, "%s", j->project->id);
     pthread_mutex_unlock(&r->lock);
-    r->on_change(r->on_change_arg, project, j->id);
+    if (hook)
+        hook(arg, project, j->id);
 }
 
 void registry_save_job(struct registry *r, struct job *j)
