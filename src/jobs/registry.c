@@ -240,7 +240,9 @@ json_t *job_to_json_locked(const struct job *j)
     json_object_set_new(o, "project_id", json_string(j->project->id));
     json_object_set_new(o, "service", j->service_unknown ? json_null()
                                       : json_string(cloud_service_name(j->service)));
-    json_object_set(o, "filter", j->filter ? j->filter : json_null());
+    /* A copy: jansson's reference counts are not safe to share between
+     * threads, and the object is dumped and freed outside the lock. */
+    json_object_set_new(o, "filter", j->filter ? json_deep_copy(j->filter) : json_null());
     json_object_set_new(o, "task_name", string_or_null(j->task.task_name));
     /* The cloud's own word; `state` is what `status` shows. */
     json_object_set_new(o, "task_status", json_string(j->task.cloud_status[0]
@@ -434,7 +436,7 @@ static void job_from_journal(void *arg, const char *project, const char *job_id,
         }
     }
     json_t *filter = json_object_get(rec, "filter");
-    j->filter = json_is_object(filter) ? json_incref(filter) : NULL;
+    j->filter = json_is_object(filter) ? json_deep_copy(filter) : NULL;
     snprintf(j->task.task_status, sizeof j->task.task_status, "%s", state);
     copy_str(j->task.cloud_status, sizeof j->task.cloud_status, json_object_get(rec, "task_status"));
     copy_str(j->task.task_name, sizeof j->task.task_name, json_object_get(rec, "task_name"));
@@ -615,7 +617,7 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
     struct job *j = new_job(reply.job_id, service);
     if (!j)
         return -ENOMEM;
-    j->filter = json_incref(filter);
+    j->filter = json_deep_copy(filter); /* the caller frees its own, in its thread */
     j->submitted_at = sent.tv_sec;
     j->submitted_ms = (int64_t)sent.tv_sec * 1000 + sent.tv_nsec / 1000000;
     j->cloud_since_ms = reply.server_ms;
