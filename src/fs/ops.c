@@ -582,10 +582,12 @@ void fs_stop(struct fs *fs)
     if (fs->stopped)
         return;
     fs->stopped = 1;
-    /* Workers first: their last changes wake calls, which answer. */
+    /* Workers first: their last changes wake calls, which answer.  The
+     * event-logs threads after them: stopping them stops the cloud, and a
+     * download cut before r->stopping is set would count as failed. */
+    workers_stop(fs->r);
     if (fs->r->eventlogs)
         eventlogs_stop(fs->r->eventlogs);
-    workers_stop(fs->r);
     pthread_mutex_lock(&fs->r->lock);
     fs->r->on_wake = NULL;
     fs->r->on_change = NULL;

@@ -256,7 +256,9 @@ static void refresh(struct eventlogs *el, struct evproject *p)
         return;
     }
     p->last_errno = 0;
+    p->list_arrived = 1;
     merge_locked(el, p, &l, &m);
+    registry_changed_locked(r, p); /* a first listing may show what it has soon */
     queue_sizes_locked(el, p);
     int done = p->probes_pending == 0;
     pthread_mutex_unlock(&r->lock);
@@ -461,18 +463,20 @@ static int fresh_enough_locked(struct eventlogs *el, struct evproject *p, int fo
         p->refresh_wanted = 1;
         pthread_cond_broadcast(&el->work);
     }
+    /* Something to show: a list, or the first one whose sizes are coming. */
+    int showable = p->have_list || p->list_arrived;
     if (p->refreshing || p->refresh_wanted) {
         double since = p->refreshing ? p->refresh_started : now;
-        if (p->have_list && now - since >= list_wait(el))
+        if (showable && now - since >= list_wait(el))
             return 0;
-        if (p->have_list && (p->stale_deadline == 0 || p->stale_deadline > since + list_wait(el))) {
+        if (showable && (p->stale_deadline == 0 || p->stale_deadline > since + list_wait(el))) {
             p->stale_deadline = since + list_wait(el);
             pthread_cond_broadcast(&el->work);
         }
         *wait_key = p;
         return REGISTRY_WAIT;
     }
-    return p->have_list ? 0 : -(p->last_errno ? p->last_errno : EIO);
+    return showable ? 0 : -(p->last_errno ? p->last_errno : EIO);
 }
 
 int eventlogs_list(struct eventlogs *el, const char *project, struct eventlog_listing *out,
@@ -522,7 +526,9 @@ int eventlogs_lookup(struct eventlogs *el, const char *project, const char *name
     struct registry *r = el->r;
     pthread_mutex_lock(&r->lock);
     struct evproject *p = ev_project_locked(el, project);
-    int rc = !p ? -ENOENT : !p->have_list ? fresh_enough_locked(el, p, 1, wait_key) : 0;
+    /* Never forced: a lookup that forced a refresh after a failed one would
+     * list again at once, in a loop, while the cloud refuses. */
+    int rc = !p ? -ENOENT : !p->have_list ? fresh_enough_locked(el, p, 0, wait_key) : 0;
     struct evfile *f = rc == 0 ? ev_by_name_locked(p, name) : NULL;
     if (rc == 0 && f && f->sizing == SIZE_KNOWN) {
         *out = (struct eventlog_entry){ NULL, f->size, f->timestamp / 1000, f->ino };

@@ -258,10 +258,14 @@ int eventlogs_open(struct eventlogs *el, const char *project, const char *name,
                 break;
             }
             f->users--;
+            /* f may go with our reference (a refresh dropped it meanwhile):
+             * decide before letting it go. */
+            int again = rc == -ENOENT && !f->gone;
+            if (again)
+                f->local = EV_REMOTE; /* the copy vanished: fetched again */
             ev_unref_locked(el, f);
-            if (rc != -ENOENT || f->gone)
+            if (!again)
                 break;
-            f->local = EV_REMOTE; /* the copy vanished: fetched again */
             continue;
         }
         if (f->local == EV_REMOTE ||

@@ -44,6 +44,10 @@ struct evproject {
     struct evfile **names;    /* the same files, sorted by name */
     size_t n, cap, names_cap;
     int have_list;            /* listed (or remembered) at least once */
+    int list_arrived;         /* a list call of the first refresh answered: its
+                               * files show as their sizes arrive (a first
+                               * listing waits for the probes at most
+                               * request_timeout, like a later one) */
     int refresh_wanted, refreshing, probes_pending;
     double fresh_at;          /* CLOCK_MONOTONIC: when the last refresh ended (or
                                * failed); the next is due poll_interval later */

@@ -194,3 +194,46 @@ def test_cache_max_evicts_and_fetches_again(mount_factory, quiet):
     assert stats(m)["cached_bytes"] <= 60 * 1024
     assert read(os.path.join(evdir(m), names[ids[0]]), "rb") == first
     assert len(storage(emu, ids[0])) == 2
+
+
+def test_refused_list_answers_without_a_storm(mount_factory, quiet):
+    """Every list call refused (429 with Retry-After 0): a stat of a name and a
+    listing answer with an error, the list is asked again at most once per
+    poll_interval, never in a loop."""
+    quiet.patch_faults(every_nth=1, nth_status=429, retry_after=0, nth_calls=["list"])
+    m = mount_factory(poll_interval=2)
+    if "event-logs" not in os.listdir(m.project()):
+        pytest.skip("this build has no event-logs/ folder")
+    quiet.clear_log()
+    t0 = time.monotonic()
+    # In children: a lookup that never answers must fail the test, not hang it.
+    for argv in (["stat", os.path.join(evdir(m), "whatever.csv")], ["ls", evdir(m)]):
+        try:
+            r = subprocess.run(argv, capture_output=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("%s did not answer while the list is refused" % argv[0])
+        assert r.returncode != 0, r
+    took = time.monotonic() - t0
+    time.sleep(1)
+    calls = len(quiet.api_calls("event_dump"))
+    # One refresh (with its bounded retries of a 429), not one per lookup.
+    assert calls <= 12, "%d list calls in %.1f s" % (calls, took + 1)
+    quiet.patch_faults(every_nth=0)
+
+
+def test_first_listing_bounded_while_sizes_hang(mount_factory, quiet):
+    """A first listing whose size probes hang answers after request_timeout
+    with what it knows (here nothing), not after every probe gave up."""
+    quiet.bulk_files(count=8, name_prefix="hang-", build=True)
+    quiet.patch_faults(hang_calls=["download"])
+    try:
+        m = mount_factory(opts={"request_timeout": "2"})
+        if "event-logs" not in os.listdir(m.project()):
+            pytest.skip("this build has no event-logs/ folder")
+        t0 = time.monotonic()
+        names = os.listdir(evdir(m))
+        took = time.monotonic() - t0
+        assert took < 8, "first listing took %.1f s" % took
+        assert not [n for n in names if n.startswith("hang-")], names
+    finally:
+        quiet.patch_faults(hang_calls=[])

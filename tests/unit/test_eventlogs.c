@@ -523,7 +523,17 @@ static void test_cache_max(struct mount *m)
     char *first = read_file(m, "c-90000.csv", &len, &rc);
     free(read_file(m, "c-90001.csv", &len, &rc));
     free(read_file(m, "c-90002.csv", &len, &rc));
-    json_t *st = eventlogs_stats_json(m->el);
+    /* Eviction runs on the fetcher thread after the open was answered:
+     * give it up to 10 s. */
+    json_t *st = NULL;
+    for (int i = 0; i < 500; i++) {
+        json_decref(st);
+        st = eventlogs_stats_json(m->el);
+        if (json_integer_value(json_object_get(st, "evicted")) >= 1 &&
+            (uint64_t)json_integer_value(json_object_get(st, "cached_bytes")) <= m->r->cache_max)
+            break;
+        usleep(20000);
+    }
     CHECK(json_integer_value(json_object_get(st, "evicted")) >= 1 &&
           (uint64_t)json_integer_value(json_object_get(st, "cached_bytes")) <= m->r->cache_max,
           "evicted %lld, cached %lld", (long long)json_integer_value(json_object_get(st, "evicted")),
