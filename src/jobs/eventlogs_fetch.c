@@ -402,6 +402,13 @@ static int commit_copy(struct eventlogs *el, struct evfile *f, const char *part,
         return rc;
     fsync_dir(dir);
     pthread_mutex_lock(&r->lock);
+    if (f->gone) {
+        /* It left the list while being renamed (a refresh drops files
+         * without the journal lock): not kept outside cache_max. */
+        pthread_mutex_unlock(&r->lock);
+        unlink(final);
+        return -ENOENT;
+    }
     f->local = EV_READY;
     snprintf(f->format, sizeof f->format, "%s", format);
     f->local_bytes = size;
