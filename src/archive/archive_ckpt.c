@@ -34,6 +34,7 @@
  * archive_nodes (paths for messages), archive_base, zran.
  */
 #include "archive_ckpt.h"
+#include "why.h"
 #include "archive_names.h"
 #include "archive_zip.h"
 
@@ -508,7 +509,7 @@ int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char 
     unsigned char *map = MAP_FAILED;
     if (!dest || !min_slots || !order || !sinks || !mp) {
         rc = -ENOMEM;
-        aix_set_why(why, "%s: out of memory", ix->path);
+        set_why(why, "%s: out of memory", ix->path);
         goto out;
     }
     size_t norder = 0;
@@ -532,14 +533,14 @@ int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char 
      * regions (mapped: they are the sets' windows from now on). */
     if ((rc = aix_plan_open(ix, dest, min_slots, &pl)) != 0
         || (norder && ftruncate(pl.fd, (off_t)pl.wend) != 0 && (rc = -errno))) {
-        aix_set_why(why, "%s: %s", dest, strerror(-rc));
+        set_why(why, "%s: %s", dest, strerror(-rc));
         goto out;
     }
     if (norder) {
         map = mmap(NULL, (size_t)pl.wend, PROT_READ, MAP_SHARED, pl.fd, 0);
         if (map == MAP_FAILED) {
             rc = -ENOMEM;
-            aix_set_why(why, "%s: mmap: %s", dest, strerror(errno));
+            set_why(why, "%s: mmap: %s", dest, strerror(errno));
             goto out;
         }
         for (size_t i = 0; i < ck->nbig; i++)
@@ -585,7 +586,7 @@ int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char 
             char path[MAX_PATH_BYTES + 64];
             data_path(ix, e->data, path, sizeof path);
             rc = atomic_load(&bj.error);
-            aix_set_why(why, "%s: entry '%s': %s", ix->path, path, e->why);
+            set_why(why, "%s: entry '%s': %s", ix->path, path, e->why);
             goto out;
         }
     }
@@ -593,7 +594,7 @@ int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char 
     rc = aix_plan_commit(ix, &pl, dest);
     pthread_mutex_unlock(&ck->lock);
     if (rc)
-        aix_set_why(why, "%s: %s", dest, strerror(-rc));
+        set_why(why, "%s: %s", dest, strerror(-rc));
 out:
     if (map != MAP_FAILED)
         munmap(map, (size_t)pl.wend);

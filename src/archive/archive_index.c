@@ -10,6 +10,7 @@
  * archive_base, zran (gzip headers).  Nothing below calls it.
  */
 #include "archive_ckpt.h"
+#include "why.h"
 #include "archive_persist.h"
 #include "archive_tree.h"
 
@@ -33,7 +34,7 @@ static int index_new(const char *path, const char *name, bool zip, struct aindex
     struct aindex *ix = calloc(1, sizeof *ix);
     *out = ix;
     if (!ix || !(ix->path = strdup(name ? name : path))) {
-        aix_set_why(why, "%s: out of memory", path);
+        set_why(why, "%s: out of memory", path);
         return -ENOMEM;
     }
     return aix_map_file(path, !zip, &ix->map, &ix->map_len, &ix->st, why);
@@ -51,7 +52,7 @@ int aindex_open_as(const char *path, const char *name, const char *const *reserv
         goto fail;
     rc = aix_index_load(ix, reserved);
     if (rc == -ENOMEM) {
-        aix_set_why(why, "%s: out of memory", path);
+        set_why(why, "%s: out of memory", path);
         goto fail;
     }
     if (rc == 0)
@@ -59,7 +60,7 @@ int aindex_open_as(const char *path, const char *name, const char *const *reserv
     else if ((rc = aix_tree_build_zip(ix, path, reserved, why)))
         goto fail;
     if ((rc = aix_ckpt_find_entries(ix))) {
-        aix_set_why(why, "%s: %s", path, strerror(-rc));
+        set_why(why, "%s: %s", path, strerror(-rc));
         goto fail;
     }
     if (ix->ck)
@@ -186,7 +187,7 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
     if (why)
         *why = NULL;
     if ((fmt != AFORMAT_GZIP && fmt != AFORMAT_PLAIN) || !single) {
-        aix_set_why(why, "%s: unknown format, or no name for its file", path);
+        set_why(why, "%s: unknown format, or no name for its file", path);
         return -EINVAL;
     }
     const char *ename = single->entry_name ? single->entry_name : "";
@@ -200,13 +201,13 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
     uint64_t data = 0;
     if (fmt == AFORMAT_GZIP
         && (rc = zran_gzip_header(ix->map, ix->map_len, &data, err, sizeof err))) {
-        aix_set_why(why, "%s: not a readable gzip file: %s", path, err);
+        set_why(why, "%s: not a readable gzip file: %s", path, err);
         goto fail;
     }
     uint32_t fi = NO_NODE;
     rc = aix_index_load(ix, reserved);
     if (rc == -ENOMEM) {
-        aix_set_why(why, "%s: out of memory", path);
+        set_why(why, "%s: out of memory", path);
         goto fail;
     }
     if (rc == 0 && (fi = single_node(ix, data)) != NO_NODE) {
@@ -220,7 +221,7 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
         fi = single_node(ix, data);
         if (fi == NO_NODE) {
             rc = -EIO;
-            aix_set_why(why, "%s: internal error: no file node", path);
+            set_why(why, "%s: internal error: no file node", path);
             goto fail;
         }
     }
@@ -229,7 +230,7 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
     *out = ix;
     return 0;
 nomem:
-    aix_set_why(why, "%s: %s", path, strerror(-rc));
+    set_why(why, "%s: %s", path, strerror(-rc));
 fail:
     aindex_free(ix);
     return rc;

@@ -8,6 +8,7 @@
  * archive_base, zran.  Nothing in src/archive calls it.
  */
 #include "archive_ckpt.h"
+#include "why.h"
 #include "archive_names.h"
 #include "archive_zip.h"
 
@@ -33,7 +34,7 @@ int aindex_verify_data(const char *path, char **why)
     uint64_t seen = 0;
     if (aix_open_view(&v, true, &a) != ARCHIVE_OK) {
         rc = !a || archive_errno(a) == ENOMEM ? -ENOMEM : -EIO;
-        aix_set_why(why, "%s: not a readable zip archive: %s", path, aix_archive_err(a));
+        set_why(why, "%s: not a readable zip archive: %s", path, aix_archive_err(a));
         if (a)
             archive_read_free(a);
         munmap((void *)map, len);
@@ -45,7 +46,7 @@ int aindex_verify_data(const char *path, char **why)
             break;
         seen++;
         if (h < ARCHIVE_WARN) {
-            aix_set_why(why, "%s: entry #%ju: unreadable header: %s", path,
+            set_why(why, "%s: entry #%ju: unreadable header: %s", path,
                         (uintmax_t)seen, aix_archive_err(a));
             rc = -EIO;
             break;
@@ -69,9 +70,9 @@ int aindex_verify_data(const char *path, char **why)
             shown = cp->buf;
         }
         if (r != ARCHIVE_EOF)
-            aix_set_why(why, "%s: entry '%s': %s", path, shown, aix_archive_err(a));
+            set_why(why, "%s: entry '%s': %s", path, shown, aix_archive_err(a));
         else if (archive_entry_size_is_set(e) && got != (uint64_t)archive_entry_size(e))
-            aix_set_why(why, "%s: entry '%s': %ju bytes of data, %jd declared", path, shown,
+            set_why(why, "%s: entry '%s': %ju bytes of data, %jd declared", path, shown,
                         (uintmax_t)got, (intmax_t)archive_entry_size(e));
         else
             r = 0;
@@ -209,7 +210,7 @@ static int verify_single(const struct aindex *ix, char **why)
             aix_node_path(ix, fi, path, sizeof path);
         else
             snprintf(path, sizeof path, "?");
-        aix_set_why(why, "%s: file '%s': %s", ix->path, path, err);
+        set_why(why, "%s: file '%s': %s", ix->path, path, err);
     }
     return rc;
 }
@@ -232,7 +233,7 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
     int rc = 0;
     if (!v || !buf || zran_stream_new(&zs)) {
         rc = -ENOMEM;
-        aix_set_why(why, "%s: out of memory", ix->path);
+        set_why(why, "%s: out of memory", ix->path);
         goto out;
     }
     nv = 0;
@@ -270,7 +271,7 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
             rc = verify_by_reader(ix, n, buf, cap, err, sizeof err);
         if (rc) {
             aix_node_path(ix, x->node, path, sizeof path);
-            aix_set_why(why, "%s: entry '%s': %s", ix->path, path, err);
+            set_why(why, "%s: entry '%s': %s", ix->path, path, err);
             break;
         }
         /* What was checked leaves this process's RSS (page cache keeps it). */
@@ -284,7 +285,7 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
         aix_release_map(ix, released, (uintptr_t)ix->map + ix->map_len);
     if (!rc && ix->bad_entries) {
         rc = -EIO;
-        aix_set_why(why, "%s: %ju entries cannot be read (not shown)", ix->path,
+        set_why(why, "%s: %ju entries cannot be read (not shown)", ix->path,
                     (uintmax_t)ix->bad_entries);
     }
 out:
