@@ -118,7 +118,11 @@ int cloud_perform(struct cloud *c, const struct call_spec *s, struct http_respon
                 .content_type = s->body ? "application/json;charset=utf8" : NULL,
                 .body = s->body, .body_len = s->body_len,
             };
-            rc = auth_apply(c->auth, &target, &headers, e->msg, sizeof e->msg);
+            char *why = NULL;
+            rc = auth_apply(c->auth, &target, &headers, &why);
+            if (rc && why)
+                cloud_fail(e, -rc, "%s", why);
+            free(why);
             if (!rc && s->region) {
                 char line[128];
                 snprintf(line, sizeof line, "region: %s", s->region);

@@ -3,6 +3,7 @@
  * messages of struct cloud_error (cloud_fail).  Calls nothing else of
  * cloud/; no I/O. */
 #include "cloud_reply.h"
+#include "why.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -19,6 +20,7 @@ int cloud_fail(struct cloud_error *e, int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
+    why_tidy(e->msg);
     e->err = err;
     return -err;
 }

@@ -12,8 +12,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
-/* Sets e->err and e->msg (formatted, cut to fit) and returns -err; the
- * rest of *e is left as it is. */
+/* Sets e->err and e->msg (formatted, cut to fit, one line: why_tidy) and
+ * returns -err; the rest of *e is left as it is. */
 int cloud_fail(struct cloud_error *e, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
