@@ -290,7 +290,7 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
         return -ENOMEM;
     }
     uint64_t stream_len = 0;
-    char err[160];
+    char *why = NULL;
     const unsigned char *in = ix->map + e->data;
     b.ix = ix;
     b.in = in;
@@ -299,7 +299,7 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
         uint64_t usize = 0;
         uint32_t crc = 0;
         rc = zran_build_gzip(in, e->csize, true, &usize, &crc, span, on_point, on_consumed, &b,
-                             &stream_len, err, sizeof err);
+                             &stream_len, &why);
         ms->produced = usize;
         if (rc == 0) {
             /* A point at the very end (after a last non-final block that
@@ -313,20 +313,21 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
         }
         wlen = b.max * ZRAN_WINDOW; /* what the windows hold now */
         if (rc == 0 && b.fd >= 0 && ftruncate(b.fd, (off_t)wlen) != 0) {
-            snprintf(err, sizeof err, "windows file: %s", strerror(errno));
+            set_why(&why, "windows file: %s", strerror(errno));
             rc = -EIO;
         }
     } else if (e->gzip) {
         uint64_t usize = e->usize;
         uint32_t crc = e->crc;
         rc = zran_build_gzip(in, e->csize, false, &usize, &crc, span, on_point, on_consumed, &b,
-                             &stream_len, err, sizeof err);
+                             &stream_len, &why);
     } else
         rc = zran_build_consumed(in, e->csize, e->usize, e->crc, span, on_point, on_consumed,
-                                 &b, &stream_len, err, sizeof err);
+                                 &b, &stream_len, &why);
     if (rc) {
         aix_release_map(ix, (uintptr_t)in, (uintptr_t)in + e->csize);
-        snprintf(e->why, sizeof e->why, "%s", err);
+        snprintf(e->why, sizeof e->why, "%s", why ? why : strerror(-rc));
+        free(why);
         build_undo(&b, s, mp, sink, wlen);
         return rc == -ENOMEM ? -ENOMEM : -EIO;
     }
@@ -386,8 +387,7 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
 /* The points of e, building them on first use.  sidecar: also rewrite the
  * sidecar after a build (best effort). */
 int aix_ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,
-                 const struct zset *discard, const struct zset **out, char *err,
-                 size_t errlen)
+                 const struct zset *discard, const struct zset **out, char **why)
 {
     struct zset *s = atomic_load_explicit(&e->set, memory_order_acquire);
     if (s && s != discard) {
@@ -412,7 +412,7 @@ int aix_ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,
         } else if (rc == -EIO)
             atomic_store(&e->bad, 1);
         if (rc)
-            snprintf(err, errlen, "%s", e->why);
+            set_why(why, "%s", e->why);
     }
     pthread_mutex_unlock(&e->lock);
     if (rc)
@@ -653,7 +653,7 @@ struct bigent *aix_ckpt_single_entry(const struct aindex *ix)
 }
 
 int aix_ckpt_build_measure(struct aindex *ix, uint64_t *stream_len, uint64_t *produced,
-                           char *err, size_t errlen)
+                           char **why)
 {
     struct bigent *e = aix_ckpt_single_entry(ix);
     struct measure ms = {0, 0};
@@ -665,7 +665,7 @@ int aix_ckpt_build_measure(struct aindex *ix, uint64_t *stream_len, uint64_t *pr
     int rc = ckpt_build(ix, e, NULL, &s, &ms);
     *produced = ms.produced;
     if (rc) {
-        snprintf(err, errlen, "%s", e->why);
+        set_why(why, "%s", e->why);
         e->usize = ms.produced;
         e->measure = false;
         return rc;

@@ -249,10 +249,13 @@ static int zseek(struct areader *r, uint64_t offset)
 {
     for (int attempt = 0;; attempt++) {
         const struct zset *s;
-        char err[sizeof r->last_error];
-        int rc = aix_ckpt_get(r->ix, r->big, true, r->discard, &s, err, sizeof err);
-        if (rc)
-            return (int)aix_reader_fail(r, -rc, "%s", err);
+        char *why = NULL;
+        int rc = aix_ckpt_get(r->ix, r->big, true, r->discard, &s, &why);
+        if (rc) {
+            rc = (int)aix_reader_fail(r, -rc, "%s", why ? why : strerror(-rc));
+            free(why);
+            return rc;
+        }
         r->zset = s;
         uint32_t lo = aix_span_of(s, offset);
         if (r->zactive && offset >= r->produced - r->win_len

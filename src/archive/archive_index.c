@@ -131,7 +131,7 @@ static int gzip_setup(struct aindex *ix, uint32_t fi, uint64_t data)
 {
     struct anode *n = &ix->nodes[fi];
     uint64_t csize = ix->map_len - data;
-    char err[300];
+    char *err = NULL;
     int rc;
     if (ix->from_sidecar) {
         bool bad = n->flags & NODE_BAD;
@@ -154,19 +154,25 @@ static int gzip_setup(struct aindex *ix, uint32_t fi, uint64_t data)
          * this file's size and mtime): the last trailer ends the file. */
         stream_len = s->stream_len;
         rc = csize - stream_len == 8 ? 0 : -EIO;
-        snprintf(err, sizeof err, "checkpoints do not end at the gzip trailer");
+        if (rc)
+            set_why(&err, "checkpoints do not end at the gzip trailer");
     } else
-        rc = aix_ckpt_build_measure(ix, &stream_len, &produced, err, sizeof err);
-    if (rc == -ENOMEM)
+        rc = aix_ckpt_build_measure(ix, &stream_len, &produced, &err);
+    if (rc == -ENOMEM) {
+        free(err);
         return rc;
+    }
     if (rc) {
         uint64_t size = e->usize && e->usize != UINT64_MAX ? e->usize : 1;
         n->flags |= NODE_BAD;
         n->size = size;
         n->first_child = 0;
         e->usize = size;
-        aix_ckpt_single_bad(ix, err);
-        if (!(ix->bad_why = strdup(err)))
+        const char *text = err ? err : "the gzip stream is unreadable";
+        aix_ckpt_single_bad(ix, text);
+        ix->bad_why = strdup(text);
+        free(err);
+        if (!ix->bad_why)
             return -ENOMEM;
     } else {
         n->size = e->usize;
@@ -192,7 +198,7 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
     }
     const char *ename = single->entry_name ? single->entry_name : "";
     struct aindex *ix;
-    char err[300];
+    char *err = NULL;
     int rc = index_new(path, name, false, &ix, why);
     if (rc)
         goto fail;
@@ -200,8 +206,9 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
     ix->single_hash = single_hash(fmt, ename, single->mtime);
     uint64_t data = 0;
     if (fmt == AFORMAT_GZIP
-        && (rc = zran_gzip_header(ix->map, ix->map_len, &data, err, sizeof err))) {
-        set_why(why, "%s: not a readable gzip file: %s", path, err);
+        && (rc = zran_gzip_header(ix->map, ix->map_len, &data, &err))) {
+        set_why(why, "%s: not a readable gzip file: %s", path, err ? err : "bad header");
+        free(err);
         goto fail;
     }
     uint32_t fi = NO_NODE;

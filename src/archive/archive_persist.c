@@ -171,7 +171,7 @@ int aindex_save(const struct aindex *ix, const char *const *reserved, char **why
 out:
     if (rc)
         set_why(why, "%s: cannot save the index: %s", dest ? dest : ix->path,
-                    strerror(-rc));
+                strerror(-rc));
     if (fd >= 0)
         close(fd);
     if (rc && tmp)

@@ -601,7 +601,7 @@ static int walk_zip(struct builder *b, const struct aindex *ix, const char *path
         if (r == ARCHIVE_FATAL || r == ARCHIVE_RETRY) {
             rc = archive_errno(a) == ENOMEM ? -ENOMEM : -EIO;
             set_why(why, "%s: unreadable zip (after %ju entries): %s", path,
-                        (uintmax_t)b->stats.entries_seen, aix_archive_err(a));
+                    (uintmax_t)b->stats.entries_seen, aix_archive_err(a));
             goto out;
         }
         b->stats.entries_seen++;
@@ -612,7 +612,7 @@ static int walk_zip(struct builder *b, const struct aindex *ix, const char *path
         }
         if ((rc = add_archive_entry(b, a, e))) {
             set_why(why, "%s: %s (after %ju entries)", path, strerror(-rc),
-                        (uintmax_t)b->stats.entries_seen);
+                    (uintmax_t)b->stats.entries_seen);
             goto out;
         }
     }
