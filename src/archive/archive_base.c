@@ -1,33 +1,19 @@
 /*
- * archive_base: error texts, read-only mappings and their release, and
- * libarchive over a mapping.  Layer: the bottom of src/archive; calls only
- * zran (CRC-32) and libarchive.
+ * archive_base: libarchive's error text, read-only mappings and their
+ * release, and libarchive over a mapping.  Layer: the bottom of
+ * src/archive; calls only zran (CRC-32), libarchive and util's set_why.
  */
 #include "archive_base.h"
+#include "why.h"
 #include "zran.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-void aix_set_why(char **why, const char *fmt, ...)
-{
-    va_list ap;
-    if (!why)
-        return;
-    va_start(ap, fmt);
-    if (vasprintf(why, fmt, ap) < 0)
-        *why = NULL;
-    va_end(ap);
-    /* Some libarchive messages end in a newline. */
-    for (size_t n = *why ? strlen(*why) : 0; n > 0 && (*why)[n - 1] == '\n'; n--)
-        (*why)[n - 1] = '\0';
-}
 
 const char *aix_archive_err(struct archive *a)
 {
@@ -43,14 +29,14 @@ int aix_map_file(const char *path, bool allow_empty, const unsigned char **map, 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        aix_set_why(why, "%s: open: %s", path, strerror(e));
+        set_why(why, "%s: open: %s", path, strerror(e));
         return -e;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        aix_set_why(why, "%s: stat: %s", path, strerror(e));
+        set_why(why, "%s: stat: %s", path, strerror(e));
         return -e;
     }
     if (stp)
@@ -58,9 +44,9 @@ int aix_map_file(const char *path, bool allow_empty, const unsigned char **map, 
     if (!S_ISREG(st.st_mode) || (!allow_empty && st.st_size < 22)) {
         close(fd);
         if (allow_empty)
-            aix_set_why(why, "%s: not a regular file", path);
+            set_why(why, "%s: not a regular file", path);
         else
-            aix_set_why(why, "%s: not a zip archive (too short or not a file)", path);
+            set_why(why, "%s: not a zip archive (too short or not a file)", path);
         return -EIO;
     }
     if (st.st_size == 0) { /* cannot be mapped; only allow_empty gets here */
@@ -71,7 +57,7 @@ int aix_map_file(const char *path, bool allow_empty, const unsigned char **map, 
     int e = errno;
     close(fd);
     if (p == MAP_FAILED) {
-        aix_set_why(why, "%s: mmap: %s", path, strerror(e));
+        set_why(why, "%s: mmap: %s", path, strerror(e));
         return e == ENOMEM ? -ENOMEM : -EIO;
     }
     *map = p;

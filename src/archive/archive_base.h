@@ -1,6 +1,6 @@
 /*
- * archive_base: the archive view's lowest layer, calling nothing but zran
- * and libarchive.  Owns error texts (aix_set_why), mapping a file
+ * archive_base: the archive view's lowest layer, calling nothing but zran,
+ * libarchive and util (error messages: set_why).  Owns mapping a file
  * read-only, dropping mapped bytes from this process's RSS, and
  * libarchive reading straight from a mapping (struct view).
  */
@@ -25,7 +25,7 @@
  * faulting page, so pages below a released range come back mapped. */
 #define FAULT_MARGIN ((uintptr_t)128 << 10)
 
-void aix_set_why(char **why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* libarchive's last error text on a, or a fixed text without one. */
 const char *aix_archive_err(struct archive *a);
 
 /* The file at path, mapped read-only, with its stat.  allow_empty: any

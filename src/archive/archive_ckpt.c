@@ -34,6 +34,7 @@
  * archive_nodes (paths for messages), archive_base, zran.
  */
 #include "archive_ckpt.h"
+#include "why.h"
 #include "archive_names.h"
 #include "archive_zip.h"
 
@@ -289,7 +290,7 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
         return -ENOMEM;
     }
     uint64_t stream_len = 0;
-    char err[160];
+    char *why = NULL;
     const unsigned char *in = ix->map + e->data;
     b.ix = ix;
     b.in = in;
@@ -298,7 +299,7 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
         uint64_t usize = 0;
         uint32_t crc = 0;
         rc = zran_build_gzip(in, e->csize, true, &usize, &crc, span, on_point, on_consumed, &b,
-                             &stream_len, err, sizeof err);
+                             &stream_len, &why);
         ms->produced = usize;
         if (rc == 0) {
             /* A point at the very end (after a last non-final block that
@@ -312,20 +313,21 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
         }
         wlen = b.max * ZRAN_WINDOW; /* what the windows hold now */
         if (rc == 0 && b.fd >= 0 && ftruncate(b.fd, (off_t)wlen) != 0) {
-            snprintf(err, sizeof err, "windows file: %s", strerror(errno));
+            set_why(&why, "windows file: %s", strerror(errno));
             rc = -EIO;
         }
     } else if (e->gzip) {
         uint64_t usize = e->usize;
         uint32_t crc = e->crc;
         rc = zran_build_gzip(in, e->csize, false, &usize, &crc, span, on_point, on_consumed, &b,
-                             &stream_len, err, sizeof err);
+                             &stream_len, &why);
     } else
         rc = zran_build_consumed(in, e->csize, e->usize, e->crc, span, on_point, on_consumed,
-                                 &b, &stream_len, err, sizeof err);
+                                 &b, &stream_len, &why);
     if (rc) {
         aix_release_map(ix, (uintptr_t)in, (uintptr_t)in + e->csize);
-        snprintf(e->why, sizeof e->why, "%s", err);
+        snprintf(e->why, sizeof e->why, "%s", why ? why : strerror(-rc));
+        free(why);
         build_undo(&b, s, mp, sink, wlen);
         return rc == -ENOMEM ? -ENOMEM : -EIO;
     }
@@ -385,8 +387,7 @@ static int ckpt_build(const struct aindex *ix, struct bigent *e, const struct wi
 /* The points of e, building them on first use.  sidecar: also rewrite the
  * sidecar after a build (best effort). */
 int aix_ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,
-                 const struct zset *discard, const struct zset **out, char *err,
-                 size_t errlen)
+                 const struct zset *discard, const struct zset **out, char **why)
 {
     struct zset *s = atomic_load_explicit(&e->set, memory_order_acquire);
     if (s && s != discard) {
@@ -411,7 +412,7 @@ int aix_ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,
         } else if (rc == -EIO)
             atomic_store(&e->bad, 1);
         if (rc)
-            snprintf(err, errlen, "%s", e->why);
+            set_why(why, "%s", e->why);
     }
     pthread_mutex_unlock(&e->lock);
     if (rc)
@@ -508,7 +509,7 @@ int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char 
     unsigned char *map = MAP_FAILED;
     if (!dest || !min_slots || !order || !sinks || !mp) {
         rc = -ENOMEM;
-        aix_set_why(why, "%s: out of memory", ix->path);
+        set_why(why, "%s: out of memory", ix->path);
         goto out;
     }
     size_t norder = 0;
@@ -532,14 +533,14 @@ int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char 
      * regions (mapped: they are the sets' windows from now on). */
     if ((rc = aix_plan_open(ix, dest, min_slots, &pl)) != 0
         || (norder && ftruncate(pl.fd, (off_t)pl.wend) != 0 && (rc = -errno))) {
-        aix_set_why(why, "%s: %s", dest, strerror(-rc));
+        set_why(why, "%s: %s", dest, strerror(-rc));
         goto out;
     }
     if (norder) {
         map = mmap(NULL, (size_t)pl.wend, PROT_READ, MAP_SHARED, pl.fd, 0);
         if (map == MAP_FAILED) {
             rc = -ENOMEM;
-            aix_set_why(why, "%s: mmap: %s", dest, strerror(errno));
+            set_why(why, "%s: mmap: %s", dest, strerror(errno));
             goto out;
         }
         for (size_t i = 0; i < ck->nbig; i++)
@@ -585,7 +586,7 @@ int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char 
             char path[MAX_PATH_BYTES + 64];
             data_path(ix, e->data, path, sizeof path);
             rc = atomic_load(&bj.error);
-            aix_set_why(why, "%s: entry '%s': %s", ix->path, path, e->why);
+            set_why(why, "%s: entry '%s': %s", ix->path, path, e->why);
             goto out;
         }
     }
@@ -593,7 +594,7 @@ int aindex_build_checkpoints(const struct aindex *ix, const char *sidecar, char 
     rc = aix_plan_commit(ix, &pl, dest);
     pthread_mutex_unlock(&ck->lock);
     if (rc)
-        aix_set_why(why, "%s: %s", dest, strerror(-rc));
+        set_why(why, "%s: %s", dest, strerror(-rc));
 out:
     if (map != MAP_FAILED)
         munmap(map, (size_t)pl.wend);
@@ -652,7 +653,7 @@ struct bigent *aix_ckpt_single_entry(const struct aindex *ix)
 }
 
 int aix_ckpt_build_measure(struct aindex *ix, uint64_t *stream_len, uint64_t *produced,
-                           char *err, size_t errlen)
+                           char **why)
 {
     struct bigent *e = aix_ckpt_single_entry(ix);
     struct measure ms = {0, 0};
@@ -664,7 +665,7 @@ int aix_ckpt_build_measure(struct aindex *ix, uint64_t *stream_len, uint64_t *pr
     int rc = ckpt_build(ix, e, NULL, &s, &ms);
     *produced = ms.produced;
     if (rc) {
-        snprintf(err, errlen, "%s", e->why);
+        set_why(why, "%s", e->why);
         e->usize = ms.produced;
         e->measure = false;
         return rc;

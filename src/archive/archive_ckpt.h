@@ -20,18 +20,17 @@ int aix_ckpt_single(struct aindex *ix, uint64_t data, uint64_t csize, uint64_t u
 struct bigent *aix_ckpt_single_entry(const struct aindex *ix);
 /* Builds the points of the single bigent of unknown size by inflating the
  * members once (every trailer checked): 0 with e->usize, e->crc and
- * *stream_len measured (the set published), or -EIO / -ENOMEM with err
- * set and *produced the output inflated. */
+ * *stream_len measured (the set published), or -EIO / -ENOMEM with *why
+ * set (util/why.h) and *produced the output inflated. */
 int aix_ckpt_build_measure(struct aindex *ix, uint64_t *stream_len, uint64_t *produced,
-                           char *err, size_t errlen);
+                           char **why);
 /* Forgets the published set of the single bigent and marks it bad. */
 void aix_ckpt_single_bad(struct aindex *ix, const char *why);
 /* The points of e, building them on first use (or afresh when the
  * published set is discard, a set that failed a reader's checks).
  * sidecar: also rewrite the sidecar after a build (best effort).  0, or
- * -EIO / -ENOMEM with err set. */
+ * -EIO / -ENOMEM with *why set (util/why.h: e->why, the entry's state). */
 int aix_ckpt_get(const struct aindex *ix, struct bigent *e, bool sidecar,
-                 const struct zset *discard, const struct zset **out, char *err,
-                 size_t errlen);
+                 const struct zset *discard, const struct zset **out, char **why);
 
 #endif

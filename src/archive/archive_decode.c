@@ -9,6 +9,7 @@
  * calls archive_ckpt (aix_ckpt_get), archive_points, archive_base, zran.
  */
 #include "archive_decode.h"
+#include "why.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -31,10 +32,9 @@ ssize_t aix_reader_fail(struct areader *r, int err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->err, sizeof r->err, fmt, ap);
+    vsnprintf(r->last_error, sizeof r->last_error, fmt, ap);
     va_end(ap);
-    for (size_t n = strlen(r->err); n > 0 && r->err[n - 1] == '\n'; n--)
-        r->err[n - 1] = '\0';
+    why_tidy(r->last_error);
     aix_reset_stream(r);
     r->zactive = false;
     return -err;
@@ -249,10 +249,13 @@ static int zseek(struct areader *r, uint64_t offset)
 {
     for (int attempt = 0;; attempt++) {
         const struct zset *s;
-        char err[sizeof r->err];
-        int rc = aix_ckpt_get(r->ix, r->big, true, r->discard, &s, err, sizeof err);
-        if (rc)
-            return (int)aix_reader_fail(r, -rc, "%s", err);
+        char *why = NULL;
+        int rc = aix_ckpt_get(r->ix, r->big, true, r->discard, &s, &why);
+        if (rc) {
+            rc = (int)aix_reader_fail(r, -rc, "%s", why ? why : strerror(-rc));
+            free(why);
+            return rc;
+        }
         r->zset = s;
         uint32_t lo = aix_span_of(s, offset);
         if (r->zactive && offset >= r->produced - r->win_len

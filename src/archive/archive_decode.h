@@ -48,10 +48,13 @@ struct areader {
     uint64_t ra_prev_end;  /* end of the previous read */
     unsigned ra_streak;    /* consecutive reads continuing the previous */
     uint64_t ra_prev_len;  /* size of the last read */
-    char err[320];
+    /* The reader's state, not a message handed back: the text of its last
+     * failure, kept for areader_error() after the call that failed (the
+     * next read clears it).  One line by why_tidy, as util's messages. */
+    char last_error[320];
 };
 
-/* Records the error (r->err), drops the decoder's position; -err. */
+/* Records the error (r->last_error), drops the decoder's position; -err. */
 ssize_t aix_reader_fail(struct areader *r, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Back to "nothing decoded yet" on the libarchive path. */

@@ -10,6 +10,7 @@
  * archive_base, zran (gzip headers).  Nothing below calls it.
  */
 #include "archive_ckpt.h"
+#include "why.h"
 #include "archive_persist.h"
 #include "archive_tree.h"
 
@@ -33,7 +34,7 @@ static int index_new(const char *path, const char *name, bool zip, struct aindex
     struct aindex *ix = calloc(1, sizeof *ix);
     *out = ix;
     if (!ix || !(ix->path = strdup(name ? name : path))) {
-        aix_set_why(why, "%s: out of memory", path);
+        set_why(why, "%s: out of memory", path);
         return -ENOMEM;
     }
     return aix_map_file(path, !zip, &ix->map, &ix->map_len, &ix->st, why);
@@ -51,7 +52,7 @@ int aindex_open_as(const char *path, const char *name, const char *const *reserv
         goto fail;
     rc = aix_index_load(ix, reserved);
     if (rc == -ENOMEM) {
-        aix_set_why(why, "%s: out of memory", path);
+        set_why(why, "%s: out of memory", path);
         goto fail;
     }
     if (rc == 0)
@@ -59,7 +60,7 @@ int aindex_open_as(const char *path, const char *name, const char *const *reserv
     else if ((rc = aix_tree_build_zip(ix, path, reserved, why)))
         goto fail;
     if ((rc = aix_ckpt_find_entries(ix))) {
-        aix_set_why(why, "%s: %s", path, strerror(-rc));
+        set_why(why, "%s: %s", path, strerror(-rc));
         goto fail;
     }
     if (ix->ck)
@@ -130,7 +131,7 @@ static int gzip_setup(struct aindex *ix, uint32_t fi, uint64_t data)
 {
     struct anode *n = &ix->nodes[fi];
     uint64_t csize = ix->map_len - data;
-    char err[300];
+    char *err = NULL;
     int rc;
     if (ix->from_sidecar) {
         bool bad = n->flags & NODE_BAD;
@@ -153,19 +154,25 @@ static int gzip_setup(struct aindex *ix, uint32_t fi, uint64_t data)
          * this file's size and mtime): the last trailer ends the file. */
         stream_len = s->stream_len;
         rc = csize - stream_len == 8 ? 0 : -EIO;
-        snprintf(err, sizeof err, "checkpoints do not end at the gzip trailer");
+        if (rc)
+            set_why(&err, "checkpoints do not end at the gzip trailer");
     } else
-        rc = aix_ckpt_build_measure(ix, &stream_len, &produced, err, sizeof err);
-    if (rc == -ENOMEM)
+        rc = aix_ckpt_build_measure(ix, &stream_len, &produced, &err);
+    if (rc == -ENOMEM) {
+        free(err);
         return rc;
+    }
     if (rc) {
         uint64_t size = e->usize && e->usize != UINT64_MAX ? e->usize : 1;
         n->flags |= NODE_BAD;
         n->size = size;
         n->first_child = 0;
         e->usize = size;
-        aix_ckpt_single_bad(ix, err);
-        if (!(ix->bad_why = strdup(err)))
+        const char *text = err ? err : "the gzip stream is unreadable";
+        aix_ckpt_single_bad(ix, text);
+        ix->bad_why = strdup(text);
+        free(err);
+        if (!ix->bad_why)
             return -ENOMEM;
     } else {
         n->size = e->usize;
@@ -186,12 +193,12 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
     if (why)
         *why = NULL;
     if ((fmt != AFORMAT_GZIP && fmt != AFORMAT_PLAIN) || !single) {
-        aix_set_why(why, "%s: unknown format, or no name for its file", path);
+        set_why(why, "%s: unknown format, or no name for its file", path);
         return -EINVAL;
     }
     const char *ename = single->entry_name ? single->entry_name : "";
     struct aindex *ix;
-    char err[300];
+    char *err = NULL;
     int rc = index_new(path, name, false, &ix, why);
     if (rc)
         goto fail;
@@ -199,14 +206,15 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
     ix->single_hash = single_hash(fmt, ename, single->mtime);
     uint64_t data = 0;
     if (fmt == AFORMAT_GZIP
-        && (rc = zran_gzip_header(ix->map, ix->map_len, &data, err, sizeof err))) {
-        aix_set_why(why, "%s: not a readable gzip file: %s", path, err);
+        && (rc = zran_gzip_header(ix->map, ix->map_len, &data, &err))) {
+        set_why(why, "%s: not a readable gzip file: %s", path, err ? err : "bad header");
+        free(err);
         goto fail;
     }
     uint32_t fi = NO_NODE;
     rc = aix_index_load(ix, reserved);
     if (rc == -ENOMEM) {
-        aix_set_why(why, "%s: out of memory", path);
+        set_why(why, "%s: out of memory", path);
         goto fail;
     }
     if (rc == 0 && (fi = single_node(ix, data)) != NO_NODE) {
@@ -220,7 +228,7 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
         fi = single_node(ix, data);
         if (fi == NO_NODE) {
             rc = -EIO;
-            aix_set_why(why, "%s: internal error: no file node", path);
+            set_why(why, "%s: internal error: no file node", path);
             goto fail;
         }
     }
@@ -229,7 +237,7 @@ int aindex_open_format(const char *path, const char *name, enum aformat fmt,
     *out = ix;
     return 0;
 nomem:
-    aix_set_why(why, "%s: %s", path, strerror(-rc));
+    set_why(why, "%s: %s", path, strerror(-rc));
 fail:
     aindex_free(ix);
     return rc;

@@ -269,7 +269,8 @@ int areader_open(const struct aindex *ix, const struct anode *file,
  * EOF, or -EIO (corrupt data, CRC mismatch, size lie, encrypted) / -ENOMEM.
  * After an error the next call starts afresh. */
 ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset);
-/* The last error's text (NULL if none); valid until the next call. */
+/* The text of r's last failure (NULL if none): the reader's state, kept
+ * until its next call, not a message handed back (util/why.h). */
 const char *areader_error(const struct areader *r);
 /* Waits for any read-ahead job of r still running (see "Read-ahead"). */
 void areader_close(struct areader *r);

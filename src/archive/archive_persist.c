@@ -19,6 +19,7 @@
  * calls archive_nodes, archive_base and zran (CRC-32).
  */
 #include "archive_persist.h"
+#include "why.h"
 #include "zran.h"
 
 #include <errno.h>
@@ -169,8 +170,8 @@ int aindex_save(const struct aindex *ix, const char *const *reserved, char **why
     rc = rename(tmp, dest) < 0 ? -errno : 0;
 out:
     if (rc)
-        aix_set_why(why, "%s: cannot save the index: %s", dest ? dest : ix->path,
-                    strerror(-rc));
+        set_why(why, "%s: cannot save the index: %s", dest ? dest : ix->path,
+                strerror(-rc));
     if (fd >= 0)
         close(fd);
     if (rc && tmp)

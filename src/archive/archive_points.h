@@ -39,7 +39,8 @@ struct bigent {
     pthread_mutex_t lock;             /* one build at a time */
     bool gzip;                        /* gzip members from data on (zran_build_gzip) */
     bool measure;                     /* gzip at open: usize/crc not known yet */
-    char why[200];
+    char why[200];                    /* the entry's state: why its build failed, handed
+                                       * to each caller by aix_ckpt_get (set_why) */
 };
 
 /* A file mapping that the sets' windows live in, unmapped with the index. */

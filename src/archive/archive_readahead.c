@@ -9,6 +9,7 @@
  * archive_points, archive_base, zran.
  */
 #include "archive_readahead.h"
+#include "why.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -83,10 +84,10 @@ static struct {
 } ra_pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER};
 
 /* Inflates span k of set s of entry e into buf (len bytes), with the
- * synchronous path's checks.  0, or -EIO/-ENOMEM with err set. */
+ * synchronous path's checks.  0, or -EIO/-ENOMEM with *why set. */
 static int ra_inflate(const struct aindex *ix, const struct bigent *e, const struct zset *s,
                       uint32_t k, uint64_t len, unsigned char *buf, struct zran_stream *zs,
-                      char *err, size_t errlen)
+                      char **why)
 {
     const struct ckpt_point *p = &s->pts[k];
     const unsigned char *w = s->wins + (size_t)k * ZRAN_WINDOW;
@@ -95,17 +96,17 @@ static int ra_inflate(const struct aindex *ix, const struct bigent *e, const str
     uint64_t beg, end;
     aix_span_bytes(s, k, &beg, &end);
     if (zran_crc32(0, w, wl) != p->win_crc) {
-        snprintf(err, errlen, "checkpoint window %u is damaged", k);
+        set_why(why, "checkpoint window %u is damaged", k);
         return -EIO;
     }
     if (zran_crc32(0, in + beg, (size_t)(end - beg)) != p->span_crc) {
-        snprintf(err, errlen, "archive data at %ju differs from when its checkpoints "
-                 "were built", (uintmax_t)(e->data + beg));
+        set_why(why, "archive data at %ju differs from when its checkpoints "
+                "were built", (uintmax_t)(e->data + beg));
         return -EIO;
     }
     struct zran_point zp = {.out = p->out, .in_bits = p->in_bits};
     if (zran_stream_start(zs, in, s->stream_len, &zp, w, wl)) {
-        snprintf(err, errlen, "%s", zran_stream_error(zs));
+        set_why(why, "%s", zran_stream_error(zs));
         return -EIO;
     }
     if (e->gzip)
@@ -116,10 +117,10 @@ static int ra_inflate(const struct aindex *ix, const struct bigent *e, const str
         ssize_t n = zran_stream_read(zs, buf + done, (size_t)(len - done));
         if (n <= 0) {
             if (n < 0)
-                snprintf(err, errlen, "%s", zran_stream_error(zs));
+                set_why(why, "%s", zran_stream_error(zs));
             else
-                snprintf(err, errlen, "entry data ends at %ju bytes, %ju declared",
-                         (uintmax_t)(p->out + done), (uintmax_t)e->usize);
+                set_why(why, "entry data ends at %ju bytes, %ju declared",
+                        (uintmax_t)(p->out + done), (uintmax_t)e->usize);
             rc = -EIO;
             break;
         }
@@ -130,10 +131,10 @@ static int ra_inflate(const struct aindex *ix, const struct bigent *e, const str
         ssize_t n = zran_stream_read(zs, &extra, 1);
         if (n != 0) {
             if (n < 0)
-                snprintf(err, errlen, "%s", zran_stream_error(zs));
+                set_why(why, "%s", zran_stream_error(zs));
             else
-                snprintf(err, errlen, "entry data longer than the declared %ju bytes",
-                         (uintmax_t)e->usize);
+                set_why(why, "entry data longer than the declared %ju bytes",
+                        (uintmax_t)e->usize);
             rc = -EIO;
         }
     }
@@ -148,7 +149,6 @@ static int ra_inflate(const struct aindex *ix, const struct bigent *e, const str
 static void ra_run(struct ra_slot *sl, struct zran_stream *zs)
 {
     struct ra_state *ra = sl->ra;
-    char err[200];
     int rc = -ENOMEM;
     if (sl->cap < sl->len) {
         unsigned char *b = realloc(sl->buf, (size_t)sl->len);
@@ -158,8 +158,9 @@ static void ra_run(struct ra_slot *sl, struct zran_stream *zs)
         }
     }
     if (zs && sl->cap >= sl->len)
-        rc = ra_inflate(ra->ix, ra->big, ra->zset, sl->span, sl->len, sl->buf, zs, err,
-                        sizeof err);
+        /* No message: a failed span is read again by the synchronous
+         * path, which reports what it finds. */
+        rc = ra_inflate(ra->ix, ra->big, ra->zset, sl->span, sl->len, sl->buf, zs, NULL);
     atomic_fetch_add_explicit(rc ? &ra_failed : &ra_spans, 1, memory_order_relaxed);
     pthread_mutex_lock(&ra_pool.lock);
     sl->state = rc ? RA_FAILED : RA_READY;

@@ -74,7 +74,7 @@ void areader_close(struct areader *r)
 
 const char *areader_error(const struct areader *r)
 {
-    return r->err[0] ? r->err : NULL;
+    return r->last_error[0] ? r->last_error : NULL;
 }
 
 /* Streamable reader on the view starting at lho; succeeds only if its
@@ -241,7 +241,7 @@ ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset
     const struct anode *node = r->node;
     unsigned char *out = buf;
     if (node->flags & NODE_BAD) {
-        r->err[0] = '\0';
+        r->last_error[0] = '\0';
         return aix_reader_fail(r, EIO, "%s", r->ix->bad_why ? r->ix->bad_why
                                          : "the gzip stream failed its checks when indexed");
     }
@@ -251,7 +251,7 @@ ssize_t areader_pread(struct areader *r, void *buf, size_t size, uint64_t offset
         size = (size_t)SSIZE_MAX;
     uint64_t end = node->size - offset < size ? node->size : offset + size;
     size_t total = (size_t)(end - offset);
-    r->err[0] = '\0';
+    r->last_error[0] = '\0';
 
     if (node->kind == KIND_INLINE) {
         memcpy(out, r->ix->arena + node->data + offset, total);

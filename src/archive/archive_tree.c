@@ -11,6 +11,7 @@
  * mapping).
  */
 #include "archive_tree.h"
+#include "why.h"
 #include "archive_names.h"
 #include "archive_zip.h"
 
@@ -585,12 +586,12 @@ static int walk_zip(struct builder *b, const struct aindex *ix, const char *path
     struct view v = {.base = ix->map, .len = (int64_t)ix->map_len};
     if (!e) {
         rc = -ENOMEM;
-        aix_set_why(why, "%s: out of memory", path);
+        set_why(why, "%s: out of memory", path);
         goto out;
     }
     if (aix_open_view(&v, true, &a) != ARCHIVE_OK) {
         rc = !a || archive_errno(a) == ENOMEM ? -ENOMEM : -EIO;
-        aix_set_why(why, "%s: not a readable zip archive: %s", path, aix_archive_err(a));
+        set_why(why, "%s: not a readable zip archive: %s", path, aix_archive_err(a));
         goto out;
     }
     for (;;) {
@@ -599,8 +600,8 @@ static int walk_zip(struct builder *b, const struct aindex *ix, const char *path
             break;
         if (r == ARCHIVE_FATAL || r == ARCHIVE_RETRY) {
             rc = archive_errno(a) == ENOMEM ? -ENOMEM : -EIO;
-            aix_set_why(why, "%s: unreadable zip (after %ju entries): %s", path,
-                        (uintmax_t)b->stats.entries_seen, aix_archive_err(a));
+            set_why(why, "%s: unreadable zip (after %ju entries): %s", path,
+                    (uintmax_t)b->stats.entries_seen, aix_archive_err(a));
             goto out;
         }
         b->stats.entries_seen++;
@@ -610,8 +611,8 @@ static int walk_zip(struct builder *b, const struct aindex *ix, const char *path
             continue;
         }
         if ((rc = add_archive_entry(b, a, e))) {
-            aix_set_why(why, "%s: %s (after %ju entries)", path, strerror(-rc),
-                        (uintmax_t)b->stats.entries_seen);
+            set_why(why, "%s: %s (after %ju entries)", path, strerror(-rc),
+                    (uintmax_t)b->stats.entries_seen);
             goto out;
         }
     }
@@ -630,20 +631,20 @@ int aix_tree_build_zip(struct aindex *ix, const char *path, const char *const *r
     int rc;
     if (!b || (rc = builder_root(b))) {
         rc = -ENOMEM;
-        aix_set_why(why, "%s: out of memory", path);
+        set_why(why, "%s: out of memory", path);
         goto out;
     }
     b->reserved = reserved;
     if ((rc = walk_zip(b, ix, path, why)))
         goto out;
     if ((rc = resolve_hardlinks(b)) || (rc = finalize(b, ix))) {
-        aix_set_why(why, "%s: %s", path, strerror(-rc));
+        set_why(why, "%s: %s", path, strerror(-rc));
         goto out;
     }
     ix->stats = b->stats;
     ix->bad_entries = b->bad_entries;
     if ((rc = mark_direct(ix)))
-        aix_set_why(why, "%s: %s", path, strerror(-rc));
+        set_why(why, "%s: %s", path, strerror(-rc));
 out:
     if (b)
         builder_free(b);

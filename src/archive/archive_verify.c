@@ -8,6 +8,7 @@
  * archive_base, zran.  Nothing in src/archive calls it.
  */
 #include "archive_ckpt.h"
+#include "why.h"
 #include "archive_names.h"
 #include "archive_zip.h"
 
@@ -33,7 +34,7 @@ int aindex_verify_data(const char *path, char **why)
     uint64_t seen = 0;
     if (aix_open_view(&v, true, &a) != ARCHIVE_OK) {
         rc = !a || archive_errno(a) == ENOMEM ? -ENOMEM : -EIO;
-        aix_set_why(why, "%s: not a readable zip archive: %s", path, aix_archive_err(a));
+        set_why(why, "%s: not a readable zip archive: %s", path, aix_archive_err(a));
         if (a)
             archive_read_free(a);
         munmap((void *)map, len);
@@ -45,8 +46,8 @@ int aindex_verify_data(const char *path, char **why)
             break;
         seen++;
         if (h < ARCHIVE_WARN) {
-            aix_set_why(why, "%s: entry #%ju: unreadable header: %s", path,
-                        (uintmax_t)seen, aix_archive_err(a));
+            set_why(why, "%s: entry #%ju: unreadable header: %s", path,
+                    (uintmax_t)seen, aix_archive_err(a));
             rc = -EIO;
             break;
         }
@@ -69,10 +70,10 @@ int aindex_verify_data(const char *path, char **why)
             shown = cp->buf;
         }
         if (r != ARCHIVE_EOF)
-            aix_set_why(why, "%s: entry '%s': %s", path, shown, aix_archive_err(a));
+            set_why(why, "%s: entry '%s': %s", path, shown, aix_archive_err(a));
         else if (archive_entry_size_is_set(e) && got != (uint64_t)archive_entry_size(e))
-            aix_set_why(why, "%s: entry '%s': %ju bytes of data, %jd declared", path, shown,
-                        (uintmax_t)got, (intmax_t)archive_entry_size(e));
+            set_why(why, "%s: entry '%s': %ju bytes of data, %jd declared", path, shown,
+                    (uintmax_t)got, (intmax_t)archive_entry_size(e));
         else
             r = 0;
         free(cp);
@@ -87,14 +88,14 @@ int aindex_verify_data(const char *path, char **why)
 }
 
 /* Reads entry n whole through the reader that serves it (libarchive):
- * size and CRC checked at its end.  0 or -errno with err set. */
+ * size and CRC checked at its end.  0 or -errno with *err set. */
 static int verify_by_reader(const struct aindex *ix, const struct anode *n,
-                            unsigned char *buf, size_t cap, char *err, size_t errlen)
+                            unsigned char *buf, size_t cap, char **err)
 {
     struct areader *r;
     int rc = areader_open(ix, n, &r);
     if (rc) {
-        snprintf(err, errlen, "%s", strerror(-rc));
+        set_why(err, "%s", strerror(-rc));
         return rc;
     }
     uint64_t off = 0;
@@ -103,26 +104,25 @@ static int verify_by_reader(const struct aindex *ix, const struct anode *n,
         off += (uint64_t)got;
     if (got < 0) {
         rc = (int)got;
-        snprintf(err, errlen, "%s", areader_error(r) ? areader_error(r) : strerror(-rc));
+        set_why(err, "%s", areader_error(r) ? areader_error(r) : strerror(-rc));
     } else if (off != n->size) {
         rc = -EIO;
-        snprintf(err, errlen, "%ju bytes of data, %ju declared", (uintmax_t)off,
-                 (uintmax_t)n->size);
+        set_why(err, "%ju bytes of data, %ju declared", (uintmax_t)off,
+                (uintmax_t)n->size);
     }
     areader_close(r);
     return rc;
 }
 
 /* Inflates the raw deflate data of v straight from the mapping: it must
- * end exactly at size bytes with v's CRC.  0 or -errno with err set. */
+ * end exactly at size bytes with v's CRC.  0 or -errno with *err set. */
 static int verify_deflate(const struct aindex *ix, const struct cdmatch *v, uint64_t size,
-                          struct zran_stream *zs, unsigned char *buf, size_t cap, char *err,
-                          size_t errlen)
+                          struct zran_stream *zs, unsigned char *buf, size_t cap, char **err)
 {
     struct zran_point p0 = {0, 0};
     const unsigned char *in = ix->map + v->data;
     if (zran_stream_start(zs, in, v->rec.csize, &p0, NULL, 0)) {
-        snprintf(err, errlen, "%s", zran_stream_error(zs));
+        set_why(err, "%s", zran_stream_error(zs));
         return -EIO;
     }
     uint64_t got = 0, released = 0;
@@ -135,8 +135,8 @@ static int verify_deflate(const struct aindex *ix, const struct cdmatch *v, uint
         }
         ssize_t k = zran_stream_read(zs, buf, cap);
         if (k < 0) {
-            snprintf(err, errlen, "%s after %ju bytes of output", zran_stream_error(zs),
-                     (uintmax_t)got);
+            set_why(err, "%s after %ju bytes of output", zran_stream_error(zs),
+                    (uintmax_t)got);
             return -EIO;
         }
         if (k == 0)
@@ -144,18 +144,18 @@ static int verify_deflate(const struct aindex *ix, const struct cdmatch *v, uint
         c = zran_crc32(c, buf, (size_t)k);
         got += (uint64_t)k;
         if (got > size) {
-            snprintf(err, errlen, "deflate data longer than the declared %ju bytes",
-                     (uintmax_t)size);
+            set_why(err, "deflate data longer than the declared %ju bytes",
+                    (uintmax_t)size);
             return -EIO;
         }
     }
     if (got != size) {
-        snprintf(err, errlen, "deflate data ends at %ju bytes, %ju declared", (uintmax_t)got,
-                 (uintmax_t)size);
+        set_why(err, "deflate data ends at %ju bytes, %ju declared", (uintmax_t)got,
+                (uintmax_t)size);
         return -EIO;
     }
     if (c != v->rec.crc) {
-        snprintf(err, errlen, "CRC mismatch (data %08x, declared %08x)", c, v->rec.crc);
+        set_why(err, "CRC mismatch (data %08x, declared %08x)", c, v->rec.crc);
         return -EIO;
     }
     return 0;
@@ -164,7 +164,7 @@ static int verify_deflate(const struct aindex *ix, const struct cdmatch *v, uint
 /* A large deflate entry: its points, built if need be (checking it), or
  * if they came from a sidecar, every span's compressed bytes checked
  * against the CRCs recorded when they were built (rebuilt on mismatch). */
-static int verify_big(const struct aindex *ix, struct bigent *e, char *err, size_t errlen)
+static int verify_big(const struct aindex *ix, struct bigent *e, char **err)
 {
     const struct zset *s = atomic_load_explicit(&e->set, memory_order_acquire);
     const struct zset *discard = NULL;
@@ -181,7 +181,7 @@ static int verify_big(const struct aindex *ix, struct bigent *e, char *err, size
             return 0;
     } else if (s)
         return 0;
-    return aix_ckpt_get(ix, e, false, discard, &s, err, errlen);
+    return aix_ckpt_get(ix, e, false, discard, &s, err);
 }
 
 /* aindex_verify_rest for a plain file (nothing to check) or a gzip
@@ -190,27 +190,27 @@ static int verify_single(const struct aindex *ix, char **why)
 {
     if (ix->fmt != AFORMAT_GZIP)
         return 0;
-    char err[400], path[MAX_PATH_BYTES + 64];
+    char *err = NULL, path[MAX_PATH_BYTES + 64];
     uint32_t fi = 0;
     for (uint32_t i = 0; i < ix->nnodes && !fi; i++)
         if (ix->nodes[i].kind == KIND_FILE)
             fi = i;
     struct bigent *e = aix_ckpt_single_entry(ix);
     int rc = -EIO;
-    err[0] = '\0';
     if (!e || !fi)
-        snprintf(err, sizeof err, "no gzip stream");
+        set_why(&err, "no gzip stream");
     else if (ix->nodes[fi].flags & NODE_BAD)
-        snprintf(err, sizeof err, "%s", ix->bad_why ? ix->bad_why : e->why);
+        set_why(&err, "%s", ix->bad_why ? ix->bad_why : e->why);
     else
-        rc = verify_big(ix, e, err, sizeof err);
+        rc = verify_big(ix, e, &err);
     if (rc) {
         if (fi)
             aix_node_path(ix, fi, path, sizeof path);
         else
             snprintf(path, sizeof path, "?");
-        aix_set_why(why, "%s: file '%s': %s", ix->path, path, err);
+        set_why(why, "%s: file '%s': %s", ix->path, path, err ? err : strerror(-rc));
     }
+    free(err);
     return rc;
 }
 
@@ -228,11 +228,11 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
     size_t cap = AINDEX_WINDOW;
     unsigned char *buf = malloc(cap);
     struct zran_stream *zs = NULL;
-    char err[400], path[MAX_PATH_BYTES + 64];
+    char *err = NULL, path[MAX_PATH_BYTES + 64];
     int rc = 0;
     if (!v || !buf || zran_stream_new(&zs)) {
         rc = -ENOMEM;
-        aix_set_why(why, "%s: out of memory", ix->path);
+        set_why(why, "%s: out of memory", ix->path);
         goto out;
     }
     nv = 0;
@@ -253,24 +253,22 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
         const struct cdmatch *x = &v[i];
         const struct anode *n = &ix->nodes[x->node];
         bool direct = x->nrec == 1 && aix_zip_direct_ok(ix->map, ix->map_len, n->size, &x->rec);
-        err[0] = '\0';
         struct bigent *e = n->size >= AINDEX_CKPT_MIN ? aix_find_big(ix->ck, n->data) : NULL;
         if (e && e->usize == n->size)
-            rc = verify_big(ix, e, err, sizeof err);
+            rc = verify_big(ix, e, &err);
         else if (direct && x->rec.method == 0) {
             uint32_t c = aix_crc_release(ix, 0, ix->map + x->data, n->size);
             if (c != x->rec.crc) {
-                snprintf(err, sizeof err, "CRC mismatch (data %08x, declared %08x)", c,
-                         x->rec.crc);
+                set_why(&err, "CRC mismatch (data %08x, declared %08x)", c, x->rec.crc);
                 rc = -EIO;
             }
         } else if (direct)
-            rc = verify_deflate(ix, x, n->size, zs, buf, cap, err, sizeof err);
+            rc = verify_deflate(ix, x, n->size, zs, buf, cap, &err);
         else if (n->size > 0)
-            rc = verify_by_reader(ix, n, buf, cap, err, sizeof err);
+            rc = verify_by_reader(ix, n, buf, cap, &err);
         if (rc) {
             aix_node_path(ix, x->node, path, sizeof path);
-            aix_set_why(why, "%s: entry '%s': %s", ix->path, path, err);
+            set_why(why, "%s: entry '%s': %s", ix->path, path, err ? err : strerror(-rc));
             break;
         }
         /* What was checked leaves this process's RSS (page cache keeps it). */
@@ -284,10 +282,11 @@ int aindex_verify_rest(const struct aindex *ix, char **why)
         aix_release_map(ix, released, (uintptr_t)ix->map + ix->map_len);
     if (!rc && ix->bad_entries) {
         rc = -EIO;
-        aix_set_why(why, "%s: %ju entries cannot be read (not shown)", ix->path,
-                    (uintmax_t)ix->bad_entries);
+        set_why(why, "%s: %ju entries cannot be read (not shown)", ix->path,
+                (uintmax_t)ix->bad_entries);
     }
 out:
+    free(err);
     zran_stream_free(zs);
     free(buf);
     free(v);

@@ -3,6 +3,7 @@
  * them.  See zran.h.
  */
 #include "zran.h"
+#include "why.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -73,10 +74,10 @@ uint32_t zran_crc32(uint32_t crc, const unsigned char *p, size_t n)
 
 int zran_build(const unsigned char *in, uint64_t in_len, uint64_t out_size,
                uint32_t crc, uint64_t span, zran_point_fn fn, void *ctx,
-               uint64_t *stream_len, char *err, size_t errlen)
+               uint64_t *stream_len, char **why)
 {
     return zran_build_consumed(in, in_len, out_size, crc, span, fn, NULL, ctx, stream_len,
-                               err, errlen);
+                               why);
 }
 
 static inline uint32_t rd32(const unsigned char *p)
@@ -86,30 +87,29 @@ static inline uint32_t rd32(const unsigned char *p)
 
 static inline uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
-int zran_gzip_header(const unsigned char *m, uint64_t len, uint64_t *data, char *err,
-                     size_t errlen)
+int zran_gzip_header(const unsigned char *m, uint64_t len, uint64_t *data, char **why)
 {
     if (len < 10) {
-        snprintf(err, errlen, "gzip header truncated (%ju bytes)", (uintmax_t)len);
+        set_why(why, "gzip header truncated (%ju bytes)", (uintmax_t)len);
         return -EIO;
     }
     if (m[0] != 0x1f || m[1] != 0x8b) {
-        snprintf(err, errlen, "no gzip magic");
+        set_why(why, "no gzip magic");
         return -EIO;
     }
     if (m[2] != 8) {
-        snprintf(err, errlen, "gzip compression method %u (only 8, deflate, exists)", m[2]);
+        set_why(why, "gzip compression method %u (only 8, deflate, exists)", m[2]);
         return -EIO;
     }
     unsigned flg = m[3];
     if (flg & 0xE0) {
-        snprintf(err, errlen, "gzip header has reserved flags set (0x%02x)", flg);
+        set_why(why, "gzip header has reserved flags set (0x%02x)", flg);
         return -EIO;
     }
     uint64_t p = 10;
     if (flg & 4) { /* FEXTRA */
         if (len - p < 2 || len - p - 2 < rd16(m + p)) {
-            snprintf(err, errlen, "gzip header truncated in its extra field");
+            set_why(why, "gzip header truncated in its extra field");
             return -EIO;
         }
         p += 2 + (uint64_t)rd16(m + p);
@@ -124,27 +124,27 @@ int zran_gzip_header(const unsigned char *m, uint64_t len, uint64_t *data, char 
             at += k;
         }
         if (!z) {
-            snprintf(err, errlen, "gzip header truncated in its %s",
-                     bit == 8 ? "file name" : "comment");
+            set_why(why, "gzip header truncated in its %s",
+                    bit == 8 ? "file name" : "comment");
             return -EIO;
         }
         p = (uint64_t)(z - m) + 1;
     }
     if (flg & 2) { /* FHCRC: low 16 bits of the CRC-32 of the header before it */
         if (len - p < 2) {
-            snprintf(err, errlen, "gzip header truncated in its CRC");
+            set_why(why, "gzip header truncated in its CRC");
             return -EIO;
         }
         uint32_t c = zran_crc32(0, m, (size_t)p) & 0xFFFFu;
         if (c != rd16(m + p)) {
-            snprintf(err, errlen, "gzip header CRC mismatch (header %04x, stored %04x)", c,
-                     rd16(m + p));
+            set_why(why, "gzip header CRC mismatch (header %04x, stored %04x)", c,
+                    rd16(m + p));
             return -EIO;
         }
         p += 2;
     }
     if (p >= len) {
-        snprintf(err, errlen, "gzip data ends after a member header");
+        set_why(why, "gzip data ends after a member header");
         return -EIO;
     }
     *data = p;
@@ -154,37 +154,38 @@ int zran_gzip_header(const unsigned char *m, uint64_t len, uint64_t *data, char 
 /* After a gzip member's deflate data ending at in[end]: its trailer (8
  * bytes; checked against the member's crc and size when check), then
  * either the end of in (0) or another member, whose deflate data starts at
- * *next (1); else -EIO with err. */
+ * *next (1); else -EIO with *why. */
 static int member_next(const unsigned char *in, uint64_t in_len, uint64_t end, bool check,
-                       uint32_t crc, uint64_t size, uint64_t *next, char *err, size_t errlen)
+                       uint32_t crc, uint64_t size, uint64_t *next, char **why)
 {
     if (end > in_len || in_len - end < 8) {
-        snprintf(err, errlen, "gzip trailer truncated (%ju of 8 bytes)",
-                 (uintmax_t)(end > in_len ? 0 : in_len - end));
+        set_why(why, "gzip trailer truncated (%ju of 8 bytes)",
+                (uintmax_t)(end > in_len ? 0 : in_len - end));
         return -EIO;
     }
     if (check && rd32(in + end) != crc) {
-        snprintf(err, errlen, "gzip CRC mismatch (data %08x, trailer %08x)", crc, rd32(in + end));
+        set_why(why, "gzip CRC mismatch (data %08x, trailer %08x)", crc, rd32(in + end));
         return -EIO;
     }
     if (check && rd32(in + end + 4) != (uint32_t)size) {
-        snprintf(err, errlen,
-                 "gzip ISIZE %u does not match the %ju bytes inflated (mod 2^32: %u)",
-                 rd32(in + end + 4), (uintmax_t)size, (uint32_t)size);
+        set_why(why,
+                "gzip ISIZE %u does not match the %ju bytes inflated (mod 2^32: %u)",
+                rd32(in + end + 4), (uintmax_t)size, (uint32_t)size);
         return -EIO;
     }
     uint64_t h = end + 8;
     if (h == in_len)
         return 0;
     if (in_len - h < 2 || in[h] != 0x1f || in[h + 1] != 0x8b) {
-        snprintf(err, errlen, "%ju bytes of trailing garbage after the gzip data",
-                 (uintmax_t)(in_len - h));
+        set_why(why, "%ju bytes of trailing garbage after the gzip data",
+                (uintmax_t)(in_len - h));
         return -EIO;
     }
     uint64_t d;
-    char herr[120];
-    if (zran_gzip_header(in + h, in_len - h, &d, herr, sizeof herr)) {
-        snprintf(err, errlen, "gzip member at +%ju: %s", (uintmax_t)h, herr);
+    char *herr = NULL;
+    if (zran_gzip_header(in + h, in_len - h, &d, &herr)) {
+        set_why(why, "gzip member at +%ju: %s", (uintmax_t)h, herr ? herr : "bad header");
+        free(herr);
         return -EIO;
     }
     *next = h + d;
@@ -199,7 +200,7 @@ static int member_next(const unsigned char *in, uint64_t in_len, uint64_t end, b
 static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_size,
                       uint32_t crc, bool known, bool gzip, uint64_t span, zran_point_fn fn,
                       zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
-                      uint64_t *got_size, uint32_t *got_crc, char *err, size_t errlen)
+                      uint64_t *got_size, uint32_t *got_crc, char **why)
 {
     uint64_t step = consumed ? BUILD_IN_STEP : IN_CHUNK;
     z_stream s;
@@ -207,7 +208,7 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
     unsigned char *buf = malloc(BUILD_OUT);
     if (!buf || inflateInit2(&s, -15) != Z_OK) {
         free(buf);
-        snprintf(err, errlen, "out of memory");
+        set_why(why, "out of memory");
         return -ENOMEM;
     }
     int rc = 0;
@@ -246,9 +247,9 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
             pos += got;
             total += got;
             if (total > out_size) {
-                snprintf(err, errlen, known ? "deflate data longer than the declared %ju bytes"
+                set_why(why, known ? "deflate data longer than the declared %ju bytes"
                                             : "deflate data longer than %ju bytes",
-                         (uintmax_t)out_size);
+                        (uintmax_t)out_size);
                 rc = -EIO;
                 goto out;
             }
@@ -258,7 +259,7 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
             if (!gzip)
                 break;
             uint64_t next;
-            int m = member_next(in, in_len, end, true, mc, total - mstart, &next, err, errlen);
+            int m = member_next(in, in_len, end, true, mc, total - mstart, &next, why);
             if (m < 0) {
                 rc = -EIO;
                 goto out;
@@ -267,7 +268,7 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
                 break;
             /* Another member: its deflate data continues the output. */
             if (inflateReset(&s) != Z_OK) {
-                snprintf(err, errlen, "cannot reset inflate");
+                set_why(why, "cannot reset inflate");
                 rc = -EIO;
                 goto out;
             }
@@ -278,18 +279,18 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
             continue;
         }
         if (ret == Z_BUF_ERROR && s.avail_in == 0 && fed == in_len) {
-            snprintf(err, errlen, "deflate data truncated after %ju bytes of output",
-                     (uintmax_t)total);
+            set_why(why, "deflate data truncated after %ju bytes of output",
+                    (uintmax_t)total);
             rc = -EIO;
             goto out;
         }
         if (ret != Z_OK && ret != Z_BUF_ERROR) {
             if (ret == Z_MEM_ERROR) {
-                snprintf(err, errlen, "out of memory");
+                set_why(why, "out of memory");
                 rc = -ENOMEM;
             } else {
-                snprintf(err, errlen, "corrupt deflate data at output %ju: %s",
-                         (uintmax_t)total, s.msg ? s.msg : "inflate error");
+                set_why(why, "corrupt deflate data at output %ju: %s",
+                        (uintmax_t)total, s.msg ? s.msg : "inflate error");
                 rc = -EIO;
             }
             goto out;
@@ -308,11 +309,11 @@ static int build_core(const unsigned char *in, uint64_t in_len, uint64_t out_siz
     if (!known)
         *stream_len = end;
     else if (total != out_size) {
-        snprintf(err, errlen, "deflate data ends at %ju bytes, %ju declared",
-                 (uintmax_t)total, (uintmax_t)out_size);
+        set_why(why, "deflate data ends at %ju bytes, %ju declared",
+                (uintmax_t)total, (uintmax_t)out_size);
         rc = -EIO;
     } else if (c != crc) {
-        snprintf(err, errlen, "CRC mismatch (data %08x, declared %08x)", c, crc);
+        set_why(why, "CRC mismatch (data %08x, declared %08x)", c, crc);
         rc = -EIO;
     } else
         *stream_len = end;
@@ -329,21 +330,21 @@ out:
 int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_size,
                         uint32_t crc, uint64_t span, zran_point_fn fn,
                         zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
-                        char *err, size_t errlen)
+                        char **why)
 {
     return build_core(in, in_len, out_size, crc, true, false, span, fn, consumed, ctx,
-                      stream_len, NULL, NULL, err, errlen);
+                      stream_len, NULL, NULL, why);
 }
 
 int zran_build_gzip(const unsigned char *in, uint64_t in_len, bool measure, uint64_t *out_size,
                     uint32_t *crc, uint64_t span, zran_point_fn fn, zran_consumed_fn consumed,
-                    void *ctx, uint64_t *stream_len, char *err, size_t errlen)
+                    void *ctx, uint64_t *stream_len, char **why)
 {
     if (measure)
         return build_core(in, in_len, UINT64_MAX - 1, 0, false, true, span, fn, consumed, ctx,
-                          stream_len, out_size, crc, err, errlen);
+                          stream_len, out_size, crc, why);
     return build_core(in, in_len, *out_size, *crc, true, true, span, fn, consumed, ctx,
-                      stream_len, NULL, NULL, err, errlen);
+                      stream_len, NULL, NULL, why);
 }
 
 /* --------------------------------------------------------------- stream */
@@ -361,6 +362,8 @@ struct zran_stream {
 #ifdef HAVE_ISAL
     struct inflate_state *isal;
 #endif
+    /* The stream's state, not a message handed back: the text of its
+     * failure, for zran_stream_error() (one line, as util's messages). */
     char err[160];
 };
 
@@ -467,10 +470,9 @@ static int stream_member_end(struct zran_stream *zs, uint64_t end)
     if (!zs->gzip || end >= zs->in_len)
         return 0;
     uint64_t next;
-    char err[160];
     /* Trailers were checked by the build; in_len stops before the last. */
     if (zs->in_len - end < 8
-        || member_next(zs->in, zs->in_len, end, false, 0, 0, &next, err, sizeof err) != 1)
+        || member_next(zs->in, zs->in_len, end, false, 0, 0, &next, NULL) != 1)
         return stream_fail(zs, "%s", "bad gzip member boundary");
     zs->fed = next;
     return 1;

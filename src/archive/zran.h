@@ -45,10 +45,11 @@ typedef int (*zran_point_fn)(void *ctx, const struct zran_point *p,
 
 /* Inflates in[0..in_len) (raw deflate) completely.  Returns 0 and
  * *stream_len = bytes the deflate stream occupies, or -EIO (corrupt data,
- * size or CRC mismatch: err says which), -ENOMEM, or the callback's value. */
+ * size or CRC mismatch: *why says which, util/why.h), -ENOMEM, or the
+ * callback's value. */
 int zran_build(const unsigned char *in, uint64_t in_len, uint64_t out_size,
                uint32_t crc, uint64_t span, zran_point_fn fn, void *ctx,
-               uint64_t *stream_len, char *err, size_t errlen);
+               uint64_t *stream_len, char **why);
 
 /* zran_build() with a progress callback: consumed(ctx, k) is called each
  * time the build has consumed another few MiB of its input (k: bytes of
@@ -57,7 +58,7 @@ typedef void (*zran_consumed_fn)(void *ctx, uint64_t consumed);
 int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_size,
                         uint32_t crc, uint64_t span, zran_point_fn fn,
                         zran_consumed_fn consumed, void *ctx, uint64_t *stream_len,
-                        char *err, size_t errlen);
+                        char **why);
 
 /* zran_build_consumed() for gzip data: in[0..in_len) holds the deflate
  * data of a gzip member, its trailer, and maybe more members (header,
@@ -72,13 +73,12 @@ int zran_build_consumed(const unsigned char *in, uint64_t in_len, uint64_t out_s
  * callers drop it. */
 int zran_build_gzip(const unsigned char *in, uint64_t in_len, bool measure, uint64_t *out_size,
                     uint32_t *crc, uint64_t span, zran_point_fn fn, zran_consumed_fn consumed,
-                    void *ctx, uint64_t *stream_len, char *err, size_t errlen);
+                    void *ctx, uint64_t *stream_len, char **why);
 /* RFC 1952 member header at m[0..len), parsed hostilely (every field
  * bounded by len; reserved flags, a method other than deflate or a wrong
  * FHCRC are errors): *data = where its deflate data starts.  0 or -EIO
- * with err. */
-int zran_gzip_header(const unsigned char *m, uint64_t len, uint64_t *data, char *err,
-                     size_t errlen);
+ * with *why. */
+int zran_gzip_header(const unsigned char *m, uint64_t len, uint64_t *data, char **why);
 
 enum zran_backend { ZRAN_ZLIB = 0, ZRAN_ISAL = 1 };
 /* Backend new streams use (ISA-L if compiled in and not disabled). */

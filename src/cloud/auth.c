@@ -1,5 +1,6 @@
 /* auth: AK/SK signing, token files and IAM password tokens. */
 #include "auth.h"
+#include "why.h"
 #include "log.h"
 
 #include <errno.h>
@@ -92,11 +93,11 @@ static int add_header(struct curl_slist **headers, const char *name, const char 
 }
 
 /* Copies the current token of the token file, re-reading it if it changed. */
-static int token_from_file(struct auth *a, char **out, char *why, size_t whylen)
+static int token_from_file(struct auth *a, char **out, char **why)
 {
     struct stat st;
     if (stat(a->creds.token_file, &st) < 0) {
-        snprintf(why, whylen, "token file %s: %s", a->creds.token_file, strerror(errno));
+        set_why(why, "token file %s: %s", a->creds.token_file, strerror(errno));
         return -EACCES;
     }
     pthread_mutex_lock(&a->lock);
@@ -107,7 +108,7 @@ static int token_from_file(struct auth *a, char **out, char *why, size_t whylen)
         int rc = creds_read_token_file(a->creds.token_file, &token, &mtime, &err);
         if (rc < 0) {
             pthread_mutex_unlock(&a->lock);
-            snprintf(why, whylen, "%s", err ? err : "token file unreadable");
+            set_why(why, "%s", err ? err : "token file unreadable");
             free(err);
             return -EACCES;
         }
@@ -132,12 +133,12 @@ static time_t parse_rfc3339(const char *s)
 }
 
 /* Logs in to IAM with the password method; the token is scoped to project. */
-static int iam_login(struct auth *a, const char *project, struct iam_token **out, char *why,
-                     size_t whylen, double *retry_in)
+static int iam_login(struct auth *a, const char *project, struct iam_token **out, char **why,
+                     double *retry_in)
 {
     *retry_in = -1; /* >= 0: a transient failure, worth another attempt */
     if (!a->iam_base) {
-        snprintf(why, whylen, "no IAM endpoint configured for password login");
+        set_why(why, "no IAM endpoint configured for password login");
         return -EACCES;
     }
     json_t *body_json = json_pack(
@@ -161,7 +162,7 @@ static int iam_login(struct auth *a, const char *project, struct iam_token **out
     free(body);
     curl_slist_free_all(headers);
     if (rc < 0) {
-        snprintf(why, whylen, "IAM login at %s: %s", a->iam_base, resp.error);
+        set_why(why, "IAM login at %s: %s", a->iam_base, resp.error);
         /* A refused or reset connection: a login has no side effect.  Not
          * after a timeout: that already took request_timeout, with the
          * token lock held. */
@@ -177,8 +178,7 @@ static int iam_login(struct auth *a, const char *project, struct iam_token **out
         for (size_t i = 0; msg && msg[i] && n + 1 < sizeof safe; i++)
             safe[n++] = (unsigned char)msg[i] < 0x20 || msg[i] == 0x7f ? ' ' : msg[i];
         safe[n] = '\0';
-        snprintf(why, whylen, "IAM login refused (HTTP %ld%s%s)", resp.status,
-                 msg ? ": " : "", safe);
+        set_why(why, "IAM login refused (HTTP %ld%s%s)", resp.status, msg ? ": " : "", safe);
         json_decref(err);
         rc = resp.status == 401 || resp.status == 403 ? -EACCES : -EIO;
         if (resp.status == 429 || resp.status >= 500) {
@@ -186,7 +186,7 @@ static int iam_login(struct auth *a, const char *project, struct iam_token **out
             *retry_in = resp.retry_after >= 0 ? resp.retry_after : 0.5;
         }
     } else if (!resp.subject_token || !*resp.subject_token) {
-        snprintf(why, whylen, "IAM login answered without X-Subject-Token");
+        set_why(why, "IAM login answered without X-Subject-Token");
         rc = -EIO;
     } else {
         json_t *reply = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
@@ -220,16 +220,17 @@ enum { IAM_ATTEMPTS = 4 };
  * retried a few times; each wait is capped so that the whole stays short
  * (the caller holds the token lock). */
 static int iam_login_retrying(struct auth *a, const char *project, struct iam_token **out,
-                              char *why, size_t whylen)
+                              char **why)
 {
     for (int attempt = 1;; attempt++) {
         double wait;
-        int rc = iam_login(a, project, out, why, whylen, &wait);
+        int rc = iam_login(a, project, out, why, &wait);
         if (rc == 0 || wait < 0 || attempt >= IAM_ATTEMPTS)
             return rc;
         if (wait > 2)
             wait = 2;
-        log_warn("%s; retrying in %.1fs (%d/%d)", why, wait, attempt, IAM_ATTEMPTS);
+        log_warn("%s; retrying in %.1fs (%d/%d)", why && *why ? *why : "IAM login failed", wait,
+                 attempt, IAM_ATTEMPTS);
         struct timespec ts = { (time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9) };
         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
             ;
@@ -243,8 +244,7 @@ static int needs_renewal(const struct iam_token *t, time_t now)
     return now >= t->expires - margin;
 }
 
-static int token_from_iam(struct auth *a, const char *project, char **out, char *why,
-                          size_t whylen)
+static int token_from_iam(struct auth *a, const char *project, char **out, char **why)
 {
     /* The lock is held across the login so that concurrent calls do not
      * each log in; logins are rare (once a day per project). */
@@ -255,11 +255,15 @@ static int token_from_iam(struct auth *a, const char *project, char **out, char 
     time_t now = time(NULL);
     if (!*pp || needs_renewal(*pp, now)) {
         struct iam_token *fresh = NULL;
-        int rc = iam_login_retrying(a, project, &fresh, why, whylen);
+        int rc = iam_login_retrying(a, project, &fresh, why);
         if (rc < 0 && *pp && now < (*pp)->expires - 30) {
             /* Renewal is early; the current token still works for now. */
-            log_warn("%s; keeping the current token (valid until %lld)", why,
-                     (long long)(*pp)->expires);
+            log_warn("%s; keeping the current token (valid until %lld)",
+                     why && *why ? *why : "IAM login failed", (long long)(*pp)->expires);
+            if (why) {
+                free(*why); /* the call goes on: no message to hand back */
+                *why = NULL;
+            }
             *out = strdup((*pp)->token);
             pthread_mutex_unlock(&a->lock);
             return *out ? 0 : -ENOMEM;
@@ -344,12 +348,12 @@ int auth_renewable(const struct auth *a)
 }
 
 int auth_apply(struct auth *a, const struct auth_target *t, struct curl_slist **headers,
-               char *why, size_t whylen)
+               char **why)
 {
     if (!header_safe(t->host) || (t->project && (!*t->project || !header_safe(t->project))) ||
         (t->content_type && !header_safe(t->content_type))) {
-        snprintf(why, whylen, "refusing a request with a control character in its host, "
-                              "project or content type");
+        set_why(why, "refusing a request with a control character in its host, "
+                     "project or content type");
         return -EINVAL;
     }
     int rc = add_header(headers, "Host", t->host);
@@ -360,16 +364,16 @@ int auth_apply(struct auth *a, const struct auth_target *t, struct curl_slist **
     char *token = NULL;
     switch (a->creds.kind) {
     case CREDS_NONE:
-        snprintf(why, whylen, "no credentials configured (set CLOUD_SDK_AK/CLOUD_SDK_SK, "
-                              "-o credentials=FILE or -o token_file=FILE)");
+        set_why(why, "no credentials configured (set CLOUD_SDK_AK/CLOUD_SDK_SK, "
+                     "-o credentials=FILE or -o token_file=FILE)");
         return -EACCES;
     case CREDS_AKSK:
         return sign_aksk(a, t, headers);
     case CREDS_TOKEN_FILE:
-        rc = token_from_file(a, &token, why, whylen);
+        rc = token_from_file(a, &token, why);
         break;
     case CREDS_PASSWORD:
-        rc = token_from_iam(a, t->project, &token, why, whylen);
+        rc = token_from_iam(a, t->project, &token, why);
         break;
     }
     if (rc)

@@ -35,12 +35,12 @@ struct auth_target {
 
 /* Appends the auth headers (and Host, Content-Type; with AK/SK X-Sdk-Date,
  * X-Project-Id when t->project is set, X-Security-Token) to *headers.
- * Returns 0, or -EACCES with why filled (no credentials, unreadable token
- * file, IAM login refused), -EINVAL for a host, project or content type
- * with a control character (or an empty project), or another -errno for
- * transport failures. */
-int auth_apply(struct auth *, const struct auth_target *, struct curl_slist **headers, char *why,
-               size_t whylen);
+ * Returns 0, or -EACCES with *why set (util/why.h: no credentials,
+ * unreadable token file, IAM login refused), -EINVAL for a host, project
+ * or content type with a control character (or an empty project), or
+ * another -errno for transport failures (*why may then be set too). */
+int auth_apply(struct auth *, const struct auth_target *, struct curl_slist **headers,
+               char **why);
 /* Forgets a cached IAM token after the cloud refused it. */
 void auth_invalidate(struct auth *, const char *project);
 

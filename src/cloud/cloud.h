@@ -27,6 +27,13 @@ struct cloud_config {
     long request_timeout_s;
 };
 
+/* How a call failed.  Not a `char **why` message (util/why.h): callers
+ * decide on the parts (retry after retry_after, refresh a URL on a 403,
+ * forget a job on ENOENT) as well as show the text, and the poller and the
+ * fetchers fill one per attempt on their own stack, so it is a value that
+ * needs no release.  Its message follows the rules of util's messages: one
+ * line (why_tidy: no control character), set through cloud_fail in
+ * cloud_reply.c, cut to fit. */
 struct cloud_error {
     int err;               /* positive errno */
     long status;           /* HTTP status, 0 when none */

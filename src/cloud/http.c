@@ -1,5 +1,6 @@
 /* http: one curl attempt at a time, with a shared connection cache. */
 #include "http.h"
+#include "why.h"
 #include "log.h"
 
 #include <errno.h>
@@ -77,8 +78,7 @@ int http_client_create(const char *cafile, long request_timeout_s, struct http_c
     return 0;
 nomem:
     http_client_destroy(c);
-    if (why)
-        *why = strdup("out of memory creating the HTTP client");
+    set_why(why, "out of memory creating the HTTP client");
     return -ENOMEM;
 }
 

@@ -1,6 +1,6 @@
-/* fuzz_cloud: the cloud's answers (src/cloud/cloud.c): the submit reply, the
- * query reply and error bodies, as cloud_submit/cloud_query/perform_call
- * parse them.
+/* fuzz_cloud: the cloud's answers (src/cloud/cloud_reply.c): the submit
+ * reply, the query reply and error bodies, as cloud_submit_*,
+ * cloud_job_status and cloud_perform (src/cloud/cloud_call.c) parse them.
  *
  * Input: byte 0 picks the parser (0 submit, 1 query, 2 error body), bytes
  * 1-2 the HTTP status of an error body, the rest is the body (not

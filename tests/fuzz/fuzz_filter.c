@@ -1,6 +1,6 @@
-/* fuzz_filter: the filter written to `new` (src/cloud/filter.c): the incremental
- * scanner, jansson behind it, the field validation (WAF and HSS) and what
- * is sent (the body, the HSS query parameters).
+/* fuzz_filter: the filter written to `new` (src/cloud/filter*.c): the
+ * incremental scanner, jansson behind it, the field validation (WAF and
+ * HSS) and what is sent (the body, the HSS query parameters).
  *
  * The input is the bytes written so far.  Beyond "no crash, no leak", it
  * checks what the filesystem relies on:
