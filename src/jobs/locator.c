@@ -31,7 +31,7 @@
  *     "file_match": "time",
  */
 #include "log.h"
-#include "registry.h"
+#include "job.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -173,11 +173,10 @@ static void claim_locked(struct registry *r, struct job *j, const struct event_f
     j->file_url = f->url ? strdup(f->url) : NULL;
     j->lookups = 0;
     job_set_error_locked(j, NULL);
-    if (j->archive == ARCHIVE_LOCATING) {
-        j->archive = ARCHIVE_QUEUED;
-        pthread_cond_broadcast(&r->work);
-    }
-    registry_changed_locked(r, j);
+    if (j->archive == ARCHIVE_LOCATING)
+        job_set_archive_locked(r, j, ARCHIVE_QUEUED, "file found");
+    else
+        registry_changed_locked(r, j);
 }
 
 static void match_by_id_or_name_locked(struct registry *r, struct project *p, struct listing *l,
@@ -330,9 +329,8 @@ void locator_run(struct registry *r, const char *project)
         j->next_lookup = monotonic_now() + delay;
         char next[96];
         if (j->lookups >= MAX_LOOKUPS) {
-            j->archive = ARCHIVE_FAILED;
             j->fetch_failed_at = time(NULL);
-            registry_changed_locked(r, j);
+            job_set_archive_locked(r, j, ARCHIVE_FAILED, "file lookup gave up");
             snprintf(next, sizeof next, "gave up after %d lookups (reading the job's directory "
                      "looks again)", j->lookups);
         } else {
