@@ -63,12 +63,13 @@ static int run_submit(struct fs_call *c)
     struct fs *fs = c->ctx;
     struct handle *h = c->handle;
     struct submission *s = c->data;
-    char why[700] = "", job_id[NODE_ID_MAX] = "";
+    char *why = NULL, job_id[NODE_ID_MAX] = "";
     s->ran = 1;
-    int rc = registry_submit(fs->r, h->project, s->filter, s->body, job_id, why, sizeof why);
+    int rc = registry_submit(fs->r, h->project, s->filter, s->body, job_id, &why);
     pthread_mutex_lock(&h->lock);
-    set_outcome_locked(h, -rc, job_id, why);
+    set_outcome_locked(h, -rc, job_id, why ? why : rc ? strerror(-rc) : "");
     pthread_mutex_unlock(&h->lock);
+    free(why);
     if (rc)
         fuse_reply_err(c->req, -rc);
     else

@@ -204,7 +204,7 @@ static int run_mkdir(struct fs_call *c)
     struct node n;
     struct stat st;
     const void *key;
-    char why[600] = "";
+    char *why = NULL;
     int rc = path_parse(c->path, &n);
     if (rc == -ENOENT)
         rc = -EPERM;
@@ -215,11 +215,12 @@ static int run_mkdir(struct fs_call *c)
         else if (!rc)
             log_info("project %s added", n.project);
     } else if (!rc && n.kind == N_JOB)
-        rc = registry_attach(fs->r, n.project, n.job, why, sizeof why); /* logs why */
+        rc = registry_attach(fs->r, n.project, n.job, &why); /* logs why */
     else if (!rc)
         rc = node_inside_job(&n) ? -EROFS : -EEXIST;
     if (!rc && (rc = node_attr(fs, &n, &st, &key)) == REGISTRY_WAIT)
         rc = -EIO; /* a directory's own attributes never wait */
+    free(why);
     if (rc)
         fuse_reply_err(c->req, -rc);
     else

@@ -179,9 +179,13 @@ static int storage_url(struct registry *r, struct job *j, int refresh, char **ur
         if (*url)
             return 0;
     }
-    int rc = locator_refresh_url(r, j, msg, msglen);
-    if (rc)
+    char *why = NULL;
+    int rc = locator_refresh_url(r, j, &why);
+    if (rc) {
+        snprintf(msg, msglen, "%s", why ? why : strerror(-rc));
+        free(why);
         return rc;
+    }
     pthread_mutex_lock(&r->lock);
     *url = j->file_url ? strdup(j->file_url) : NULL;
     pthread_mutex_unlock(&r->lock);

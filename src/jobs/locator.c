@@ -31,6 +31,7 @@
  *     "file_match": "time",
  */
 #include "log.h"
+#include "why.h"
 #include "job.h"
 
 #include <errno.h>
@@ -367,7 +368,7 @@ void locator_run(struct registry *r, const char *project)
     listing_release(&l);
 }
 
-int locator_refresh_url(struct registry *r, struct job *j, char *why, size_t whylen)
+int locator_refresh_url(struct registry *r, struct job *j, char **why)
 {
     char project[65];
     struct event_file claim;
@@ -383,7 +384,7 @@ int locator_refresh_url(struct registry *r, struct job *j, char *why, size_t why
     struct cloud_error e;
     int rc = list_files(r, project, stop_ms, &l, &e);
     if (rc) {
-        snprintf(why, whylen, "%s", e.msg);
+        set_why(why, "%s", e.msg);
         listing_release(&l);
         return rc;
     }
@@ -398,10 +399,10 @@ int locator_refresh_url(struct registry *r, struct job *j, char *why, size_t why
         }
     pthread_mutex_unlock(&r->lock);
     if (rc == -ENOENT)
-        snprintf(why, whylen, "file %s is no longer in WAF's event-log list (WAF keeps files "
-                 "for a limited time)", claim.id[0] ? claim.id : claim.obsname);
+        set_why(why, "file %s is no longer in WAF's event-log list (WAF keeps files "
+                "for a limited time)", claim.id[0] ? claim.id : claim.obsname);
     else if (rc)
-        snprintf(why, whylen, "out of memory");
+        set_why(why, "out of memory");
     listing_release(&l);
     return rc;
 }

@@ -3,6 +3,7 @@
 #include "job.h"
 #include "filter.h"
 #include "log.h"
+#include "why.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -100,13 +101,13 @@ static int submit_to_cloud(struct registry *r, const char *project, json_t *filt
 }
 
 int registry_submit(struct registry *r, const char *project, json_t *filter, const char *body,
-                    char job_id[65], char *why, size_t whylen)
+                    char job_id[65], char **why)
 {
     pthread_mutex_lock(&r->lock);
     int known = registry_project_locked(r, project) != NULL;
     pthread_mutex_unlock(&r->lock);
     if (!known) {
-        snprintf(why, whylen, "unknown project %s", project);
+        set_why(why, "unknown project %s", project);
         return -ENOENT;
     }
     enum cloud_service service =
@@ -119,7 +120,7 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
     clock_gettime(CLOCK_REALTIME, &sent);
     int rc = submit_to_cloud(r, project, filter, body, &reply, &e);
     if (rc) {
-        snprintf(why, whylen, "%s", e.msg);
+        set_why(why, "%s", e.msg);
         log_error("project %s: %s", project, e.msg);
         return rc;
     }
@@ -144,9 +145,10 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
     pthread_mutex_unlock(&r->lock);
     if (rc) {
         /* The cloud created it; say so rather than lose the id. */
-        snprintf(why, whylen, "job %s was created but cannot be recorded: %s", reply.job_id,
-                 strerror(-rc));
-        log_error("project %s: %s", project, why);
+        set_why(why, "job %s was created but cannot be recorded: %s", reply.job_id,
+                strerror(-rc));
+        log_error("project %s: job %s was created but cannot be recorded: %s", project,
+                  reply.job_id, strerror(-rc));
         job_free(j);
         return rc;
     }
@@ -156,11 +158,10 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
     return 0;
 }
 
-int registry_attach(struct registry *r, const char *project, const char *job_id, char *why,
-                    size_t whylen)
+int registry_attach(struct registry *r, const char *project, const char *job_id, char **why)
 {
     if (!cloud_id_is_safe(job_id, 64)) {
-        snprintf(why, whylen, "'%s' is not a valid job id", job_id);
+        set_why(why, "'%s' is not a valid job id", job_id);
         return -EINVAL;
     }
     pthread_mutex_lock(&r->lock);
@@ -189,7 +190,7 @@ int registry_attach(struct registry *r, const char *project, const char *job_id,
         }
     }
     if (rc) {
-        snprintf(why, whylen, "%s", e.msg);
+        set_why(why, "%s", e.msg);
         log_error("project %s: attach %s: %s", project, job_id, e.msg);
         return rc;
     }

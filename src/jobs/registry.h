@@ -185,13 +185,13 @@ struct job *registry_get_job(struct registry *, const char *project, const char 
 void registry_put_job(struct registry *, struct job *);
 
 /* Submits a validated filter (filter.h) to its service; on success
- * *job_id is filled.  On failure, why holds the reason for the user's
- * "error:" line. */
+ * *job_id is filled.  On failure, *why (set_why, why.h: the caller frees
+ * it) is the reason for the user's "error:" line, when there is one. */
 int registry_submit(struct registry *, const char *project, json_t *filter, const char *body,
-                    char job_id[65], char *why, size_t whylen);
-/* mkdir exports/<job>: asks WAF, then HSS; -ENOENT when neither knows it. */
-int registry_attach(struct registry *, const char *project, const char *job_id, char *why,
-                    size_t whylen);
+                    char job_id[65], char **why);
+/* mkdir exports/<job>: asks WAF, then HSS; -ENOENT when neither knows it.
+ * *why as for registry_submit. */
+int registry_attach(struct registry *, const char *project, const char *job_id, char **why);
 /* rmdir exports/<job>: forgets the job and drops its cached data. */
 int registry_forget(struct registry *, const char *project, const char *job_id);
 
@@ -261,7 +261,7 @@ void locator_run(struct registry *, const char *project);
 /* A fresh pre-signed URL for a job whose file is known (its claim), for a
  * download whose URL expired or was never had.  0, -ENOENT (no longer
  * listed), or -errno with why. */
-int locator_refresh_url(struct registry *, struct job *, char *why, size_t whylen);
+int locator_refresh_url(struct registry *, struct job *, char **why);
 
 /* NULL when the plain file at path looks like the CSV text WAF exports,
  * else why not (fetcher.c; an error page served with 200 is not one). */
