@@ -20,10 +20,8 @@
 
 int new_open(struct fs *fs, const struct node *n, struct fuse_file_info *fi)
 {
-    pthread_mutex_lock(&fs->r->lock);
-    int known = registry_project_locked(fs->r, n->project) != NULL;
-    pthread_mutex_unlock(&fs->r->lock);
-    if (!known)
+    time_t added;
+    if (registry_project_time(fs->r, n->project, &added) != 0)
         return -ENOENT;
     struct handle *h = handle_new(fs, N_NEW);
     if (!h)

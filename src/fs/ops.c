@@ -463,7 +463,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     struct statvfs st;
     memset(&st, 0, sizeof st);
     st.f_bsize = st.f_frsize = 4096;
-    if (statvfs(journal_cache_dir(fs_of(req)->r->journal), &st) != 0)
+    if (statvfs(registry_cache_dir(fs_of(req)->r), &st) != 0)
         memset(&st, 0, sizeof st), st.f_bsize = st.f_frsize = 4096;
     st.f_namemax = 255;
     st.f_flag |= ST_NOSUID | ST_NODEV;
@@ -501,18 +501,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         log_warn("this kernel serializes operations on a directory: a listing that waits "
                  "for a download holds up the others of its directory");
     struct registry *r = fs->r;
-    pthread_mutex_lock(&r->lock);
-    r->on_change = invalidate_job;
-    r->on_change_arg = fs;
-    r->on_wake = wake_calls;
-    r->on_wake_arg = fs;
-    pthread_mutex_unlock(&r->lock);
+    registry_set_hooks(r, invalidate_job, wake_calls, fs);
     /* Threads start here, after the process has daemonized. */
     if (calls_start(fs->calls, RESUME_THREADS, NETWORK_THREADS) < 0)
         log_error("request threads did not start: waiting requests will not be answered");
     if (poller_start(r) < 0 || fetcher_start(r) < 0)
         log_error("background workers did not start: jobs will not be polled or fetched");
-    if (r->eventlogs && eventlogs_start(r->eventlogs) < 0)
+    if (registry_eventlogs(r) && eventlogs_start(registry_eventlogs(r)) < 0)
         log_error("event-logs workers did not start: event-logs/ will not be listed");
 }
 
@@ -584,13 +579,10 @@ void fs_stop(struct fs *fs)
         return;
     fs->stopped = 1;
     /* Workers first: their last changes wake calls, which answer. */
-    if (fs->r->eventlogs)
-        eventlogs_stop(fs->r->eventlogs);
+    if (registry_eventlogs(fs->r))
+        eventlogs_stop(registry_eventlogs(fs->r));
     workers_stop(fs->r);
-    pthread_mutex_lock(&fs->r->lock);
-    fs->r->on_wake = NULL;
-    fs->r->on_change = NULL;
-    pthread_mutex_unlock(&fs->r->lock);
+    registry_set_hooks(fs->r, NULL, NULL, NULL);
     calls_stop(fs->calls);
 }
 

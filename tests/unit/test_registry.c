@@ -25,7 +25,7 @@
 #include "creds.h"
 #include "filter.h"
 #include "journal.h"
-#include "registry.h"
+#include "job.h" /* private to jobs/: these tests look into jobs */
 
 #include <curl/curl.h>
 #include <errno.h>
