@@ -490,8 +490,7 @@ int main(int argc, char **argv)
         free(projects);
         goto out;
     }
-    r->cache_max = cache_max;
-    r->locate_wait = request_timeout;
+    registry_configure(r, cache_max, request_timeout);
     int damaged = registry_load(r);
     if (damaged)
         log_error("%d damaged journal record(s) were moved aside (*.corrupt); their jobs are "

@@ -9,17 +9,10 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-char *status_line_locked(const struct job *j)
-{
-    char *s = NULL;
-    return asprintf(&s, "%s\n", j->task.task_status) < 0 ? NULL : s;
-}
 
 /* json_dumps' text plus the newline a file of text ends with. */
 static char *dump_line(json_t *o, size_t flags)
@@ -31,46 +24,26 @@ static char *dump_line(json_t *o, size_t flags)
     return t;
 }
 
-char *job_json_locked(const struct job *j)
-{
-    json_t *o = job_to_json_locked(j);
-    char *s = dump_line(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return s;
-}
-
 char *stats_text(struct fs *fs)
 {
     struct registry *r = fs->r;
-    json_t *o = cloud_stats_json(r->cloud);
+    json_t *o = cloud_stats_json(registry_cloud(r));
     if (!o)
         return NULL;
-    json_int_t running = 0, success = 0, failure = 0, archives = 0, cache_bytes = 0;
-    pthread_mutex_lock(&r->lock);
-    for (size_t p = 0; p < r->nprojects; p++)
-        for (size_t k = 0; k < r->projects[p]->njobs; k++) {
-            const struct job *j = r->projects[p]->jobs[k];
-            const char *s = j->task.task_status;
-            running += strcmp(s, "running") == 0;
-            success += strcmp(s, "success") == 0;
-            failure += strcmp(s, "failure") == 0;
-            if (j->archive == ARCHIVE_READY) {
-                archives++;
-                cache_bytes += j->archive_bytes; /* with its sidecars, as cache_max counts */
-            }
-        }
-    json_int_t projects = (json_int_t)r->nprojects;
-    pthread_mutex_unlock(&r->lock);
+    struct registry_stats rs;
+    registry_get_stats(r, &rs);
     struct calls_stats cs;
     calls_get_stats(fs->calls, &cs);
-    json_object_set_new(o, "jobs", json_pack("{s:I, s:I, s:I}", "running", running, "success",
-                                             success, "failure", failure));
-    json_object_set_new(o, "projects", json_integer(projects));
-    json_object_set_new(o, "cache", json_pack("{s:I, s:I}", "archives", archives, "bytes",
-                                              cache_bytes));
-    json_object_set_new(o, "submits", json_integer((json_int_t)atomic_load(&r->submits)));
-    json_object_set_new(o, "reads", json_integer((json_int_t)atomic_load(&r->reads)));
-    json_object_set_new(o, "bytes_read", json_integer((json_int_t)atomic_load(&r->bytes_read)));
+    json_object_set_new(o, "jobs", json_pack("{s:I, s:I, s:I}", "running",
+                                             (json_int_t)rs.running, "success",
+                                             (json_int_t)rs.success, "failure",
+                                             (json_int_t)rs.failure));
+    json_object_set_new(o, "projects", json_integer((json_int_t)rs.projects));
+    json_object_set_new(o, "cache", json_pack("{s:I, s:I}", "archives", (json_int_t)rs.archives,
+                                              "bytes", (json_int_t)rs.cache_bytes));
+    json_object_set_new(o, "submits", json_integer((json_int_t)rs.submits));
+    json_object_set_new(o, "reads", json_integer((json_int_t)rs.reads));
+    json_object_set_new(o, "bytes_read", json_integer((json_int_t)rs.bytes_read));
     /* Requests waiting without a thread (calls.h), and the kernel's inodes. */
     json_object_set_new(o, "waiting",
                         json_pack("{s:I, s:I, s:I, s:I, s:I}", "now", (json_int_t)cs.parked,
@@ -78,9 +51,9 @@ char *stats_text(struct fs *fs)
                                   (json_int_t)cs.parks, "interrupted", (json_int_t)cs.interrupts,
                                   "network", (json_int_t)(cs.slow_queued + cs.slow_running)));
     json_object_set_new(o, "inodes", json_integer((json_int_t)inodes_count(fs->inodes)));
-    if (r->eventlogs)
-        json_object_set_new(o, "event_logs", eventlogs_stats_json(r->eventlogs));
-    json_object_set_new(o, "uptime_s", json_integer((json_int_t)(time(NULL) - r->started_at)));
+    if (registry_eventlogs(r))
+        json_object_set_new(o, "event_logs", eventlogs_stats_json(registry_eventlogs(r)));
+    json_object_set_new(o, "uptime_s", json_integer((json_int_t)(time(NULL) - rs.started_at)));
     char *s = dump_line(o, JSON_INDENT(2));
     json_decref(o);
     return s;
@@ -117,22 +90,15 @@ void fill_anode(struct stat *st, const struct anode *a)
         fill_file(st, 0444, (off_t)anode_size(a), anode_mtime(a));
 }
 
-time_t job_time_locked(const struct job *j)
+int stat_control(const struct job_view *v, enum node_kind kind, struct stat *st)
 {
-    return j->submitted_at ? j->submitted_at : j->project->added_at;
-}
-
-int stat_control_locked(const struct job *j, enum node_kind kind, struct stat *st)
-{
-    char *text = kind == N_JOB_JSON ? job_json_locked(j) : status_line_locked(j);
+    const char *text = kind == N_JOB_JSON ? v->json_text : v->status_text;
     if (!text)
         return -ENOMEM;
     off_t size = (off_t)strlen(text);
-    free(text);
-    if (kind == N_WAIT && !job_has_ended_locked(j))
+    if (kind == N_WAIT && !v->ended)
         size = 0; /* unknown until the job ends */
-    time_t t = j->polled_at ? j->polled_at : job_time_locked(j);
-    fill_file(st, 0444, size, t);
+    fill_file(st, 0444, size, v->control_time);
     return 0;
 }
 
@@ -162,14 +128,13 @@ int job_entry(struct registry *r, struct job *j, const char *entry, bool listing
 static int archive_file_attr(struct registry *r, struct job *j, const char *format,
                              struct stat *st, const void **key)
 {
-    pthread_mutex_lock(&r->lock);
-    int known = strcmp(j->format, format) == 0 && j->local_size >= 0 && j->local_mtime >= 0 &&
-                j->archive != ARCHIVE_NONE;
-    if (known)
-        fill_file(st, 0444, (off_t)j->local_size, (time_t)j->local_mtime);
-    pthread_mutex_unlock(&r->lock);
-    if (known)
+    struct job_view v;
+    registry_job_view(r, j, 0, &v);
+    if (strcmp(v.format, format) == 0 && v.local_size >= 0 && v.local_mtime >= 0 &&
+        v.has_archive) {
+        fill_file(st, 0444, (off_t)v.local_size, (time_t)v.local_mtime);
         return 0;
+    }
     struct aindex *idx;
     int rc = registry_job_index(r, j, &idx);
     if (rc == REGISTRY_WAIT)
@@ -177,9 +142,7 @@ static int archive_file_attr(struct registry *r, struct job *j, const char *form
     if (rc)
         return rc;
     char file[PATH_MAX];
-    pthread_mutex_lock(&r->lock);
-    rc = strcmp(j->format, format) == 0 ? job_archive_path_locked(r, j, file) : -ENOENT;
-    pthread_mutex_unlock(&r->lock);
+    rc = registry_job_file(r, j, format, file);
     struct stat real;
     if (!rc)
         rc = stat(file, &real) < 0 ? -errno : 0;
@@ -193,9 +156,9 @@ static int archive_file_attr(struct registry *r, struct job *j, const char *form
 static int evlog_attr(struct registry *r, const struct node *n, struct stat *st, const void **key)
 {
     struct eventlog_entry e;
-    if (!r->eventlogs)
+    if (!registry_eventlogs(r))
         return -ENOENT;
-    int rc = eventlogs_lookup(r->eventlogs, n->project, n->entry, &e, key);
+    int rc = eventlogs_lookup(registry_eventlogs(r), n->project, n->entry, &e, key);
     if (!rc)
         fill_file(st, 0444, (off_t)e.size, (time_t)e.mtime);
     return rc;
@@ -222,7 +185,7 @@ int node_attr(struct fs *fs, const struct node *n, struct stat *st, const void *
     switch (n->kind) {
     case N_ROOT:
     case N_PROJECTS:
-        fill_dir(st, 0755, r->started_at);
+        fill_dir(st, 0755, registry_started_at(r));
         return 0;
     case N_STATS: {
         /* The size of the text an open now would read: stat then read agree. */
@@ -234,54 +197,42 @@ int node_attr(struct fs *fs, const struct node *n, struct stat *st, const void *
     default:
         break;
     }
-    pthread_mutex_lock(&r->lock);
-    struct project *p = registry_project_locked(r, n->project);
-    if (!p) {
-        pthread_mutex_unlock(&r->lock);
+    time_t added;
+    if (registry_project_time(r, n->project, &added) != 0)
         return -ENOENT;
-    }
     if (n->kind == N_PROJECT || n->kind == N_EXPORTS || n->kind == N_ARCHIVES ||
         n->kind == N_EVLOGS) {
-        fill_dir(st, n->kind == N_ARCHIVES || n->kind == N_EVLOGS ? 0555 : 0755, p->added_at);
-        pthread_mutex_unlock(&r->lock);
+        fill_dir(st, n->kind == N_ARCHIVES || n->kind == N_EVLOGS ? 0555 : 0755, added);
         return 0;
     }
-    if (n->kind == N_EVLOG_FILE) {
-        pthread_mutex_unlock(&r->lock);
+    if (n->kind == N_EVLOG_FILE)
         return evlog_attr(r, n, st, key);
-    }
     if (n->kind == N_NEW) {
-        fill_file(st, 0644, 0, p->added_at);
-        pthread_mutex_unlock(&r->lock);
+        fill_file(st, 0644, 0, added);
         return 0;
     }
-    struct job *j = project_job_locked(p, n->job);
-    if (!j) {
-        pthread_mutex_unlock(&r->lock);
+    struct job *j = registry_get_job(r, n->project, n->job);
+    if (!j)
         return -ENOENT;
-    }
+    struct job_view v;
     int rc;
     switch (n->kind) {
     case N_JOB:
-        fill_dir(st, 0555, job_time_locked(j));
-        pthread_mutex_unlock(&r->lock);
-        return 0;
+        registry_job_view(r, j, 0, &v);
+        fill_dir(st, 0555, v.dir_time);
+        rc = 0;
+        break;
     case N_STATUS:
     case N_JOB_JSON:
     case N_WAIT:
-        rc = stat_control_locked(j, n->kind, st);
-        pthread_mutex_unlock(&r->lock);
-        return rc;
-    default:
+        registry_job_view(r, j, n->kind == N_JOB_JSON ? JOB_VIEW_JSON : JOB_VIEW_STATUS, &v);
+        rc = stat_control(&v, n->kind, st);
+        job_view_release(&v);
         break;
+    default:
+        registry_job_view(r, j, 0, &v);
+        rc = strcmp(v.status, "success") != 0 ? -ENOENT : job_node_attr(r, j, n, st, key);
     }
-    if (strcmp(j->task.task_status, "success") != 0) {
-        pthread_mutex_unlock(&r->lock);
-        return -ENOENT;
-    }
-    j->refs++;
-    pthread_mutex_unlock(&r->lock);
-    rc = job_node_attr(r, j, n, st, key);
     registry_put_job(r, j);
     return rc;
 }

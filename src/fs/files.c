@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,10 +27,7 @@ static int open_archive_file(struct registry *r, struct handle *h, const struct 
         return rc;
     h->holds_index = 1;
     char file[PATH_MAX];
-    pthread_mutex_lock(&r->lock);
-    rc = strcmp(h->job->format, n->format) == 0 ? job_archive_path_locked(r, h->job, file)
-                                                 : -ENOENT;
-    pthread_mutex_unlock(&r->lock);
+    rc = registry_job_file(r, h->job, n->format, file);
     if (!rc && (h->fd = open(file, O_RDONLY | O_CLOEXEC)) < 0) {
         rc = -errno;
         log_error("open %s: %s", file, strerror(errno));
@@ -74,14 +70,20 @@ static int open_job_file(struct fs *fs, const struct node *n, struct fuse_file_i
     int rc = 0;
     switch (n->kind) {
     case N_STATUS:
-    case N_JOB_JSON:
-        pthread_mutex_lock(&r->lock);
-        h->text = n->kind == N_STATUS ? status_line_locked(j) : job_json_locked(j);
-        pthread_mutex_unlock(&r->lock);
+    case N_JOB_JSON: {
+        struct job_view v;
+        registry_job_view(r, j, n->kind == N_STATUS ? JOB_VIEW_STATUS : JOB_VIEW_JSON, &v);
+        h->text = n->kind == N_STATUS ? v.status_text : v.json_text;
+        if (n->kind == N_STATUS)
+            v.status_text = NULL; /* the handle's now */
+        else
+            v.json_text = NULL;
+        job_view_release(&v);
         rc = h->text ? 0 : -ENOMEM;
         h->text_len = h->text ? strlen(h->text) : 0;
         fi->direct_io = 1; /* changing content: never from the page cache */
         break;
+    }
     case N_WAIT:
         fi->direct_io = 1;
         break;
@@ -108,14 +110,15 @@ static int open_evlog(struct fs *fs, const struct node *n, struct fuse_file_info
                       const void **key)
 {
     struct eventlog_file ev;
-    if (!fs->r->eventlogs)
+    struct eventlogs *el = registry_eventlogs(fs->r);
+    if (!el)
         return -ENOENT;
-    int rc = eventlogs_open(fs->r->eventlogs, n->project, n->entry, &ev, key);
+    int rc = eventlogs_open(el, n->project, n->entry, &ev, key);
     if (rc)
         return rc;
     struct handle *h = handle_new(fs, N_EVLOG_FILE);
     if (!h) {
-        eventlogs_release(fs->r->eventlogs, &ev);
+        eventlogs_release(el, &ev);
         return -ENOMEM;
     }
     h->evlog = ev;
@@ -190,9 +193,11 @@ int run_wait_read(struct fs_call *c)
         fuse_reply_err(c->req, -rc);
         return 0;
     }
-    pthread_mutex_lock(&fs->r->lock);
-    char *line = status_line_locked(h->job);
-    pthread_mutex_unlock(&fs->r->lock);
+    struct job_view v;
+    registry_job_view(fs->r, h->job, JOB_VIEW_STATUS, &v);
+    char *line = v.status_text;
+    v.status_text = NULL;
+    job_view_release(&v);
     if (!line) {
         fuse_reply_err(c->req, ENOMEM);
         return 0;
@@ -243,8 +248,7 @@ void files_read(struct fs *fs, fuse_req_t req, struct handle *h, size_t size, of
         fuse_reply_err(req, (int)-got);
     } else {
         if (h->kind == N_ARCHIVE_FILE || h->kind == N_ENTRY || h->kind == N_EVLOG_FILE) {
-            atomic_fetch_add(&r->reads, 1);
-            atomic_fetch_add(&r->bytes_read, (unsigned long long)got);
+            registry_count_read(r, (uint64_t)got);
         }
         fuse_reply_buf(req, buf, (size_t)got);
     }

@@ -73,14 +73,12 @@ struct dirhandle {
 };
 
 /* ---- attrs.c ---- */
-char *status_line_locked(const struct job *);
-char *job_json_locked(const struct job *);
 char *stats_text(struct fs *);
 void fill_dir(struct stat *, mode_t mode, time_t mtime);
 void fill_file(struct stat *, mode_t mode, off_t size, time_t mtime);
 void fill_anode(struct stat *, const struct anode *);
-time_t job_time_locked(const struct job *);
-int stat_control_locked(const struct job *, enum node_kind, struct stat *);
+/* stat of status, .job.json or .wait, from a view with its texts. */
+int stat_control(const struct job_view *, enum node_kind, struct stat *);
 /* stat of a parsed path: 0, -errno, or REGISTRY_WAIT with *key set. */
 int node_attr(struct fs *, const struct node *, struct stat *, const void **key);
 /* Resolves an entry of a job's archive, for a listing (which may see an

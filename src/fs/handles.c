@@ -43,7 +43,7 @@ void handle_free(struct fs *fs, struct handle *h)
     if (h->fd >= 0)
         close(h->fd);
     if (h->holds_evlog)
-        eventlogs_release(fs->r->eventlogs, &h->evlog);
+        eventlogs_release(registry_eventlogs(fs->r), &h->evlog);
     free(h->text);
     free(h->reply);
     free(h->entry_path);

@@ -73,9 +73,9 @@ static int emit(struct dirbuf *d, const char *name, const struct stat *st, mode_
 static int list_job(struct registry *r, struct job *j, struct dirbuf *d, const char *entry,
                     const void **key)
 {
-    pthread_mutex_lock(&r->lock);
-    int has_archive = j->archive != ARCHIVE_NONE;
-    pthread_mutex_unlock(&r->lock);
+    struct job_view v;
+    registry_job_view(r, j, 0, &v);
+    bool has_archive = v.has_archive;
     struct aindex *idx = NULL;
     const struct anode *dir = NULL;
     int rc = entry || has_archive ? job_entry(r, j, entry, true, &dir, &idx, key) : 0;
@@ -87,12 +87,12 @@ static int list_job(struct registry *r, struct job *j, struct dirbuf *d, const c
      * error shows in .job.json) a job lists its control files alone. */
     if (!entry) {
         struct stat st;
-        pthread_mutex_lock(&r->lock);
+        registry_job_view(r, j, JOB_VIEW_TEXTS, &v);
         for (int i = 0; control_files[i]; i++) {
-            stat_control_locked(j, i == 0 ? N_STATUS : i == 1 ? N_JOB_JSON : N_WAIT, &st);
+            stat_control(&v, i == 0 ? N_STATUS : i == 1 ? N_JOB_JSON : N_WAIT, &st);
             emit(d, control_files[i], &st, S_IFREG);
         }
-        pthread_mutex_unlock(&r->lock);
+        job_view_release(&v);
     }
     if (!dir)
         return 0;
@@ -115,17 +115,6 @@ static int list_job(struct registry *r, struct job *j, struct dirbuf *d, const c
     return 0;
 }
 
-/* archives/: a job's file shows only when its stat answers: it is local
- * (or its index being verified is published), or it has been local and
- * its size and time are remembered (evicted).  A copy being fetched
- * (again) or failing is not listed. */
-static bool archive_listed_locked(const struct job *j)
-{
-    return strcmp(j->task.task_status, "success") == 0 && j->format[0] &&
-           (j->archive == ARCHIVE_READY || j->pending ||
-            (j->archive != ARCHIVE_NONE && j->local_size >= 0 && j->local_mtime >= 0));
-}
-
 /* event-logs/: from the directory handle's snapshot, taken by its first
  * readdir (without a handle, a listing of its own). */
 static int list_evlogs(struct registry *r, const struct node *n, struct dirbuf *d,
@@ -134,10 +123,10 @@ static int list_evlogs(struct registry *r, const struct node *n, struct dirbuf *
     struct dirhandle own = { 0 };
     if (!dh)
         dh = &own;
-    if (!r->eventlogs)
+    if (!registry_eventlogs(r))
         return 0;
     if (!dh->listed) {
-        int rc = eventlogs_list(r->eventlogs, n->project, &dh->listing, key);
+        int rc = eventlogs_list(registry_eventlogs(r), n->project, &dh->listing, key);
         if (rc)
             return rc;
         dh->listed = 1;
@@ -158,6 +147,29 @@ static int list_evlogs(struct registry *r, const struct node *n, struct dirbuf *
     return 0;
 }
 
+static int emit_project(void *arg, const char *id)
+{
+    return emit(arg, id, NULL, S_IFDIR);
+}
+
+/* exports/<job> */
+static int emit_job_dir(void *arg, const struct job_view *v)
+{
+    struct stat st;
+    fill_dir(&st, 0555, v->dir_time);
+    return emit(arg, v->id, &st, S_IFDIR);
+}
+
+/* archives/<job>.<format>: shown only when its stat answers (job_view). */
+static int emit_archive_file(void *arg, const struct job_view *v)
+{
+    if (!v->archive_listed)
+        return 0;
+    char name[NODE_ID_MAX + NODE_FORMAT_MAX + 1];
+    snprintf(name, sizeof name, "%s.%s", v->id, v->format);
+    return emit(arg, name, NULL, S_IFREG);
+}
+
 static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, struct dirhandle *dh,
                      const void **key)
 {
@@ -170,58 +182,35 @@ static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, stru
         emit(d, "projects", NULL, S_IFDIR);
         return 0;
     }
-    pthread_mutex_lock(&r->lock);
     if (n->kind == N_PROJECTS) {
-        for (size_t i = 0; i < r->nprojects && !d->full; i++)
-            emit(d, r->projects[i]->id, NULL, S_IFDIR);
-        pthread_mutex_unlock(&r->lock);
+        if (!d->full)
+            registry_each_project(r, emit_project, d);
         return 0;
     }
-    struct project *p = registry_project_locked(r, n->project);
-    if (!p) {
-        pthread_mutex_unlock(&r->lock);
+    time_t added;
+    if (registry_project_time(r, n->project, &added) != 0)
         return -ENOENT;
-    }
     switch (n->kind) {
     case N_PROJECT:
         emit(d, "archives", NULL, S_IFDIR);
         emit(d, "event-logs", NULL, S_IFDIR);
         emit(d, "exports", NULL, S_IFDIR);
-        pthread_mutex_unlock(&r->lock);
         return 0;
     case N_EVLOGS:
-        pthread_mutex_unlock(&r->lock);
         return list_evlogs(r, n, d, dh, key);
     case N_EXPORTS:
-        fill_file(&st, 0644, 0, p->added_at);
+        fill_file(&st, 0644, 0, added);
         emit(d, "new", &st, S_IFREG);
-        for (size_t i = 0; i < p->njobs && !d->full; i++) {
-            fill_dir(&st, 0555, job_time_locked(p->jobs[i]));
-            emit(d, p->jobs[i]->id, &st, S_IFDIR);
-        }
-        pthread_mutex_unlock(&r->lock);
-        return 0;
+        return d->full ? 0 : registry_each_job(r, n->project, emit_job_dir, d);
     case N_ARCHIVES:
-        for (size_t i = 0; i < p->njobs && !d->full; i++) {
-            if (!archive_listed_locked(p->jobs[i]))
-                continue;
-            char name[NODE_ID_MAX + NODE_FORMAT_MAX + 1];
-            snprintf(name, sizeof name, "%s.%s", p->jobs[i]->id, p->jobs[i]->format);
-            emit(d, name, NULL, S_IFREG);
-        }
-        pthread_mutex_unlock(&r->lock);
-        return 0;
+        return d->full ? 0 : registry_each_job(r, n->project, emit_archive_file, d);
     case N_JOB:
     case N_ENTRY:
         break;
     default:
-        pthread_mutex_unlock(&r->lock);
         return -ENOTDIR;
     }
-    struct job *j = project_job_locked(p, n->job);
-    if (j)
-        j->refs++;
-    pthread_mutex_unlock(&r->lock);
+    struct job *j = registry_get_job(r, n->project, n->job);
     if (!j)
         return -ENOENT;
     int rc = list_job(r, j, d, n->kind == N_ENTRY ? n->entry : NULL, key);

@@ -20,10 +20,8 @@
 
 int new_open(struct fs *fs, const struct node *n, struct fuse_file_info *fi)
 {
-    pthread_mutex_lock(&fs->r->lock);
-    int known = registry_project_locked(fs->r, n->project) != NULL;
-    pthread_mutex_unlock(&fs->r->lock);
-    if (!known)
+    time_t added;
+    if (registry_project_time(fs->r, n->project, &added) != 0)
         return -ENOENT;
     struct handle *h = handle_new(fs, N_NEW);
     if (!h)
@@ -63,12 +61,13 @@ static int run_submit(struct fs_call *c)
     struct fs *fs = c->ctx;
     struct handle *h = c->handle;
     struct submission *s = c->data;
-    char why[700] = "", job_id[NODE_ID_MAX] = "";
+    char *why = NULL, job_id[NODE_ID_MAX] = "";
     s->ran = 1;
-    int rc = registry_submit(fs->r, h->project, s->filter, s->body, job_id, why, sizeof why);
+    int rc = registry_submit(fs->r, h->project, s->filter, s->body, job_id, &why);
     pthread_mutex_lock(&h->lock);
-    set_outcome_locked(h, -rc, job_id, why);
+    set_outcome_locked(h, -rc, job_id, why ? why : rc ? strerror(-rc) : "");
     pthread_mutex_unlock(&h->lock);
+    free(why);
     if (rc)
         fuse_reply_err(c->req, -rc);
     else

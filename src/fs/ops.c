@@ -204,7 +204,7 @@ static int run_mkdir(struct fs_call *c)
     struct node n;
     struct stat st;
     const void *key;
-    char why[600] = "";
+    char *why = NULL;
     int rc = path_parse(c->path, &n);
     if (rc == -ENOENT)
         rc = -EPERM;
@@ -215,11 +215,12 @@ static int run_mkdir(struct fs_call *c)
         else if (!rc)
             log_info("project %s added", n.project);
     } else if (!rc && n.kind == N_JOB)
-        rc = registry_attach(fs->r, n.project, n.job, why, sizeof why); /* logs why */
+        rc = registry_attach(fs->r, n.project, n.job, &why); /* logs why */
     else if (!rc)
         rc = node_inside_job(&n) ? -EROFS : -EEXIST;
     if (!rc && (rc = node_attr(fs, &n, &st, &key)) == REGISTRY_WAIT)
         rc = -EIO; /* a directory's own attributes never wait */
+    free(why);
     if (rc)
         fuse_reply_err(c->req, -rc);
     else
@@ -462,7 +463,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     struct statvfs st;
     memset(&st, 0, sizeof st);
     st.f_bsize = st.f_frsize = 4096;
-    if (statvfs(journal_cache_dir(fs_of(req)->r->journal), &st) != 0)
+    if (statvfs(registry_cache_dir(fs_of(req)->r), &st) != 0)
         memset(&st, 0, sizeof st), st.f_bsize = st.f_frsize = 4096;
     st.f_namemax = 255;
     st.f_flag |= ST_NOSUID | ST_NODEV;
@@ -500,18 +501,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         log_warn("this kernel serializes operations on a directory: a listing that waits "
                  "for a download holds up the others of its directory");
     struct registry *r = fs->r;
-    pthread_mutex_lock(&r->lock);
-    r->on_change = invalidate_job;
-    r->on_change_arg = fs;
-    r->on_wake = wake_calls;
-    r->on_wake_arg = fs;
-    pthread_mutex_unlock(&r->lock);
+    registry_set_hooks(r, invalidate_job, wake_calls, fs);
     /* Threads start here, after the process has daemonized. */
     if (calls_start(fs->calls, RESUME_THREADS, NETWORK_THREADS) < 0)
         log_error("request threads did not start: waiting requests will not be answered");
     if (poller_start(r) < 0 || fetcher_start(r) < 0)
         log_error("background workers did not start: jobs will not be polled or fetched");
-    if (r->eventlogs && eventlogs_start(r->eventlogs) < 0)
+    if (registry_eventlogs(r) && eventlogs_start(registry_eventlogs(r)) < 0)
         log_error("event-logs workers did not start: event-logs/ will not be listed");
 }
 
@@ -586,12 +582,9 @@ void fs_stop(struct fs *fs)
      * event-logs threads after them: stopping them stops the cloud, and a
      * download cut before r->stopping is set would count as failed. */
     workers_stop(fs->r);
-    if (fs->r->eventlogs)
-        eventlogs_stop(fs->r->eventlogs);
-    pthread_mutex_lock(&fs->r->lock);
-    fs->r->on_wake = NULL;
-    fs->r->on_change = NULL;
-    pthread_mutex_unlock(&fs->r->lock);
+    if (registry_eventlogs(fs->r))
+        eventlogs_stop(registry_eventlogs(fs->r));
+    registry_set_hooks(fs->r, NULL, NULL, NULL);
     calls_stop(fs->calls);
 }
 

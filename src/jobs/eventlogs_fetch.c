@@ -199,8 +199,7 @@ static int open_job_copy(struct eventlogs *el, struct job *j, int *fd, const voi
     case ARCHIVE_EVICTED:
         log_info("job %s: archive was evicted by cache_max; fetching it again (event-logs)",
                  j->id);
-        j->archive = ARCHIVE_QUEUED;
-        pthread_cond_broadcast(&r->work);
+        job_set_archive_locked(r, j, ARCHIVE_QUEUED, "evicted, wanted by event-logs/");
         return wait_for(j, wait_key);
     case ARCHIVE_QUEUED:
     case ARCHIVE_FETCHING:
@@ -208,8 +207,7 @@ static int open_job_copy(struct eventlogs *el, struct job *j, int *fd, const voi
     case ARCHIVE_FAILED:
         if (time(NULL) - j->fetch_failed_at < RETRY_PAUSE_S)
             return -EIO;
-        j->archive = ARCHIVE_QUEUED;
-        pthread_cond_broadcast(&r->work);
+        job_set_archive_locked(r, j, ARCHIVE_QUEUED, "failed, retried for event-logs/");
         return wait_for(j, wait_key);
     default:
         return 1;

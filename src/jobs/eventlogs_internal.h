@@ -6,6 +6,7 @@
 #define HCX_EVENTLOGS_INTERNAL_H
 
 #include "eventlogs.h"
+#include "job.h"
 
 #include <limits.h>
 #include <stdatomic.h>

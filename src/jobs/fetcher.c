@@ -13,7 +13,7 @@
  * a bad archive is fetched again up to three times; after that the job
  * shows the error in .job.json and its directory lists no entries. */
 #include "log.h"
-#include "registry.h"
+#include "job.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -30,8 +30,6 @@ enum { FETCHERS = REGISTRY_FETCHERS, MAX_TRANSFER_ATTEMPTS = 6, MAX_BAD_ARCHIVES
 
 static pthread_t fetch_threads[FETCHERS];
 static int fetchers_running;
-
-extern void poller_join(void);
 
 /* Large downloads log their progress at info, so that a slow or stalled
  * transfer shows in the log without flooding it for the usual small
@@ -104,7 +102,6 @@ static void finish(struct registry *r, struct job *j, enum archive_state state, 
                    int64_t size, int64_t disk_bytes, struct aindex *idx, const char *format)
 {
     pthread_mutex_lock(&r->lock);
-    j->archive = state;
     if (state == ARCHIVE_READY) {
         snprintf(j->format, sizeof j->format, "%s", format);
         j->dl_done = j->dl_total = size;
@@ -124,7 +121,7 @@ static void finish(struct registry *r, struct job *j, enum archive_state state, 
         j->fetch_failed_at = time(NULL);
     }
     job_set_error_locked(j, error);
-    registry_changed_locked(r, j);
+    job_set_archive_locked(r, j, state, state == ARCHIVE_READY ? "fetched" : "fetch failed");
     pthread_mutex_unlock(&r->lock);
     aindex_free(idx);
     registry_save_job(r, j);
@@ -182,9 +179,13 @@ static int storage_url(struct registry *r, struct job *j, int refresh, char **ur
         if (*url)
             return 0;
     }
-    int rc = locator_refresh_url(r, j, msg, msglen);
-    if (rc)
+    char *why = NULL;
+    int rc = locator_refresh_url(r, j, &why);
+    if (rc) {
+        snprintf(msg, msglen, "%s", why ? why : strerror(-rc));
+        free(why);
         return rc;
+    }
     pthread_mutex_lock(&r->lock);
     *url = j->file_url ? strdup(j->file_url) : NULL;
     pthread_mutex_unlock(&r->lock);
@@ -655,7 +656,7 @@ static void *fetcher_main(void *arg)
             pthread_cond_wait(&r->work, &r->lock);
             continue;
         }
-        j->archive = ARCHIVE_FETCHING;
+        job_set_archive_locked(r, j, ARCHIVE_FETCHING, "a download thread took it");
         j->refs++;
         r->fetching[slot] = j;
         pthread_mutex_unlock(&r->lock);
@@ -685,16 +686,9 @@ int fetcher_start(struct registry *r)
     return 0;
 }
 
-void workers_stop(struct registry *r)
+void fetcher_join(void)
 {
-    pthread_mutex_lock(&r->lock);
-    r->stopping = 1;
-    pthread_cond_broadcast(&r->work);
-    registry_changed_locked(r, NULL); /* every waiting request answers */
-    pthread_mutex_unlock(&r->lock);
-    cloud_stop(r->cloud);
     for (int i = 0; i < fetchers_running; i++)
         pthread_join(fetch_threads[i], NULL);
     fetchers_running = 0;
-    poller_join();
 }

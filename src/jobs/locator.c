@@ -31,7 +31,8 @@
  *     "file_match": "time",
  */
 #include "log.h"
-#include "registry.h"
+#include "why.h"
+#include "job.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -173,11 +174,10 @@ static void claim_locked(struct registry *r, struct job *j, const struct event_f
     j->file_url = f->url ? strdup(f->url) : NULL;
     j->lookups = 0;
     job_set_error_locked(j, NULL);
-    if (j->archive == ARCHIVE_LOCATING) {
-        j->archive = ARCHIVE_QUEUED;
-        pthread_cond_broadcast(&r->work);
-    }
-    registry_changed_locked(r, j);
+    if (j->archive == ARCHIVE_LOCATING)
+        job_set_archive_locked(r, j, ARCHIVE_QUEUED, "file found");
+    else
+        registry_changed_locked(r, j);
 }
 
 static void match_by_id_or_name_locked(struct registry *r, struct project *p, struct listing *l,
@@ -330,9 +330,8 @@ void locator_run(struct registry *r, const char *project)
         j->next_lookup = monotonic_now() + delay;
         char next[96];
         if (j->lookups >= MAX_LOOKUPS) {
-            j->archive = ARCHIVE_FAILED;
             j->fetch_failed_at = time(NULL);
-            registry_changed_locked(r, j);
+            job_set_archive_locked(r, j, ARCHIVE_FAILED, "file lookup gave up");
             snprintf(next, sizeof next, "gave up after %d lookups (reading the job's directory "
                      "looks again)", j->lookups);
         } else {
@@ -369,7 +368,7 @@ void locator_run(struct registry *r, const char *project)
     listing_release(&l);
 }
 
-int locator_refresh_url(struct registry *r, struct job *j, char *why, size_t whylen)
+int locator_refresh_url(struct registry *r, struct job *j, char **why)
 {
     char project[65];
     struct event_file claim;
@@ -385,7 +384,7 @@ int locator_refresh_url(struct registry *r, struct job *j, char *why, size_t why
     struct cloud_error e;
     int rc = list_files(r, project, stop_ms, &l, &e);
     if (rc) {
-        snprintf(why, whylen, "%s", e.msg);
+        set_why(why, "%s", e.msg);
         listing_release(&l);
         return rc;
     }
@@ -400,10 +399,10 @@ int locator_refresh_url(struct registry *r, struct job *j, char *why, size_t why
         }
     pthread_mutex_unlock(&r->lock);
     if (rc == -ENOENT)
-        snprintf(why, whylen, "file %s is no longer in WAF's event-log list (WAF keeps files "
-                 "for a limited time)", claim.id[0] ? claim.id : claim.obsname);
+        set_why(why, "file %s is no longer in WAF's event-log list (WAF keeps files "
+                "for a limited time)", claim.id[0] ? claim.id : claim.obsname);
     else if (rc)
-        snprintf(why, whylen, "out of memory");
+        set_why(why, "out of memory");
     listing_release(&l);
     return rc;
 }

@@ -9,7 +9,7 @@
  * cloud: it shows what the poller last learnt.  Ended jobs are never
  * polled again. */
 #include "log.h"
-#include "registry.h"
+#include "job.h"
 
 #include <errno.h>
 #include <stdint.h>

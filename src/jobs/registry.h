@@ -1,12 +1,13 @@
 /* registry: the in-memory state of the mount: projects, their jobs, each
- * job's remote fields, download progress and archive index.
+ * job's remote fields, download progress and archive index.  What is in a
+ * job is private to jobs/ (job.h); the front end (fs/) and main.c see a
+ * job as an opaque reference and ask the functions below, each of which
+ * copies what it answers under the registry's lock.
  *
  * One mutex guards this metadata and is held only for short, memory-only
- * sections: no network or disk I/O happens under it.  Journal writes are
- * done from snapshots taken under the lock.  Jobs are reference counted so
- * that a forgotten job (rmdir) stays valid for handles still open on it.
- * The condition variable `changed` is broadcast on every state change; the
- * .wait file, listings waiting for an archive and the workers sleep on it. */
+ * sections: no network or disk I/O happens under it.  Jobs are reference
+ * counted so that a forgotten job (rmdir) stays valid for handles still
+ * open on it. */
 #ifndef HCX_REGISTRY_H
 #define HCX_REGISTRY_H
 
@@ -15,157 +16,22 @@
 #include "journal.h"
 
 #include <jansson.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
-
-enum archive_state {
-    ARCHIVE_NONE,       /* no archive: running or failed job */
-    ARCHIVE_QUEUED,     /* waiting for a fetcher */
-    ARCHIVE_FETCHING,
-    ARCHIVE_READY,      /* verified and local */
-    ARCHIVE_FAILED,     /* fetching failed; retried on access after a pause */
-    ARCHIVE_EVICTED,    /* dropped by cache_max; fetched again on access */
-    ARCHIVE_LOCATING,   /* WAF: succeeded, its file not found in the event-log list yet */
-};
 
 /* Formats of a job's local file (told by its first bytes at download). */
 #define JOB_FORMAT_MAX 8
 
-struct project;
+struct registry;
 struct job;
 struct eventlogs;
 
-/* Another user of the cache and of the download threads (the event-logs/
- * folders, eventlogs.h), plugged in so that the fetcher and cache_max serve
- * it without calling up into it.  Names ending in _locked are called with
- * the registry's lock held, the others without. */
-struct cache_client {
-    void *arg;
-    void *(*next_queued_locked)(void *arg);   /* a download to run (marked running), or NULL */
-    void (*fetch)(void *arg, void *item);     /* runs it on the calling fetcher thread */
-    /* A WAF job about to download its claimed file: a verified copy of it
-     * moved to part (its size), or -1. */
-    int64_t (*hand_over)(void *arg, struct job *, const char *part);
-    /* Bytes held, and whether a copy may go (then *lru is its last use). */
-    int (*usage_locked)(void *arg, uint64_t *bytes, time_t *lru);
-    int (*evict_lru)(void *arg);              /* 1 when a copy went */
-};
-
-enum { REGISTRY_FETCHERS = 2 };   /* download threads */
-
-struct job {
-    char id[65];
-    struct project *project;
-    enum cloud_service service;     /* set at creation; changed only while
-                                     * service_unknown (a recovered record) */
-    int service_unknown;            /* guarded by registry.lock */
-    /* Everything below is guarded by registry.lock. */
-    json_t *filter;                 /* NULL for an attached job */
-    struct task_info task;          /* task_status is "running" until known */
-    char format[JOB_FORMAT_MAX];    /* local file: "zip", "csv.gz", "csv"; "" before the
-                                     * first download (remembered after eviction) */
-    /* WAF: the job's file in the event-log list (locator.c).  file_id and
-     * file_name live in task; the claim is file_id, else file_obsname. */
-    char file_match[8];             /* "id", "name", "time"; "" until found */
-    char file_obsname[512];
-    int64_t file_time_ms;           /* the file's generation time; -1 unknown */
-    char *file_url;                 /* current pre-signed URL: memory only (a bearer
-                                     * credential for the file; it expires anyway) */
-    int lookups;                    /* list lookups that did not find the file */
-    double next_lookup;             /* CLOCK_MONOTONIC seconds */
-    double locating_since;          /* when the lookup started (listings wait) */
-    time_t attached_at;             /* mkdir of a job seen running: lower bound of
-                                     * its file's time (no submission time known) */
-    /* The cloud's clock (its Date header, ms) when it took the submission
-     * (or answered the attach of a running job) and when it first said
-     * success: bounds of the file's generation time free of local clock
-     * skew.  -1 unknown (no Date header, older records). */
-    int64_t cloud_since_ms, cloud_success_ms;
-    int64_t submitted_ms;           /* our clock, ms: orders jobs submitted within the
-                                     * second the cloud's Date resolves; -1 unknown */
-    int upgrade;                    /* journal record of an older version: rewrite */
-    char message[256];
-    char *error;                    /* last error, NULL when none */
-    time_t submitted_at, polled_at;
-    int64_t dl_done, dl_total;      /* dl_total -1 until known */
-    enum archive_state archive;
-    int fetch_failures;
-    time_t fetch_failed_at;
-    int polls, poll_errors;
-    double next_poll;               /* CLOCK_MONOTONIC seconds */
-    struct aindex *index;           /* handed over by the fetcher (built and
-                                     * verified on the download), else loaded
-                                     * on first use of a READY archive */
-    struct aindex *pending;         /* the index of a downloaded archive
-                                     * still being verified: listings and
-                                     * stat use it, opens wait for index */
-    int index_loading;
-    int withdrawing;                /* registry_withdraw_pending waits */
-    int index_users;                /* lookups and open files using index
-                                     * (or pending, while it is set) */
-    int64_t archive_bytes;          /* local archive + checkpoint sidecar, when READY */
-    /* archives/<job>.<format> as first stored: its size and modification
-     * time (s), remembered (journal) so that stat of an evicted file answers
-     * without fetching and a fetch again shows the same; -1 unknown. */
-    int64_t local_size, local_mtime;
-    time_t last_used, fetched_at;   /* for cache_max's LRU eviction */
-    uint64_t fetch_seq;             /* order of fetches in this mount (0: before) */
-    int refs;
-    int forgotten;
-    atomic_int cancelled;           /* set with forgotten: aborts its download at once */
-};
-
-struct project {
-    char id[65];
-    time_t added_at;
-    struct job **jobs;              /* sorted by id */
-    size_t njobs, cap;
-};
-
-struct registry {
-    pthread_mutex_t lock;
-    pthread_cond_t changed;
-    pthread_cond_t work;            /* wakes the poller and fetchers */
-    struct project **projects;      /* sorted by id */
-    size_t nprojects, projects_cap;
-    struct journal *journal;
-    /* Serializes journal/cache writes with forgetting, so that a job
-     * forgotten by rmdir is never written back by a late save or rename. */
-    pthread_mutex_t journal_lock;
-    struct cloud *cloud;
-    double poll_interval;
-    double locate_wait;             /* how long a listing waits for a file lookup */
-    uint64_t cache_max;             /* 0: unbounded */
-    uint64_t fetch_seq;             /* last job->fetch_seq given */
-    /* The job each download thread works on (NULL: idle).  A job re-attached
-     * after rmdir is not fetched while its forgotten namesake's fetch still
-     * winds down: the two never share the .part file or sidecars. */
-    struct job *fetching[REGISTRY_FETCHERS];
-    struct eventlogs *eventlogs;    /* the event-logs/ folders (eventlogs.h), or NULL */
-    const struct cache_client *cache_client;  /* NULL: none */
-    int cache_over;                 /* over cache_max with every archive in use */
-    int cache_retry;                /* one was let go since: the fetcher evicts */
-    time_t started_at;
-    atomic_int stopping;            /* set under lock; the fetch loop reads it without */
-    atomic_ullong reads, bytes_read, submits;
-    /* Told (outside the lock) when a job's files change, so the kernel
-     * drops cached sizes of status/.job.json (set by fs.c). */
-    void (*on_change)(void *arg, const char *project, const char *job);
-    void *on_change_arg;
-    /* Told, with the lock held, when something a front-end request may be
-     * waiting on changed (key: the job; NULL: everything, e.g. stopping).
-     * It must only queue work: never call back into the registry. */
-    void (*on_wake)(void *arg, const void *key);
-    void *on_wake_arg;
-};
-
-/* Calls on_change; never with the lock held. */
-void registry_notify(struct registry *, struct job *);
-
 int registry_create(struct journal *, struct cloud *, double poll_interval,
                     struct registry **out);
+/* cache_max: bytes, 0 unbounded; locate_wait: how long a listing waits
+ * for a WAF job's file lookup (s).  Before the workers start. */
+void registry_configure(struct registry *, uint64_t cache_max, double locate_wait);
 void registry_destroy(struct registry *);
 /* Loads the journal; returns the number of damaged records (reported). */
 int registry_load(struct registry *);
@@ -173,41 +39,66 @@ int registry_load(struct registry *);
 double monotonic_now(void);
 int project_id_is_valid(const char *id);
 
-/* Lookups return NULL when absent; call with the lock held. */
-struct project *registry_project_locked(struct registry *, const char *id);
-struct job *project_job_locked(struct project *, const char *job_id);
-
 /* Adds a project (remembered in the journal).  -EEXIST, -EINVAL. */
 int registry_add_project(struct registry *, const char *id);
+/* 0 with the time the project was added, or -ENOENT. */
+int registry_project_time(struct registry *, const char *project, time_t *added);
 
 /* Takes a reference on a job, or returns NULL. */
 struct job *registry_get_job(struct registry *, const char *project, const char *job_id);
 void registry_put_job(struct registry *, struct job *);
 
 /* Submits a validated filter (filter.h) to its service; on success
- * *job_id is filled.  On failure, why holds the reason for the user's
- * "error:" line. */
+ * *job_id is filled.  On failure, *why (set_why, why.h: the caller frees
+ * it) is the reason for the user's "error:" line, when there is one. */
 int registry_submit(struct registry *, const char *project, json_t *filter, const char *body,
-                    char job_id[65], char *why, size_t whylen);
-/* mkdir exports/<job>: asks WAF, then HSS; -ENOENT when neither knows it. */
-int registry_attach(struct registry *, const char *project, const char *job_id, char *why,
-                    size_t whylen);
+                    char job_id[65], char **why);
+/* mkdir exports/<job>: asks WAF, then HSS; -ENOENT when neither knows it.
+ * *why as for registry_submit. */
+int registry_attach(struct registry *, const char *project, const char *job_id, char **why);
 /* rmdir exports/<job>: forgets the job and drops its cached data. */
 int registry_forget(struct registry *, const char *project, const char *job_id);
 
-/* .job.json content (also the journal record); caller frees. Lock held. */
-json_t *job_to_json_locked(const struct job *);
-/* Saves the job's record; takes the lock for the snapshot. */
-void registry_save_job(struct registry *, struct job *);
+/* ---- What the front end shows of a job ---- */
 
-int job_has_ended_locked(const struct job *);
+/* A job as the tree shows it, copied under the lock by one call. */
+struct job_view {
+    char id[65];
+    char status[16];                /* status's word: running, success, failure */
+    bool ended;                     /* no longer running */
+    bool has_archive;               /* succeeded with a file (local, coming or failing) */
+    bool archive_listed;            /* archives/ lists <id>.<format> (filesystem.md) */
+    char format[JOB_FORMAT_MAX];    /* "zip", "csv.gz", "csv"; "" before the first download */
+    /* archives/<id>.<format> as first stored, remembered (also while
+     * evicted) once has_archive; -1 unknown. */
+    int64_t local_size, local_mtime;
+    time_t dir_time;                /* the job directory's: its submission, else its
+                                     * project's addition */
+    time_t control_time;            /* status, .job.json, .wait: the last poll, else dir_time */
+    /* With JOB_VIEW_STATUS, JOB_VIEW_JSON: the text of status, of
+     * .job.json (NULL when out of memory); job_view_release frees them. */
+    char *status_text, *json_text;
+};
+enum { JOB_VIEW_STATUS = 1, JOB_VIEW_JSON = 2, JOB_VIEW_TEXTS = 3 };
+void registry_job_view(struct registry *, struct job *, unsigned flags, struct job_view *out);
+void job_view_release(struct job_view *);
+
+/* Calls fn for each project (sorted by id) until it answers nonzero.  fn
+ * runs with the registry's lock held: it must not call the registry. */
+void registry_each_project(struct registry *, int (*fn)(void *arg, const char *id), void *arg);
+/* The same for a project's jobs (sorted by id), each as a view without
+ * texts; -ENOENT for an unknown project. */
+int registry_each_job(struct registry *, const char *project,
+                      int (*fn)(void *arg, const struct job_view *), void *arg);
+
+/* The job's local file, archives/<project>/<job>.<format>: -ENOENT when
+ * its format is not format (or not known yet: never downloaded). */
+int registry_job_file(struct registry *, struct job *, const char *format, char out[4096]);
 
 /* The non-blocking calls below answer REGISTRY_WAIT when the answer is not
  * there yet: the work is under way on a worker thread, and on_wake(job)
  * says when to ask again.  No request thread ever sleeps in the registry. */
 #define REGISTRY_WAIT 1
-/* Broadcasts `changed` and calls on_wake(key); lock held. */
-void registry_changed_locked(struct registry *, const void *key);
 
 /* 0 once the job is no longer running; -ENOENT if it was forgotten,
  * -ESHUTDOWN when the mount stops, else REGISTRY_WAIT. */
@@ -216,56 +107,48 @@ int registry_job_ended(struct registry *, struct job *);
  * matching registry_index_done(); REGISTRY_WAIT (a fetch is under way),
  * or -EIO/-EAGAIN/-ENOENT/-ESHUTDOWN. */
 int registry_job_index(struct registry *, struct job *, struct aindex **out);
-
-/* Applies a query answer; lock held.  Returns 1 if the job ended now. */
-int job_apply_task_locked(struct registry *, struct job *, const struct task_info *);
-extern const char *const control_files[];
-
 /* The same for listings and stat: also returns the index of an archive
  * still being verified, so that a job's tree shows as soon as its last
  * byte arrived; its content is only read through registry_job_index. */
 int registry_job_listing(struct registry *, struct job *, struct aindex **out);
-/* The fetcher's side: shows idx (built on the download, not yet verified)
- * to listings; withdraws it again (waiting until no listing uses it) when
- * verification fails.  The fetcher passes idx to its final state after. */
-void registry_publish_pending(struct registry *, struct job *, struct aindex *idx,
-                              int64_t size, const char *format);
-void registry_withdraw_pending(struct registry *, struct job *);
 /* Ends a use of the index returned by registry_job_index or _listing. */
 void registry_index_done(struct registry *, struct job *);
+
+/* The names of a job directory's generated files (status, .job.json,
+ * .wait), NULL-terminated; archive entries of those names are hidden. */
+extern const char *const control_files[];
+
+/* ---- The mount's ---- */
+
+/* Told (outside the lock) when a job's files change, so the kernel drops
+ * cached sizes of status/.job.json; and, with the lock held, when
+ * something a front-end request may be waiting on changed (key: the job;
+ * NULL: everything, e.g. stopping): on_wake must only queue work, never
+ * call back into the registry.  Set at mount, cleared (NULLs) at unmount. */
+void registry_set_hooks(struct registry *,
+                        void (*on_change)(void *arg, const char *project, const char *job),
+                        void (*on_wake)(void *arg, const void *key), void *arg);
+
+/* .stats: counts taken under the lock. */
+struct registry_stats {
+    int64_t running, success, failure;      /* jobs by status */
+    int64_t archives, cache_bytes;          /* local archives, with their sidecars */
+    int64_t projects;
+    uint64_t submits, reads, bytes_read;
+    time_t started_at;
+};
+void registry_get_stats(struct registry *, struct registry_stats *);
+/* A read of archive content (bytes long), for .stats. */
+void registry_count_read(struct registry *, uint64_t bytes);
+time_t registry_started_at(struct registry *);
+struct cloud *registry_cloud(struct registry *);
+/* The event-logs/ folders (eventlogs.h), or NULL. */
+struct eventlogs *registry_eventlogs(struct registry *);
+const char *registry_cache_dir(struct registry *);
+
 /* Evicts least recently used archives not in use until the cache fits
  * cache_max (the most recently fetched archive is kept). */
 void registry_enforce_cache_max(struct registry *);
-
-/* Sets job->error (copied); lock held. */
-void job_set_error_locked(struct job *, const char *msg);
-/* The local file's path, archives/<project>/<job>.<format>; lock held.
- * -ENOENT when the format is not known yet (never downloaded). */
-int job_archive_path_locked(struct registry *, const struct job *, char out[4096]);
-/* The name of the one file a CSV or gzipped CSV export (format) shows;
- * lock held. */
-void job_single_name_locked(const struct job *, const char *format, char *out, size_t cap);
-/* Its modification time: the listed file's generation time, else the
- * submission; and the archive layer's name for the job's format. */
-int64_t job_file_mtime_locked(const struct job *);
-/* The order in which jobs of a mount were submitted (or attached), ms. */
-int64_t job_submit_order_locked(const struct job *);
-enum aformat job_aformat_locked(const struct job *);
-
-/* WAF file lookup (locator.c), run by the poller: matches the project's
- * succeeded WAF jobs that have no file yet to files of the event-log list
- * (by id, then name, then time; cloud-api.md §4), claims them and queues
- * their download.  Jobs whose file is not listed yet are looked for again
- * with backoff. */
-void locator_run(struct registry *, const char *project);
-/* A fresh pre-signed URL for a job whose file is known (its claim), for a
- * download whose URL expired or was never had.  0, -ENOENT (no longer
- * listed), or -errno with why. */
-int locator_refresh_url(struct registry *, struct job *, char *why, size_t whylen);
-
-/* NULL when the plain file at path looks like the CSV text WAF exports,
- * else why not (fetcher.c; an error page served with 200 is not one). */
-const char *fetcher_not_csv_text(const char *path);
 
 /* Background workers (poller.c, fetcher.c). */
 int poller_start(struct registry *);

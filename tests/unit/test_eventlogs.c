@@ -454,13 +454,13 @@ static struct job *wait_archive(struct mount *m, const char *id)
 
 static void test_shared_with_jobs(struct mount *m)
 {
-    char why[512];
+    char *why = NULL;
     reset_emulator();
     admin_ok("PATCH", "config", "{\"waf_file_link\":\"id\"}");
     /* a job's file first: event-logs reads the job's archive */
     char *first = submit_elsewhere();
     usleep(500000);
-    CHECK(registry_attach(m->r, PROJECT, first, why, sizeof why) == 0, "attach: %s", why);
+    CHECK(registry_attach(m->r, PROJECT, first, &why) == 0, "attach: %s", why ? why : "");
     struct job *j = wait_archive(m, first);
     char name[256];
     pthread_mutex_lock(&m->r->lock);
@@ -488,7 +488,7 @@ static void test_shared_with_jobs(struct mount *m)
     eventlog_listing_release(&l);
     char *bytes = read_file(m, name, &len, &rc);
     CHECK(rc == 0 && bytes, "event-logs read of the second file");
-    CHECK(registry_attach(m->r, PROJECT, second, why, sizeof why) == 0, "attach: %s", why);
+    CHECK(registry_attach(m->r, PROJECT, second, &why) == 0, "attach: %s", why ? why : "");
     j = wait_archive(m, second);
     CHECK(count_log("storage", second, "none") == 1, "event-logs first: %d downloads",
           count_log("storage", second, "none"));
@@ -506,6 +506,7 @@ static void test_shared_with_jobs(struct mount *m)
     registry_forget(m->r, PROJECT, second);
     free(first);
     free(second);
+    free(why);
 }
 
 static void test_cache_max(struct mount *m)

@@ -20,7 +20,7 @@
  * fresh copy renamed into place under journal_lock (as fetcher.c does); or
  * registry_forget()'s steps, then the namesake's file renamed into place. */
 #include "journal.h"
-#include "registry.h"
+#include "job.h" /* private to jobs/: these tests look into jobs */
 
 #include <errno.h>
 #include <fcntl.h>

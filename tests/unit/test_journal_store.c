@@ -19,7 +19,7 @@
  *     itself resolved (a link to a private directory is used, its target
  *     checked), one mount per directory (-EBUSY). */
 #include "journal.h"
-#include "registry.h"
+#include "job.h" /* private to jobs/: these tests look into jobs */
 
 #include <errno.h>
 #include <fcntl.h>

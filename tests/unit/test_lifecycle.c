@@ -2,7 +2,7 @@
  * record search on short buffers (aix_find_cd) and the project table of a
  * second registry in the same process (its capacity was process-global). */
 #include "journal.h"
-#include "registry.h"
+#include "job.h" /* private to jobs/: these tests look into jobs */
 
 #include <errno.h>
 #include <stdint.h>

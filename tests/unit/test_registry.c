@@ -25,7 +25,7 @@
 #include "creds.h"
 #include "filter.h"
 #include "journal.h"
-#include "registry.h"
+#include "job.h" /* private to jobs/: these tests look into jobs */
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -362,9 +362,10 @@ static struct job *submit(struct registry *r, const char *filter_text, char id[6
     free(why);
     if (pr != FILTER_COMPLETE)
         return NULL;
-    char msg[512] = "";
-    int rc = registry_submit(r, PROJECT, filter, body, id, msg, sizeof msg);
-    CHECK(rc == 0, "registry_submit %s: %d %s", filter_text, rc, msg);
+    char *msg = NULL;
+    int rc = registry_submit(r, PROJECT, filter, body, id, &msg);
+    CHECK(rc == 0, "registry_submit %s: %d %s", filter_text, rc, msg ? msg : "");
+    free(msg);
     json_decref(filter);
     free(body);
     return rc ? NULL : registry_get_job(r, PROJECT, id);
@@ -490,9 +491,10 @@ static void phase1(const char *cache, struct remembered *mem)
         json_decref(o);
     }
 
-    char why[512] = "";
-    CHECK(registry_attach(r, PROJECT, "ffffffffffffffffffffffffffffffff", why, sizeof why)
-              == -ENOENT, "attach of an unknown id: %s", why);
+    char *why = NULL;
+    CHECK(registry_attach(r, PROJECT, "ffffffffffffffffffffffffffffffff", &why)
+              == -ENOENT, "attach of an unknown id: %s", why ? why : "");
+    free(why);
     CHECK(registry_get_job(r, PROJECT, "ffffffffffffffffffffffffffffffff") == NULL,
           "a job not attached is known");
 
