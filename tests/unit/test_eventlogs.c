@@ -609,14 +609,25 @@ static void test_many(struct mount *m)
     double first = monotonic_now() - t0;
     CHECK(rc == 0 && l.n == 5000, "listed %zu of 5000", l.n);
     eventlog_listing_release(&l);
-    int lists = count_log("event_dump", NULL, NULL), probes = count_log("storage", NULL, NULL);
+    /* The emulator logs a request after answering it: the last probes may
+     * show a moment later. */
+    int lists = 0, probes = 0;
+    for (int i = 0; i < 250 && probes < 5000; i++) {
+        if (i)
+            usleep(20000);
+        lists = count_log("event_dump", NULL, NULL);
+        probes = count_log("storage", NULL, NULL);
+    }
     t0 = monotonic_now();
     list(m, &l);
     double second = monotonic_now() - t0;
     eventlog_listing_release(&l);
     printf("5000 files: first listing %.2f s (%d list calls, %d size probes), second %.4f s\n",
            first, lists, probes, second);
-    CHECK(lists == 50 && probes == 5000, "calls: %d lists, %d probes", lists, probes);
+    /* One refresh pages 50 times; a loaded machine may see a page call time
+     * out and the refresh run again, never more probes than files. */
+    CHECK(lists >= 50 && lists <= 150 && probes == 5000,
+          "calls: %d lists, %d probes", lists, probes);
 }
 
 int main(int argc, char **argv)
