@@ -3,6 +3,7 @@
  * path.  Nothing here blocks: a stat that needs a job's archive answers
  * REGISTRY_WAIT while it is fetched. */
 #include "fs_internal.h"
+#include "jsontext.h"
 
 #include "eventlogs.h"
 #include "log.h"
@@ -13,16 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* json_dumps' text plus the newline a file of text ends with. */
-static char *dump_line(json_t *o, size_t flags)
-{
-    char *s = o ? json_dumps(o, flags) : NULL, *t = NULL;
-    if (s && asprintf(&t, "%s\n", s) < 0)
-        t = NULL;
-    free(s);
-    return t;
-}
 
 char *stats_text(struct fs *fs)
 {
@@ -54,7 +45,7 @@ char *stats_text(struct fs *fs)
     if (registry_eventlogs(r))
         json_object_set_new(o, "event_logs", eventlogs_stats_json(registry_eventlogs(r)));
     json_object_set_new(o, "uptime_s", json_integer((json_int_t)(time(NULL) - rs.started_at)));
-    char *s = dump_line(o, JSON_INDENT(2));
+    char *s = json_text_line(o, JSON_INDENT(2));
     json_decref(o);
     return s;
 }

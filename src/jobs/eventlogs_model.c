@@ -4,6 +4,7 @@
  * "-<id>" on a clash) and the journal record that keeps names, sizes and
  * times across remounts. */
 #include "eventlogs_internal.h"
+#include "sorted.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -57,23 +58,12 @@ static void file_identity(struct evfile *f, const char *project)
     f->ino = ino ? ino : 1;
 }
 
+static const char *name_of(const void *f) { return ((const struct evfile *)f)->name; }
+static const char *key_of(const void *f) { return ((const struct evfile *)f)->key; }
+
 size_t ev_find_slot(struct evfile *const *a, size_t n, const char *s, int by_name, int *found)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp(by_name ? a[mid]->name : a[mid]->key, s);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return sorted_slot((void *const *)a, n, s, by_name ? name_of : key_of, found);
 }
 
 static int insert_sorted(struct evfile ***a, size_t n, size_t *cap, struct evfile *f, int by_name)

@@ -1,6 +1,7 @@
 /* job: projects and jobs in memory: creation, lookup, references, the
  * names of a job's local file, and the one setter of its archive state. */
 #include "job.h"
+#include "sorted.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -83,23 +84,12 @@ void registry_destroy(struct registry *r)
     free(r);
 }
 
+/* Projects and jobs begin with their id (job.h). */
+static const char *id_of(const void *item) { return (const char *)item; }
+
 size_t find_slot(void *const *items, size_t n, const char *id, int *found)
 {
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = strcmp((const char *)items[mid], id); /* id is the first member */
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    return sorted_slot(items, n, id, id_of, found);
 }
 
 static int insert_at(void ***items, size_t *n, size_t *cap, size_t at, void *item)

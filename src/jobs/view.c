@@ -3,21 +3,12 @@
  * counters of .stats, the hooks and the mount's settings.  Each call
  * copies what it answers under the lock; none blocks. */
 #include "job.h"
+#include "jsontext.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* json_dumps' text plus the newline a file of text ends with. */
-static char *dump_line(json_t *o, size_t flags)
-{
-    char *s = o ? json_dumps(o, flags) : NULL, *t = NULL;
-    if (s && asprintf(&t, "%s\n", s) < 0)
-        t = NULL;
-    free(s);
-    return t;
-}
 
 /* archives/ lists a job's file only when its stat answers: it is local
  * (or its index being verified is published), or it has been local and
@@ -47,7 +38,7 @@ static void view_locked(const struct job *j, unsigned flags, struct job_view *v)
         v->status_text = NULL;
     if (flags & JOB_VIEW_JSON) {
         json_t *o = job_to_json_locked(j);
-        v->json_text = dump_line(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        v->json_text = json_text_line(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         json_decref(o);
     }
 }
