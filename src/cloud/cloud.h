@@ -110,6 +110,7 @@ struct event_file {
 struct event_page {
     struct event_file *items;
     size_t n;
+    size_t skipped;                         /* listed items whose fields do not fit */
     int64_t total;                          /* files in the whole list, -1 unknown */
 };
 /* GET /v1/{project}/waf/event/dump?page=&pagesize= (page from 1). */
@@ -127,6 +128,9 @@ void event_page_release(struct event_page *);
 struct event_list {
     struct event_file *items;
     size_t n, cap;
+    size_t skipped;         /* listed but unusable (event_page): they count
+                             * against total, so they do not look like a
+                             * list that moved */
     int64_t total;          /* as the last page said; -1 unknown */
     int moved, cut;
     int calls;              /* list calls made */

@@ -281,10 +281,12 @@ int cloud_event_page_fields(json_t *j, void *arg, const char **problem)
             *problem = "page that fits in memory";
             return -1;
         }
-        if (rc == 0)
+        if (rc == 0) {
             out->n++;
-        else
+        } else {
             free(out->items[out->n].url), out->items[out->n].url = NULL;
+            out->skipped++;
+        }
     }
     return 0;
 }

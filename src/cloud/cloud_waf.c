@@ -91,14 +91,17 @@ int cloud_list_all_event_files(struct cloud *c, const char *project, size_t max_
             f->url = NULL; /* moved */
             fresh++;
         }
-        size_t got = pg.n;
+        size_t got = pg.n + pg.skipped;
+        out->skipped += pg.skipped;
+        fresh += pg.skipped; /* unusable, but listed: the list went on */
         event_page_release(&pg);
         /* A service that caps pages below PAGE still says `total`: a short
          * page ends the list only when no total is given. */
-        if (got == 0 || fresh == 0 || (out->total >= 0 && (int64_t)out->n >= out->total) ||
+        int64_t seen = (int64_t)(out->n + out->skipped);
+        if (got == 0 || fresh == 0 || (out->total >= 0 && seen >= out->total) ||
             (out->total < 0 && got < PAGE)) {
             /* Fewer items than the total said: some went while paging. */
-            if (out->total >= 0 && (int64_t)out->n < out->total)
+            if (out->total >= 0 && seen < out->total)
                 out->moved = 1;
             return 0;
         }

@@ -190,7 +190,8 @@ static void test_event_page(void)
         "{\"id\":\"f3\",\"url\":\"file:///etc/passwd\"},"           /* no fetchable url */
         "{}]}";
     CHECK(cloud_parse_event_page(body, strlen(body), &pg, &e) == 0, "%s", e.msg);
-    CHECK(pg.total == 3 && pg.n == 3, "total %lld n %zu", (long long)pg.total, pg.n);
+    CHECK(pg.total == 3 && pg.n == 3 && pg.skipped == 1, "total %lld n %zu skipped %zu",
+          (long long)pg.total, pg.n, pg.skipped);
     CHECK(!strcmp(pg.items[0].id, "f1") && !strcmp(pg.items[0].filename, "waf-events-1.csv") &&
           pg.items[0].timestamp == 1764547200000LL && pg.items[0].start == 1 &&
           pg.items[0].url && strstr(pg.items[0].url, "https://obs.example.com/") == pg.items[0].url,
