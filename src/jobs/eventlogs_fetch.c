@@ -6,6 +6,7 @@
  * checked, a plain file checked to be CSV text), its hand-over to a job
  * that claims the file (one copy, one download), and cache_max eviction. */
 #include "eventlogs_internal.h"
+#include "why.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -118,7 +119,7 @@ void ev_adopt_local(struct eventlogs *el, struct evproject *p)
     free(sorted);
 }
 
-int ev_find_url(struct eventlogs *el, struct evfile *f, char *why, size_t whylen)
+int ev_find_url(struct eventlogs *el, struct evfile *f, char **why)
 {
     struct registry *r = el->r;
     char project[65], key[sizeof f->key];
@@ -134,7 +135,7 @@ int ev_find_url(struct eventlogs *el, struct evfile *f, char *why, size_t whylen
         int rc = cloud_list_event_files(r->cloud, project, page, 100, &pg, &e);
         atomic_fetch_add(&el->list_calls, 1);
         if (rc) {
-            snprintf(why, whylen, "%s", e.msg);
+            set_why(why, "%s", e.msg);
             return rc;
         }
         int found = 0, older = 0;
@@ -160,7 +161,7 @@ int ev_find_url(struct eventlogs *el, struct evfile *f, char *why, size_t whylen
         if (older || got == 0 || (total >= 0 && (int64_t)seen >= total) || (total < 0 && got < 100))
             break;
     }
-    snprintf(why, whylen, "the file is no longer in WAF's event-log list");
+    set_why(why, "the file is no longer in WAF's event-log list");
     return -ENOENT;
 }
 
@@ -453,7 +454,11 @@ void eventlogs_fetch(struct eventlogs *el, struct evfile *f)
         url = f->url && !need_url ? strdup(f->url) : NULL;
         pthread_mutex_unlock(&r->lock);
         if (!url) {
-            int urc = ev_find_url(el, f, msg, sizeof msg);
+            char *why = NULL;
+            int urc = ev_find_url(el, f, &why);
+            if (why)
+                snprintf(msg, sizeof msg, "%s", why);
+            free(why);
             need_url = 0;
             if (urc == -ENOENT) {
                 rc = -ENOENT;

@@ -131,6 +131,6 @@ int ev_part_path(struct eventlogs *, const char *project, const struct evfile *,
 void ev_adopt_local(struct eventlogs *, struct evproject *);
 /* Paging the list for one file's fresh URL (an expired one, or none after a
  * remount): 0, -ENOENT (not listed), -errno. */
-int ev_find_url(struct eventlogs *, struct evfile *, char *why, size_t whylen);
+int ev_find_url(struct eventlogs *, struct evfile *, char **why);
 
 #endif
