@@ -61,20 +61,27 @@ static struct fs_call *call_at(fuse_req_t req, call_run_fn run, fuse_ino_t ino, 
 }
 
 /* Answers a lookup (or mkdir, create) of c->path with attributes st. */
+/* The entry the kernel gets for c->path (one more lookup of its inode);
+ * e->ino is 0 when out of memory. */
+static void entry_of(struct fs_call *c, const struct stat *st, struct fuse_entry_param *e)
+{
+    struct fs *fs = c->ctx;
+    memset(e, 0, sizeof *e);
+    e->ino = inodes_ref(fs->inodes, c->path);
+    e->attr = *st;
+    e->attr.st_ino = e->ino;
+    e->attr_timeout = FS_ATTR_TIMEOUT;
+    e->entry_timeout = FS_ENTRY_TIMEOUT;
+}
+
 static void reply_entry(struct fs_call *c, const struct stat *st)
 {
     struct fs *fs = c->ctx;
-    struct fuse_entry_param e = { 0 };
-    e.ino = inodes_ref(fs->inodes, c->path);
-    if (!e.ino) {
+    struct fuse_entry_param e;
+    entry_of(c, st, &e);
+    if (!e.ino)
         fuse_reply_err(c->req, ENOMEM);
-        return;
-    }
-    e.attr = *st;
-    e.attr.st_ino = e.ino;
-    e.attr_timeout = FS_ATTR_TIMEOUT;
-    e.entry_timeout = FS_ENTRY_TIMEOUT;
-    if (fuse_reply_entry(c->req, &e) != 0)
+    else if (fuse_reply_entry(c->req, &e) != 0)
         inodes_forget(fs->inodes, e.ino, 1); /* the kernel did not take it */
 }
 
@@ -316,12 +323,8 @@ static int run_create(struct fs_call *c)
         return 0;
     }
     if ((rc = node_attr(fs, &n, &st, &key)) == 0 && (rc = new_open(fs, &n, &c->fi)) == 0) {
-        struct fuse_entry_param e = { 0 };
-        e.ino = inodes_ref(fs->inodes, c->path);
-        e.attr = st;
-        e.attr.st_ino = e.ino;
-        e.attr_timeout = FS_ATTR_TIMEOUT;
-        e.entry_timeout = FS_ENTRY_TIMEOUT;
+        struct fuse_entry_param e;
+        entry_of(c, &st, &e);
         if (!e.ino || fuse_reply_create(c->req, &e, &c->fi) != 0) {
             if (e.ino)
                 inodes_forget(fs->inodes, e.ino, 1);
