@@ -64,13 +64,28 @@ struct handle {
     struct handle *prev, *next;
 };
 
-/* An open directory whose listing is a snapshot (event-logs/): every
- * readdir of one `ls` answers from the same list, so a refresh landing
- * between two buffers can neither repeat nor skip a name. */
+/* One name of a directory snapshot: its type, and for a job directory
+ * its modification time (dir_time != 0). */
+struct dir_name {
+    char *name;
+    mode_t type;
+    time_t dir_time;
+};
+
+/* An open directory whose names come and go (projects/, exports/,
+ * archives/, event-logs/) answers every readdir of one listing from a
+ * snapshot taken by its readdir at offset 0 (the first one, and each
+ * rewinddir): offsets are indices into it, so a job, project or event-log
+ * file that appears or leaves between two buffers can neither repeat nor
+ * skip another name. */
 struct dirhandle {
     int listed;
-    struct eventlog_listing listing;
+    struct eventlog_listing listing;    /* event-logs/ */
+    struct dir_name *names;             /* the others */
+    size_t n, cap;
+    int nomem;                          /* while taking it */
 };
+void dirhandle_clear(struct dirhandle *);
 
 /* ---- attrs.c ---- */
 char *stats_text(struct fs *);

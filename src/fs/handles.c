@@ -5,6 +5,7 @@
 #include "fs_internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 struct handle *handle_new(struct fs *fs, enum node_kind kind)
@@ -50,4 +51,14 @@ void handle_free(struct fs *fs, struct handle *h)
     strbuf_release(&h->input);
     pthread_mutex_destroy(&h->lock);
     free(h);
+}
+
+void dirhandle_clear(struct dirhandle *dh)
+{
+    if (dh->listed)
+        eventlog_listing_release(&dh->listing);
+    for (size_t i = 0; i < dh->n; i++)
+        free(dh->names[i].name);
+    free(dh->names);
+    memset(dh, 0, sizeof *dh);
 }

@@ -69,6 +69,17 @@ static int emit(struct dirbuf *d, const char *name, const struct stat *st, mode_
     return d->full;
 }
 
+/* Offsets count every name emitted before: skip the snapshot's names
+ * that an earlier buffer held.  Returns the first index to emit. */
+static size_t first_unsent(struct dirbuf *d, size_t count)
+{
+    size_t skip = d->offset > d->next ? (size_t)(d->offset - d->next) : 0;
+    if (skip > count)
+        skip = count;
+    d->next += (off_t)skip;
+    return skip;
+}
+
 /* A job directory (entry NULL) or a directory of its archive. */
 static int list_job(struct registry *r, struct job *j, struct dirbuf *d, const char *entry,
                     const void **key)
@@ -101,11 +112,7 @@ static int list_job(struct registry *r, struct job *j, struct dirbuf *d, const c
         return -ENOTDIR;
     }
     size_t count = anode_child_count(dir);
-    size_t skip = d->offset > d->next ? (size_t)(d->offset - d->next) : 0;
-    if (skip > count)
-        skip = count;
-    d->next += (off_t)skip;
-    for (size_t i = skip; i < count && !d->full; i++) {
+    for (size_t i = first_unsent(d, count); i < count && !d->full; i++) {
         const struct anode *c = anode_child(idx, dir, i);
         struct stat st;
         fill_anode(&st, c);
@@ -115,14 +122,10 @@ static int list_job(struct registry *r, struct job *j, struct dirbuf *d, const c
     return 0;
 }
 
-/* event-logs/: from the directory handle's snapshot, taken by its first
- * readdir (without a handle, a listing of its own). */
+/* event-logs/ */
 static int list_evlogs(struct registry *r, const struct node *n, struct dirbuf *d,
                        struct dirhandle *dh, const void **key)
 {
-    struct dirhandle own = { 0 };
-    if (!dh)
-        dh = &own;
     if (!registry_eventlogs(r))
         return 0;
     if (!dh->listed) {
@@ -132,42 +135,80 @@ static int list_evlogs(struct registry *r, const struct node *n, struct dirbuf *
         dh->listed = 1;
     }
     size_t count = dh->listing.n;
-    size_t skip = d->offset > d->next ? (size_t)(d->offset - d->next) : 0;
-    if (skip > count)
-        skip = count;
-    d->next += (off_t)skip;
-    for (size_t i = skip; i < count && !d->full; i++) {
+    for (size_t i = first_unsent(d, count); i < count && !d->full; i++) {
         const struct eventlog_entry *e = &dh->listing.entries[i];
         struct stat st;
         fill_file(&st, 0444, (off_t)e->size, (time_t)e->mtime);
         emit(d, e->name, &st, S_IFREG);
     }
-    if (dh == &own)
-        eventlog_listing_release(&own.listing);
     return 0;
 }
 
-static int emit_project(void *arg, const char *id)
+/* Adds a name to the snapshot; runs under the registry's lock, so it only
+ * allocates.  A failure is kept for after the walk (nomem). */
+static int snap_add(struct dirhandle *dh, const char *name, mode_t type, time_t dir_time)
 {
-    return emit(arg, id, NULL, S_IFDIR);
+    if (dh->n == dh->cap) {
+        size_t cap = dh->cap ? dh->cap * 2 : 16;
+        struct dir_name *grown = realloc(dh->names, cap * sizeof *grown);
+        if (!grown)
+            return dh->nomem = 1;
+        dh->names = grown;
+        dh->cap = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy)
+        return dh->nomem = 1;
+    dh->names[dh->n++] = (struct dir_name){ copy, type, dir_time };
+    return 0;
+}
+
+static int snap_project(void *arg, const char *id)
+{
+    return snap_add(arg, id, S_IFDIR, 0);
 }
 
 /* exports/<job> */
-static int emit_job_dir(void *arg, const struct job_view *v)
+static int snap_job_dir(void *arg, const struct job_view *v)
 {
-    struct stat st;
-    fill_dir(&st, 0555, v->dir_time);
-    return emit(arg, v->id, &st, S_IFDIR);
+    return snap_add(arg, v->id, S_IFDIR, v->dir_time);
 }
 
 /* archives/<job>.<format>: shown only when its stat answers (job_view). */
-static int emit_archive_file(void *arg, const struct job_view *v)
+static int snap_archive_file(void *arg, const struct job_view *v)
 {
     if (!v->archive_listed)
         return 0;
     char name[NODE_ID_MAX + NODE_FORMAT_MAX + 1];
     snprintf(name, sizeof name, "%s.%s", v->id, v->format);
-    return emit(arg, name, NULL, S_IFREG);
+    return snap_add(arg, name, S_IFREG, 0);
+}
+
+/* projects/, exports/ (after "new") or archives/, from the snapshot. */
+static int list_names(struct registry *r, const struct node *n, struct dirbuf *d,
+                      struct dirhandle *dh)
+{
+    if (!dh->listed) {
+        int rc = 0;
+        if (n->kind == N_PROJECTS)
+            registry_each_project(r, snap_project, dh);
+        else
+            rc = registry_each_job(r, n->project,
+                                   n->kind == N_EXPORTS ? snap_job_dir : snap_archive_file, dh);
+        if (rc || dh->nomem) {
+            dirhandle_clear(dh);
+            return rc ? rc : -ENOMEM;
+        }
+        dh->listed = 1;
+    }
+    for (size_t i = first_unsent(d, dh->n); i < dh->n && !d->full; i++) {
+        const struct dir_name *e = &dh->names[i];
+        struct stat st;
+        if (e->dir_time)
+            fill_dir(&st, 0555, e->dir_time);
+        emit(d, e->name, e->dir_time ? &st : NULL, e->type);
+    }
+    return 0;
 }
 
 static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, struct dirhandle *dh,
@@ -182,11 +223,8 @@ static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, stru
         emit(d, "projects", NULL, S_IFDIR);
         return 0;
     }
-    if (n->kind == N_PROJECTS) {
-        if (!d->full)
-            registry_each_project(r, emit_project, d);
-        return 0;
-    }
+    if (n->kind == N_PROJECTS)
+        return list_names(r, n, d, dh);
     time_t added;
     if (registry_project_time(r, n->project, &added) != 0)
         return -ENOENT;
@@ -201,9 +239,9 @@ static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, stru
     case N_EXPORTS:
         fill_file(&st, 0644, 0, added);
         emit(d, "new", &st, S_IFREG);
-        return d->full ? 0 : registry_each_job(r, n->project, emit_job_dir, d);
+        return list_names(r, n, d, dh);
     case N_ARCHIVES:
-        return d->full ? 0 : registry_each_job(r, n->project, emit_archive_file, d);
+        return list_names(r, n, d, dh);
     case N_JOB:
     case N_ENTRY:
         break;
@@ -227,8 +265,14 @@ int run_readdir(struct fs_call *c)
     if (!rc && !buf)
         rc = -ENOMEM;
     struct dirbuf d = { fs, c->req, c->path, buf, c->size, 0, c->off, 0, c->plus, 0 };
+    /* Offset 0 starts a listing (opendir or rewinddir): a fresh snapshot.
+     * A readdir without a handle of ours lists from a snapshot of its own. */
+    struct dirhandle own = { 0 }, *dh = c->handle ? c->handle : &own;
+    if (c->off == 0)
+        dirhandle_clear(dh);
     if (!rc)
-        rc = list_node(fs, &n, &d, c->handle, &c->key);
+        rc = list_node(fs, &n, &d, dh, &c->key);
+    dirhandle_clear(&own);
     if (rc == REGISTRY_WAIT) {
         free(buf);
         return rc;

@@ -412,7 +412,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     struct node n;
     struct dirhandle *dh = NULL;
     fi->fh = 0;
-    if (path && path_parse(path, &n) == 0 && n.kind == N_EVLOGS) {
+    if (path && path_parse(path, &n) == 0 &&
+        (n.kind == N_PROJECTS || n.kind == N_EXPORTS || n.kind == N_ARCHIVES ||
+         n.kind == N_EVLOGS)) {
         if (!(dh = calloc(1, sizeof *dh))) {
             free(path);
             fuse_reply_err(req, ENOMEM);
@@ -454,8 +456,8 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 {
     (void)ino;
     struct dirhandle *dh = (struct dirhandle *)(uintptr_t)fi->fh;
-    if (dh && dh->listed)
-        eventlog_listing_release(&dh->listing);
+    if (dh)
+        dirhandle_clear(dh);
     free(dh);
     fuse_reply_err(req, 0);
 }

@@ -1,4 +1,5 @@
 # The tree: root, .stats, projects/, mkdir projects/<id>, project and exports layout.
+import ctypes
 import errno
 import json
 import os
@@ -74,3 +75,61 @@ def test_exports_lists_new_and_one_dir_per_job(mnt, emu):
     # a running job's directory holds only the control files
     for j in jobs:
         assert set(os.listdir(mnt.job(j))) >= {"status", ".job.json", ".wait"}
+
+
+def _names_of(it):
+    return [e.name for e in it]
+
+
+def test_listing_is_one_snapshot_names_added_meanwhile_neither_repeat_nor_hide(mount_factory):
+    # Offsets of a listing are indices: without a snapshot per open
+    # directory, names added before the offset between two buffers shift
+    # the rest, and the next buffer repeats names of the one before.
+    m = mount_factory()
+    projects = m.path("projects")
+    late = ["%032x" % (0xe << 124 | i) for i in range(150)]
+    for pid in late:
+        os.mkdir(os.path.join(projects, pid))
+    before = sorted(os.listdir(projects))
+    assert len(before) == 151
+    early = ["%032x" % (i + 1) for i in range(40)]
+    with os.scandir(projects) as it:
+        first = next(it).name  # one buffer, less than the whole directory
+        for pid in early:
+            os.mkdir(os.path.join(projects, pid))
+        names = [first] + _names_of(it)
+    assert len(names) == len(set(names)), \
+        "repeated: %r" % sorted(n for n in set(names) if names.count(n) > 1)
+    assert sorted(names) == before, "a listing shows the directory as it was when it began"
+    assert sorted(os.listdir(projects)) == sorted(before + early)
+
+
+def test_rewinddir_takes_a_fresh_snapshot(mount_factory):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.opendir.restype = ctypes.c_void_p
+    libc.opendir.argtypes = [ctypes.c_char_p]
+    libc.readdir.restype = ctypes.c_void_p
+    libc.readdir.argtypes = [ctypes.c_void_p]
+    libc.rewinddir.argtypes = [ctypes.c_void_p]
+    libc.closedir.argtypes = [ctypes.c_void_p]
+    name_at = 8 + 8 + 2 + 1  # struct dirent on Linux: d_ino, d_off, d_reclen, d_type, d_name
+
+    def read_all(d):
+        out = []
+        while True:
+            ent = libc.readdir(d)
+            if not ent:
+                return out
+            out.append(ctypes.string_at(ent + name_at).decode())
+
+    m = mount_factory()
+    projects = m.path("projects")
+    d = libc.opendir(projects.encode())
+    assert d, os.strerror(ctypes.get_errno())
+    try:
+        assert sorted(read_all(d)) == [".", "..", PROJECT]
+        os.mkdir(m.project(OTHER_PROJECT))
+        libc.rewinddir(d)
+        assert sorted(read_all(d)) == sorted([".", "..", PROJECT, OTHER_PROJECT])
+    finally:
+        libc.closedir(d)
