@@ -81,6 +81,8 @@ struct eventlog_file {
     int fd;
     int64_t size;
     struct evfile *pinned;  /* our own copy (kept from eviction), or NULL */
+    struct job *job;        /* the job whose archive it is (kept from
+                             * eviction while open), or NULL */
 };
 /* 0 with *out (release it), REGISTRY_WAIT while the copy is fetched and
  * verified, -ENOENT, -EIO (the fetch failed; tried again on an open 30 s

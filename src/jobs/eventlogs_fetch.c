@@ -180,10 +180,12 @@ static void queue_fetch_locked(struct eventlogs *el, struct evfile *f)
     pthread_cond_broadcast(&el->r->work);
 }
 
-/* The job's archive as the file's bytes: 0 with fd, REGISTRY_WAIT, 1 when
- * the job cannot serve it (our own copy then), -errno.  Lock held; dropped
- * around the open. */
-static int open_job_copy(struct eventlogs *el, struct job *j, int *fd, const void **wait_key)
+/* The job's archive as the file's bytes: 0 with out->fd and out->job (the
+ * job is kept from cache_max eviction until eventlogs_release, as an open
+ * archives/ file keeps it), REGISTRY_WAIT, 1 when the job cannot serve it
+ * (our own copy then), -errno.  Lock held; dropped around the open. */
+static int open_job_copy(struct eventlogs *el, struct job *j, struct eventlog_file *out,
+                         const void **wait_key)
 {
     struct registry *r = el->r;
     char path[PATH_MAX];
@@ -192,10 +194,22 @@ static int open_job_copy(struct eventlogs *el, struct job *j, int *fd, const voi
         if (job_archive_path_locked(r, j, path))
             return 1;
         j->last_used = time(NULL);
+        j->index_users++; /* pinned before the lock goes: no eviction meanwhile */
+        j->refs++;
         pthread_mutex_unlock(&r->lock);
-        *fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        int rc = *fd >= 0 ? 0 : -errno;
+        out->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        int rc = out->fd >= 0 ? 0 : -errno;
         pthread_mutex_lock(&r->lock);
+        if (rc == 0) {
+            out->job = j;
+        } else {
+            j->index_users--;
+            if (--j->refs == 0) { /* forgotten meanwhile: ours was the last */
+                pthread_mutex_unlock(&r->lock);
+                job_free(j);
+                pthread_mutex_lock(&r->lock);
+            }
+        }
         return rc;
     case ARCHIVE_EVICTED:
         log_info("job %s: archive was evicted by cache_max; fetching it again (event-logs)",
@@ -232,7 +246,7 @@ int eventlogs_open(struct eventlogs *el, const char *project, const char *name,
             break;
         }
         struct job *j = ev_claimed_by_locked(el, f);
-        rc = j ? open_job_copy(el, j, &out->fd, wait_key) : 1;
+        rc = j ? open_job_copy(el, j, out, wait_key) : 1;
         if (rc == 0) {
             atomic_fetch_add(&el->shared_with_jobs, 1);
             break;
@@ -293,6 +307,11 @@ void eventlogs_release(struct eventlogs *el, struct eventlog_file *h)
     if (h->fd >= 0)
         close(h->fd);
     h->fd = -1;
+    if (h->job) {
+        registry_index_done(r, h->job); /* the job's archive may go now */
+        registry_put_job(r, h->job);
+        h->job = NULL;
+    }
     if (!h->pinned)
         return;
     pthread_mutex_lock(&r->lock);

@@ -237,3 +237,39 @@ def test_first_listing_bounded_while_sizes_hang(mount_factory, quiet):
         assert not [n for n in names if n.startswith("hang-")], names
     finally:
         quiet.patch_faults(hang_calls=[])
+
+
+def test_open_job_file_keeps_the_job_archive_from_eviction(mount_factory, quiet):
+    """event-logs/<name> of a job's file reads the job's archive: while it is
+    open the archive is in use, as an open archives/ file is, and it goes only
+    once let go."""
+    emu = quiet
+    emu.config(waf_file_link="id")
+    m = mount_factory(opts={"cache_max": "1K"})
+    if "event-logs" not in os.listdir(m.project()):
+        pytest.skip("this build has no event-logs/ folder")
+
+    def archive(job):
+        return json.loads(read(os.path.join(m.job(job), ".job.json")))["archive"]
+
+    a = run_job(m)
+    os.listdir(m.job(a))  # a's archive is local
+    name = json.loads(read(os.path.join(m.job(a), ".job.json")))["file_name"]
+    time.sleep(0.3)
+    assert name in ls_l(m)
+    f = open(os.path.join(evdir(m), name), "rb")
+    try:
+        head = f.read(4)
+        assert stats(m)["shared_with_jobs"] >= 1 and storage(emu, a, probes=False)
+        b = run_job(m)
+        os.listdir(m.job(b))
+        wait_for(lambda: archive(b) == "ready", what="b's archive")
+        time.sleep(0.3)
+        # a is in use through event-logs/, b is the newest: both stay for now
+        assert archive(a) == "ready"
+        f.seek(0)
+        assert f.read() == read(m.archive(a), "rb") and head
+    finally:
+        f.close()
+    wait_for(lambda: archive(a) == "evicted", timeout=10, what="a evicted once closed")
+    assert archive(b) == "ready"
