@@ -186,8 +186,8 @@ class Emulator:
 
     def bulk_files(self, **kw):
         """POST /_emulator/files/bulk: count (required), project, origin, timestamp,
-        step_ms, start, rows, format, recent, name_prefix, name_suffix, clash_every,
-        empty_every.  Returns {"project", "count", "files": [ids, newest first]}."""
+        step_ms, start, rows, format (csv, zip, gzip, empty), recent, name_prefix,
+        name_suffix, clash_every, empty_every.  Returns {"project", "count", "files": [ids, newest first]}."""
         kw.setdefault("project", PROJECT)
         return self.admin("POST", "files/bulk", kw)
 

@@ -54,6 +54,10 @@ def ext_of(job):
 def build(job, path):
     """Write the file of `job` (a state record dict) to `path` atomically."""
     tmp = path + ".tmp"
+    if job["params"].get("empty"):
+        open(tmp, "wb").close()
+        os.replace(tmp, path)
+        return
     kind = job["params"].get("hostile_kind")
     if kind:
         with open(tmp, "wb") as f:

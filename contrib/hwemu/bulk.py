@@ -70,8 +70,8 @@ def seed(app, o, valid_pid):
     step = _int(o, "step_ms", 60000, 0)
     rows = _int(o, "rows", 3, 0, 10 ** 6)
     fmt = o.get("format", "csv")
-    if fmt not in ("csv", "zip", "gzip"):
-        raise BulkError("format must be csv, zip or gzip")
+    if fmt not in ("csv", "zip", "gzip", "empty"):
+        raise BulkError("format must be csv, zip, gzip or empty")
     recent = o.get("recent", "yesterday")
     if recent not in filters.RECENT:
         raise BulkError("recent must be one of %s" % ", ".join(filters.RECENT))
@@ -91,8 +91,10 @@ def seed(app, o, valid_pid):
         job_id, file_id = ids(pid, i)
         name = file_name(i, prefix, suffix, clash_every, empty_every)
         rec = app.new_waf_record(pid, flt, ts - 1000, origin, job_id=job_id, file_ts=ts,
-                                 link="none", fmt=fmt, rows=rows, hostile=False,
-                                 hostile_kind="")
+                                 link="none", fmt="csv" if fmt == "empty" else fmt, rows=rows,
+                                 hostile=False, hostile_kind="")
+        if fmt == "empty":  # a 0-byte object, as storage may hold one
+            rec["params"]["empty"] = True
         rec["file_id"] = rec["file"]["id"] = file_id
         rec["file_name"] = rec["file"]["filename"] = name
         rec["file"]["obsname"] = "waf/%s/bulk/%s-%05d" % (pid, file_id, i)

@@ -39,6 +39,7 @@ DEFAULTS = {
     "storage_fault": "",
     "storage_fault_count": 0,
     "storage_head": "signed",
+    "range_416_content_range": True,
 }
 
 # Malformed answers (knob `bad_reply`), sent after authentication in place of
@@ -78,7 +79,7 @@ def _check(key, val):
         if not isinstance(val, list) or any(v not in KINDS for v in val):
             raise FaultError("knob '%s' must be a list of %s" % (key, "/".join(KINDS)))
         return list(val)
-    if key in ("range", "hostile", "nth_commit"):
+    if key in ("range", "hostile", "nth_commit", "range_416_content_range"):
         if not isinstance(val, bool):
             raise FaultError("knob '%s' must be a boolean" % key)
         return val

@@ -846,7 +846,8 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     start, end = max(0, size - int(m.group(2))), size - 1
                 if start >= size or start > end:
-                    headers["Content-Range"] = "bytes */%d" % size
+                    if self.app.faults.snapshot()["range_416_content_range"]:
+                        headers["Content-Range"] = "bytes */%d" % size
                     raise mkerr(416, "InvalidRange" if job["service"] == "waf" else "HSS.0416",
                                 "requested range not satisfiable", headers)
                 status = 206

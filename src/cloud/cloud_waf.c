@@ -122,8 +122,10 @@ void event_list_release(struct event_list *l)
 /* Learns a stored file's size without its body: a GET of the first byte
  * (a pre-signed URL is signed for GET, and OBS signs the verb, so HEAD is
  * refused with it), the size from Content-Range, or from Content-Length
- * when storage ignores Range.  An empty object answers 416 (bytes * /0) or
- * 200 with no body. */
+ * when storage ignores Range.  An empty object answers 200 with no body or
+ * 416: a first byte past the end is what 416 means for bytes=0-0, so a 416
+ * tells an empty file whether or not it names the size (bytes * /0), unless
+ * its Content-Range names another one. */
 int cloud_storage_size(struct cloud *c, const char *url, int64_t *size, struct cloud_error *e)
 {
     struct call_spec s = { .call = CALL_PROBE, .what = "size of WAF event-log file",
@@ -137,8 +139,10 @@ int cloud_storage_size(struct cloud *c, const char *url, int64_t *size, struct c
     struct http_response resp;
     http_response_init(&resp);
     int rc = cloud_perform(c, &s, &resp, e);
-    if (rc && e->status == 416 && resp.total == 0)
+    if (rc && e->status == 416 && resp.total <= 0) {
         rc = 0; /* nothing at byte 0: an empty file */
+        resp.total = 0;
+    }
     if (rc == 0 && (resp.total < 0 || resp.total > CLOUD_MAX_FILE_BYTES)) {
         rc = cloud_fail(e, EIO, "%s: storage announced %s", s.what,
                         resp.total < 0 ? "no size" : "an implausible size");

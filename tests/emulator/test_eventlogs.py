@@ -88,6 +88,21 @@ def test_size_by_one_byte_range(emu, item):
     assert "content-range" not in hd
 
 
+def test_empty_object_answers_416_to_a_range(emu):
+    fid = emu.bulk_files(count=1, format="empty")["files"][0]
+    item = [i for i in h.list_files(emu) if i["id"] == fid][0]
+    assert item["filename"].endswith(".csv")
+    assert h.download(emu, fid) == b"" and emu.admin("GET", "files/%s" % fid)["size"] == 0
+    st, hd, _ = h.storage_get(item["url"], {"Range": "bytes=0-0"})
+    assert st == 416 and hd["content-range"] == "bytes */0"
+    # as some S3-compatible stores answer: no Content-Range with the 416
+    emu.set_faults(range_416_content_range=False)
+    st, hd, _ = h.storage_get(item["url"], {"Range": "bytes=0-0"})
+    assert st == 416 and "content-range" not in hd
+    with pytest.raises(RuntimeError, match="400"):
+        emu.patch_faults(range_416_content_range="no")
+
+
 def test_head_refused_with_a_get_signature(emu, item):
     st, hd, body = h.storage_get(item["url"], method="HEAD")
     assert st == 403 and body == b""

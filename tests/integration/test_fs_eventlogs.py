@@ -273,3 +273,18 @@ def test_open_job_file_keeps_the_job_archive_from_eviction(mount_factory, quiet)
         f.close()
     wait_for(lambda: archive(a) == "evicted", timeout=10, what="a evicted once closed")
     assert archive(b) == "ready"
+
+
+@pytest.mark.parametrize("content_range", [True, False])
+def test_empty_file_is_listed_with_size_zero(evm, emu, content_range):
+    """An empty object answers the one-byte size probe 416, with or without
+    Content-Range: bytes */0 (stores differ); either way the file shows, empty."""
+    emu.set_faults(range_416_content_range=content_range)
+    ids = emu.bulk_files(count=2, format="empty")["files"]
+    names = expected_names(ids, 0, 0)
+    st = ls_l(evm)
+    assert sorted(st) == sorted(names.values()), st
+    for fid, name in names.items():
+        assert st[name].st_size == 0
+        assert read(os.path.join(evdir(evm), name), "rb") == b""
+    assert len(storage(emu, probes=True)) == 2
