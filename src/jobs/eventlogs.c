@@ -185,13 +185,31 @@ static void merge_locked(struct eventlogs *el, struct evproject *p, struct event
     free(seen);
 }
 
+/* A file whose size probe keeps failing (storage refusing it, an object
+ * gone while listed) is probed again after a pause that doubles with each
+ * failure, not on every refresh: a list of thousands such files would
+ * otherwise cost thousands of requests per poll_interval. */
+#define PROBE_PAUSE_MIN_S 30.0
+#define PROBE_PAUSE_MAX_S 3600.0
+
+static double probe_pause(int fails)
+{
+    double pause = PROBE_PAUSE_MIN_S;
+    for (int i = 1; i < fails && pause < PROBE_PAUSE_MAX_S; i++)
+        pause *= 2;
+    return pause < PROBE_PAUSE_MAX_S ? pause : PROBE_PAUSE_MAX_S;
+}
+
 /* After the list: sizes known locally, else queued for storage. */
 static void queue_sizes_locked(struct eventlogs *el, struct evproject *p)
 {
+    double now = monotonic_now();
     for (size_t i = 0; i < p->n; i++) {
         struct evfile *f = p->files[i];
         if (f->sizing == SIZE_UNKNOWN || f->sizing == SIZE_FAILED) {
             if (size_from_local_locked(el, f))
+                continue;
+            if (f->sizing == SIZE_FAILED && now < f->probe_retry_at)
                 continue;
             if (!f->url || queue_probe_locked(el, f))
                 f->sizing = SIZE_FAILED;
@@ -217,7 +235,8 @@ static void refresh_done(struct eventlogs *el, struct evproject *p)
     pthread_mutex_unlock(&r->lock);
     if (failures)
         log_warn("project %s: event-logs: the size of %zu files could not be learnt from "
-                 "storage (not shown until a later listing learns it)", p->id, failures);
+                 "storage (not shown until a listing learns it; each asked again after %.0f s "
+                 "or more)", p->id, failures, PROBE_PAUSE_MIN_S);
     log_debug("project %s: event-logs listed: %zu files shown", p->id, n);
     ev_save_project(el, p);
     pthread_mutex_lock(&r->lock);
@@ -300,9 +319,12 @@ static void probe_one(struct eventlogs *el, struct evfile *f)
         if (rc == 0) {
             f->size = size;
             f->sizing = SIZE_KNOWN;
+            f->probe_fails = 0;
             p->dirty = 1;
         } else {
             f->sizing = SIZE_FAILED;
+            f->probe_fails++;
+            f->probe_retry_at = monotonic_now() + probe_pause(f->probe_fails);
             p->probe_failures++;
             snprintf(el->last_error, sizeof el->last_error, "%s", e.msg);
             log_debug("project %s: event-logs: %s (%s)", p->id, e.msg, f->name);

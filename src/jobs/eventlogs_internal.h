@@ -26,6 +26,8 @@ struct evfile {
     int64_t timestamp;        /* ms; -1 unknown */
     int64_t size;             /* -1 unknown */
     enum ev_size sizing;
+    int probe_fails;          /* size probes failed in a row */
+    double probe_retry_at;    /* CLOCK_MONOTONIC: a failed probe waits till then */
     char *url;                /* memory only: a bearer credential that expires */
     int gone;                 /* left the list: out of the project, freed with refs */
     enum ev_local local;

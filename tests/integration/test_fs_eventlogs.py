@@ -288,3 +288,28 @@ def test_empty_file_is_listed_with_size_zero(evm, emu, content_range):
         assert st[name].st_size == 0
         assert read(os.path.join(evdir(evm), name), "rb") == b""
     assert len(storage(emu, probes=True)) == 2
+
+
+def test_failed_size_probes_wait_before_they_are_asked_again(mount_factory, quiet):
+    """Storage refusing every file: the list is refreshed each poll_interval, but
+    a file whose size probe failed is not probed again on every refresh (a
+    pause that doubles, from 30 s); the files show once storage answers."""
+    emu = quiet
+    ids = emu.bulk_files(count=3)["files"]
+    m = mount_factory(poll_interval=0.1)
+    if "event-logs" not in os.listdir(m.project()):
+        pytest.skip("this build has no event-logs/ folder")
+    emu.set_faults(storage_fault="denied")
+    assert ls_l(m) == {}
+    first = len(storage(emu, probes=True))
+    assert first >= 3
+    lists = len(emu.api_calls("event_dump"))
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        assert ls_l(m) == {}
+        time.sleep(0.2)
+    assert len(emu.api_calls("event_dump")) > lists, "the list itself is refreshed"
+    assert len(storage(emu, probes=True)) == first, "failed probes asked again at once"
+    emu.set_faults()
+    m.remount()
+    assert sorted(ls_l(m)) == sorted(expected_names(ids, 0, 0).values())
