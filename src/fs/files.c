@@ -8,8 +8,10 @@
 #include "log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,13 +173,40 @@ int run_open(struct fs_call *c)
     return 0;
 }
 
-static size_t copy_out(char *buf, size_t size, off_t off, const char *text, size_t len)
+/* The bytes of a read go through one buffer per thread, kept between
+ * reads (a read is up to max_read bytes; a malloc and free of that much
+ * per read costs more than the copy), freed when libfuse ends the thread. */
+static pthread_key_t read_buffer_key;
+static pthread_once_t read_buffer_once = PTHREAD_ONCE_INIT;
+
+struct read_buffer {
+    size_t cap;
+    char bytes[];
+};
+
+static void read_buffer_key_create(void)
 {
-    if (off < 0 || (size_t)off >= len)
-        return 0;
-    size_t n = len - (size_t)off < size ? len - (size_t)off : size;
-    memcpy(buf, text + off, n);
-    return n;
+    if (pthread_key_create(&read_buffer_key, free) != 0)
+        log_error("read buffers: pthread_key_create failed: each read allocates its own");
+}
+
+static char *read_buffer(size_t size, int *own)
+{
+    *own = 0;
+    pthread_once(&read_buffer_once, read_buffer_key_create);
+    struct read_buffer *b = pthread_getspecific(read_buffer_key);
+    if (b && b->cap >= size)
+        return b->bytes;
+    struct read_buffer *grown = malloc(sizeof *grown + (size ? size : 1));
+    if (!grown)
+        return NULL;
+    grown->cap = size;
+    if (pthread_setspecific(read_buffer_key, grown) != 0) {
+        *own = 1; /* no key: this read's alone */
+        return grown->bytes;
+    }
+    free(b);
+    return grown->bytes;
 }
 
 int run_wait_read(struct fs_call *c)
@@ -212,23 +241,34 @@ int run_wait_read(struct fs_call *c)
 void files_read(struct fs *fs, fuse_req_t req, struct handle *h, size_t size, off_t off)
 {
     struct registry *r = fs->r;
-    char *buf = malloc(size ? size : 1);
+    int own;
+    char *buf = read_buffer(size, &own);
     if (!buf) {
+        log_error("read of %zu bytes: %s", size, strerror(ENOMEM));
         fuse_reply_err(req, ENOMEM);
         return;
     }
     ssize_t got;
+    size_t at;
     switch (h->kind) {
     case N_STATS:
     case N_STATUS:
     case N_JOB_JSON:
-        got = (ssize_t)copy_out(buf, size, off, h->text, h->text_len);
+        /* Copied, not replied from the handle: the kernel hands the reply to
+         * the reader inside our writev, so a close may free the handle
+         * before writev returns (sanitizers read the iovec after it). */
+        at = off < 0 || (size_t)off >= h->text_len ? h->text_len : (size_t)off;
+        got = (ssize_t)(h->text_len - at < size ? h->text_len - at : size);
+        memcpy(buf, h->text + at, (size_t)got);
         break;
     case N_ARCHIVE_FILE:
     case N_EVLOG_FILE:
         got = pread(h->kind == N_EVLOG_FILE ? h->evlog.fd : h->fd, buf, size, off);
-        if (got < 0)
+        if (got < 0) {
             got = -errno;
+            log_error("read %s at %lld: %s", h->kind == N_EVLOG_FILE ? "event-logs file"
+                      : "archives/ file", (long long)off, strerror(errno));
+        }
         break;
     case N_ENTRY:
         pthread_mutex_lock(&h->lock);
@@ -247,10 +287,10 @@ void files_read(struct fs *fs, fuse_req_t req, struct handle *h, size_t size, of
     if (got < 0) {
         fuse_reply_err(req, (int)-got);
     } else {
-        if (h->kind == N_ARCHIVE_FILE || h->kind == N_ENTRY || h->kind == N_EVLOG_FILE) {
+        if (h->kind == N_ARCHIVE_FILE || h->kind == N_ENTRY || h->kind == N_EVLOG_FILE)
             registry_count_read(r, (uint64_t)got);
-        }
         fuse_reply_buf(req, buf, (size_t)got);
     }
-    free(buf);
+    if (own)
+        free(buf - offsetof(struct read_buffer, bytes));
 }
