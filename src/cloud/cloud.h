@@ -11,6 +11,7 @@
 #define HCX_CLOUD_H
 
 #include "creds.h"
+#include "service.h"
 
 #include <jansson.h>
 #include <stdatomic.h>
@@ -47,9 +48,6 @@ void cloud_destroy(struct cloud *);
 const char *cloud_auth_description(const struct cloud *);
 void cloud_stop(struct cloud *);      /* aborts waits and transfers (unmount) */
 
-/* The two export services; each follows only its own jobs (cloud-api.md). */
-enum cloud_service { SERVICE_WAF, SERVICE_HSS };
-const char *cloud_service_name(enum cloud_service);   /* "waf", "hss" */
 
 struct submit_reply {
     char job_id[65];         /* WAF job_id, or HSS task_id */

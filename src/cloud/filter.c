@@ -16,14 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int refuse_unknown(const char *key, enum filter_service svc, char **why)
+static int refuse_unknown(const char *key, enum cloud_service svc, char **why)
 {
     /* Keys cannot hold NUL (JSON_ALLOW_NUL is off), so strlen is the length. */
     char *q = filter_quote(key, strlen(key));
     const char *hint = "";
-    if (svc == FILTER_WAF && filter_hss_has_key(key))
+    if (svc == SERVICE_WAF && filter_hss_has_key(key))
         hint = " (an hss field: add \"service\":\"hss\")";
-    else if (svc == FILTER_HSS && filter_waf_has_key(key))
+    else if (svc == SERVICE_HSS && filter_waf_has_key(key))
         hint = " (a waf field, and this is an hss filter)";
     set_why(why, "unknown field '%s'%s", q ? q : "?", hint);
     free(q);
@@ -31,10 +31,10 @@ static int refuse_unknown(const char *key, enum filter_service svc, char **why)
 }
 
 /* `service`: absent (waf), "waf" or "hss". */
-static int check_service(const json_t *filter, enum filter_service *svc, char **why)
+static int check_service(const json_t *filter, enum cloud_service *svc, char **why)
 {
     const json_t *v = json_object_get(filter, "service");
-    *svc = FILTER_WAF;
+    *svc = SERVICE_WAF;
     if (!v)
         return 0;
     if (json_is_null(v)) {
@@ -44,7 +44,7 @@ static int check_service(const json_t *filter, enum filter_service *svc, char **
     if (filter_is_plain_string(v) && strcmp(json_string_value(v), "waf") == 0)
         return 0;
     if (filter_is_plain_string(v) && strcmp(json_string_value(v), "hss") == 0) {
-        *svc = FILTER_HSS;
+        *svc = SERVICE_HSS;
         return 0;
     }
     if (json_is_string(v)) {
@@ -65,7 +65,7 @@ int filter_validate(const json_t *filter, char **why)
         set_why(why, "filter must be a JSON object");
         return -EINVAL;
     }
-    enum filter_service svc;
+    enum cloud_service svc;
     int rc = check_service(filter, &svc, why);
     if (rc < 0)
         return rc;
@@ -75,17 +75,17 @@ int filter_validate(const json_t *filter, char **why)
     json_t *v;
     json_object_foreach(obj, key, v) {
         if (strcmp(key, "service") &&
-            !(svc == FILTER_HSS ? filter_hss_has_key(key) : filter_waf_has_key(key)))
+            !(svc == SERVICE_HSS ? filter_hss_has_key(key) : filter_waf_has_key(key)))
             return refuse_unknown(key, svc, why);
     }
-    return svc == FILTER_HSS ? filter_validate_hss(obj, why) : filter_validate_waf(obj, why);
+    return svc == SERVICE_HSS ? filter_validate_hss(obj, why) : filter_validate_waf(obj, why);
 }
 
-enum filter_service filter_service_of(const json_t *filter)
+enum cloud_service filter_service_of(const json_t *filter)
 {
     const json_t *v = json_object_get(filter, "service");
-    return filter_is_plain_string(v) && strcmp(json_string_value(v), "hss") == 0 ? FILTER_HSS
-                                                                          : FILTER_WAF;
+    return filter_is_plain_string(v) && strcmp(json_string_value(v), "hss") == 0 ? SERVICE_HSS
+                                                                          : SERVICE_WAF;
 }
 
 static void position_of(const char *buf, size_t pos, size_t *line, size_t *column)
@@ -131,7 +131,7 @@ static int encode_body(json_t *filter, char **body)
 {
     const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
     *body = NULL;
-    if (filter_service_of(filter) == FILTER_HSS) {
+    if (filter_service_of(filter) == SERVICE_HSS) {
         json_t *columns = json_object_get(filter, "columns");
         if (columns && !(*body = json_dumps(columns, flags)))
             return -ENOMEM;

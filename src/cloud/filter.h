@@ -17,6 +17,8 @@
 #ifndef HCX_FILTER_H
 #define HCX_FILTER_H
 
+#include "service.h"
+
 #include <jansson.h>
 #include <stddef.h>
 
@@ -25,8 +27,6 @@
 
 enum filter_parse_result { FILTER_INCOMPLETE, FILTER_COMPLETE, FILTER_INVALID };
 
-/* Which export a filter is for (its `service` key). */
-enum filter_service { FILTER_WAF, FILTER_HSS };
 
 /* Incremental parse for the `new` file: buf holds everything written so far
  * on one descriptor (it may contain NUL bytes; len counts them).
@@ -79,9 +79,9 @@ enum filter_parse_result filter_parse(const char *buf, size_t len, json_t **out,
  * Returns 0, or -EINVAL with *why (malloc'd, one line; why may be NULL). */
 int filter_validate(const json_t *filter, char **why);
 
-/* The service of a validated filter: FILTER_HSS when `service` is "hss",
- * else FILTER_WAF. */
-enum filter_service filter_service_of(const json_t *filter);
+/* The service of a validated filter: SERVICE_HSS when `service` is "hss",
+ * else SERVICE_WAF. */
+enum cloud_service filter_service_of(const json_t *filter);
 
 /* One query parameter: name=value, both unencoded (the caller
  * percent-encodes them). */

@@ -76,7 +76,7 @@ int filter_hss_query(const json_t *filter, struct filter_param **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
-    if (filter_service_of(filter) != FILTER_HSS || filter_validate(filter, NULL) < 0)
+    if (filter_service_of(filter) != SERVICE_HSS || filter_validate(filter, NULL) < 0)
         return -EINVAL;
     struct query_walk w = { NULL, NULL, 0, 0 };
     walk_query(filter, &w);

@@ -77,7 +77,7 @@ int job_apply_task_locked(struct registry *r, struct job *j, const struct task_i
 static int submit_to_cloud(struct registry *r, const char *project, json_t *filter,
                            const char *body, struct submit_reply *reply, struct cloud_error *e)
 {
-    if (filter_service_of(filter) == FILTER_WAF)
+    if (filter_service_of(filter) == SERVICE_WAF)
         return cloud_submit_waf(r->cloud, project, body, strlen(body), reply, e);
     struct filter_param *fp = NULL;
     size_t n = 0;
@@ -110,8 +110,7 @@ int registry_submit(struct registry *r, const char *project, json_t *filter, con
         set_why(why, "unknown project %s", project);
         return -ENOENT;
     }
-    enum cloud_service service =
-        filter_service_of(filter) == FILTER_HSS ? SERVICE_HSS : SERVICE_WAF;
+    enum cloud_service service = filter_service_of(filter);
     struct submit_reply reply;
     struct cloud_error e;
     atomic_fetch_add(&r->submits, 1);

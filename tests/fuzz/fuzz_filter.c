@@ -51,7 +51,7 @@ static void check_waf_sent(const json_t *obj, const char *body)
                why2 ? why2 : "incomplete");
     FUZZ_CHECK(strcmp(body, body2) == 0, "body not stable: '%s' vs '%s'", body, body2);
     FUZZ_CHECK(!json_object_get(obj2, "service"), "service sent in the body: %s", body);
-    FUZZ_CHECK(filter_service_of(obj2) == FILTER_WAF, "the body sent is not a WAF filter");
+    FUZZ_CHECK(filter_service_of(obj2) == SERVICE_WAF, "the body sent is not a WAF filter");
     json_t *expect = json_copy((json_t *)obj);
     FUZZ_CHECK(expect != NULL, "out of memory");
     json_object_del(expect, "service");
@@ -131,7 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(filter_validate(obj, &why2) == 0, "COMPLETE but invalid: %s", why2);
         const json_t *service = json_object_get(obj, "service");
         int hss = service && !strcmp(json_string_value(service), "hss");
-        FUZZ_CHECK(filter_service_of(obj) == (hss ? FILTER_HSS : FILTER_WAF),
+        FUZZ_CHECK(filter_service_of(obj) == (hss ? SERVICE_HSS : SERVICE_WAF),
                    "filter_service_of disagrees with the service key");
         if (hss)
             check_hss_sent(obj, body);

@@ -41,7 +41,7 @@ static char *expect_n(int line, const char *buf, size_t len, enum filter_parse_r
     }
     if (r == FILTER_COMPLETE) {
         /* No body only for an HSS filter without columns. */
-        int bodyless = json_is_object(obj) && filter_service_of(obj) == FILTER_HSS &&
+        int bodyless = json_is_object(obj) && filter_service_of(obj) == SERVICE_HSS &&
                        !json_object_get(obj, "columns");
         CHECK(json_is_object(obj) && !why && (body == NULL) == bodyless,
               "line %d: outputs of COMPLETE", line);
@@ -419,7 +419,7 @@ static void test_service(void)
     const char *waf_min = "{\"recent\":\"today\",\"dump_columns\":[\"id\"]}";
     char *body = NULL;
     json_t *obj = parse_ok(__LINE__, waf_min, &body);
-    CHECK(obj && filter_service_of(obj) == FILTER_WAF, "no service is waf");
+    CHECK(obj && filter_service_of(obj) == SERVICE_WAF, "no service is waf");
     CHECK(body && !strcmp(body, waf_min), "body %s", body ? body : "(null)");
     json_decref(obj);
     free(body);
@@ -433,7 +433,7 @@ static void test_service(void)
     };
     for (size_t i = 0; i < sizeof with / sizeof *with; i++) {
         obj = parse_ok(__LINE__, with[i], &body);
-        CHECK(obj && filter_service_of(obj) == FILTER_WAF, "waf %zu", i);
+        CHECK(obj && filter_service_of(obj) == SERVICE_WAF, "waf %zu", i);
         CHECK(obj && json_is_string(json_object_get(obj, "service")), "service kept in out %zu", i);
         CHECK(body && !strcmp(body, waf_min), "body %zu: %s", i, body ? body : "(null)");
         json_decref(obj);
@@ -443,7 +443,7 @@ static void test_service(void)
 
     const char *hss = "{\"service\":\"hss\",\"category\":\"host\"}";
     obj = parse_ok(__LINE__, hss, &body);
-    CHECK(obj && filter_service_of(obj) == FILTER_HSS, "hss");
+    CHECK(obj && filter_service_of(obj) == SERVICE_HSS, "hss");
     CHECK(body == NULL, "hss without columns has no body: %s", body ? body : "");
     CHECK(obj && json_object_size(obj) == 2, "out is the whole filter");
     json_decref(obj);
@@ -481,9 +481,9 @@ static void test_service(void)
           "unknown field 'Category'");
 
     /* filter_service_of on anything. */
-    CHECK(filter_service_of(NULL) == FILTER_WAF, "NULL");
+    CHECK(filter_service_of(NULL) == SERVICE_WAF, "NULL");
     json_t *arr = json_array();
-    CHECK(filter_service_of(arr) == FILTER_WAF, "array");
+    CHECK(filter_service_of(arr) == SERVICE_WAF, "array");
     json_decref(arr);
 }
 
@@ -881,7 +881,7 @@ static void test_hss_validate_direct(void)
     CHECK(o && filter_validate(o, &why) == -EINVAL && why &&
               !strcmp(why, "service must be \"waf\" or \"hss\", not 'hss\\x00x'"),
           "NUL in service: %s", why ? why : "");
-    CHECK(o && filter_service_of(o) == FILTER_WAF, "service with a NUL is not hss");
+    CHECK(o && filter_service_of(o) == SERVICE_WAF, "service with a NUL is not hss");
     free(why);
     json_decref(o);
     o = json_pack("{s:s, s:s%}", "service", "hss", "category", "host\0", (size_t)5);
