@@ -25,7 +25,27 @@ struct dirbuf {
     off_t offset;       /* entries before this one were sent already */
     off_t next;         /* index of the next entry emitted */
     int plus, full;
+    /* readdirplus: the inodes the buffer hands over, each a lookup; taken
+     * back if the reply never reaches the kernel (an interrupted listing) */
+    fuse_ino_t *sent;
+    size_t nsent, sent_cap;
 };
+
+/* Remembers an inode the buffer counts as looked up; 0 when it cannot (the
+ * entry then goes without it, as an entry the kernel must look up). */
+static int note_sent(struct dirbuf *d, fuse_ino_t ino)
+{
+    if (d->nsent == d->sent_cap) {
+        size_t cap = d->sent_cap ? d->sent_cap * 2 : 32;
+        fuse_ino_t *grown = realloc(d->sent, cap * sizeof *grown);
+        if (!grown)
+            return 0;
+        d->sent = grown;
+        d->sent_cap = cap;
+    }
+    d->sent[d->nsent++] = ino;
+    return 1;
+}
 
 static bool is_dots(const char *name)
 {
@@ -55,9 +75,17 @@ static int emit(struct dirbuf *d, const char *name, const struct stat *st, mode_
                 e.entry_timeout = FS_ENTRY_TIMEOUT;
             }
         }
+        if (e.ino && !note_sent(d, e.ino)) {
+            inodes_forget(d->fs->inodes, e.ino, 1);
+            memset(&e, 0, sizeof e);
+            e.attr.st_mode = type;
+            e.attr.st_ino = UNKNOWN_INO;
+        }
         need = fuse_add_direntry_plus(d->req, d->buf + d->used, room, name, &e, idx + 1);
-        if (need > room && e.ino)
+        if (need > room && e.ino) {
             inodes_forget(d->fs->inodes, e.ino, 1); /* not sent: not looked up */
+            d->nsent--;
+        }
     } else {
         struct stat s = { .st_mode = st ? st->st_mode : type, .st_ino = UNKNOWN_INO };
         need = fuse_add_direntry(d->req, d->buf + d->used, room, name, &s, idx + 1);
@@ -264,7 +292,7 @@ int run_readdir(struct fs_call *c)
     char *buf = rc ? NULL : malloc(c->size ? c->size : 1);
     if (!rc && !buf)
         rc = -ENOMEM;
-    struct dirbuf d = { fs, c->req, c->path, buf, c->size, 0, c->off, 0, c->plus, 0 };
+    struct dirbuf d = { fs, c->req, c->path, buf, c->size, 0, c->off, 0, c->plus, 0, NULL, 0, 0 };
     /* Offset 0 starts a listing (opendir or rewinddir): a fresh snapshot.
      * A readdir without a handle of ours lists from a snapshot of its own. */
     struct dirhandle own = { 0 }, *dh = c->handle ? c->handle : &own;
@@ -273,14 +301,25 @@ int run_readdir(struct fs_call *c)
     if (!rc)
         rc = list_node(fs, &n, &d, dh, &c->key);
     dirhandle_clear(&own);
+    if (rc == REGISTRY_WAIT || rc) {
+        /* nothing is sent: no entry was looked up */
+        for (size_t i = 0; i < d.nsent; i++)
+            inodes_forget(fs->inodes, d.sent[i], 1);
+    }
     if (rc == REGISTRY_WAIT) {
+        free(d.sent);
         free(buf);
         return rc;
     }
-    if (rc)
+    if (rc) {
         fuse_reply_err(c->req, -rc);
-    else
-        fuse_reply_buf(c->req, buf, d.used);
+    } else if (fuse_reply_buf(c->req, buf, d.used) != 0) {
+        /* The kernel dropped the request (the lister was interrupted): it
+         * never saw these entries, so it will never forget them. */
+        for (size_t i = 0; i < d.nsent; i++)
+            inodes_forget(fs->inodes, d.sent[i], 1);
+    }
+    free(d.sent);
     free(buf);
     return 0;
 }

@@ -4,6 +4,8 @@ import errno
 import json
 import os
 import stat
+import subprocess
+import time
 
 from fshelpers import OTHER_PROJECT, PROJECT, expect_errno, read, run_job, submit
 
@@ -133,3 +135,31 @@ def test_rewinddir_takes_a_fresh_snapshot(mount_factory):
         assert sorted(read_all(d)) == sorted([".", "..", PROJECT, OTHER_PROJECT])
     finally:
         libc.closedir(d)
+
+
+def test_listed_inodes_are_let_go_when_the_kernel_forgets_them(mount_factory):
+    # readdirplus hands the kernel an inode with each entry (a lookup each);
+    # once the kernel drops its caches every one is forgotten again, so a
+    # mount browsed for weeks does not keep a number for every name it showed.
+    m = mount_factory()
+    projects = m.path("projects")
+
+    def inodes():
+        return json.loads(read(m.path(".stats")))["inodes"]
+
+    base = inodes()
+    for i in range(60):
+        os.mkdir(os.path.join(projects, "%032x" % (0xd << 124 | i)))
+    for _ in range(3):
+        with os.scandir(projects) as it:
+            for e in it:
+                e.stat()
+        for pid in os.listdir(projects)[:20]:
+            os.listdir(os.path.join(projects, pid))
+    assert inodes() > base + 60
+    deadline = time.monotonic() + 10
+    while inodes() > base + 2 and time.monotonic() < deadline:
+        subprocess.run(["sh", "-c", "sync; echo 2 > /proc/sys/vm/drop_caches"], check=True)
+        time.sleep(0.2)
+    assert inodes() <= base + 2, "inodes kept after the kernel forgot them: %d (from %d)" % (
+        inodes(), base)
