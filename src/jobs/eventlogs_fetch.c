@@ -326,16 +326,38 @@ void eventlogs_release(struct eventlogs *el, struct eventlog_file *h)
 
 /* ---------------------------------------------------------------- fetch */
 
+/* A file of the same project and local stem (one that left the list)
+ * whose fetch still winds down: both would write one .part file. */
+static int namesake_fetching_locked(const struct eventlogs *el, const struct evfile *f)
+{
+    for (int i = 0; i < REGISTRY_FETCHERS; i++) {
+        const struct evfile *g = el->fetching[i];
+        if (g && g != f && g->proj == f->proj && !strcmp(g->lid, f->lid))
+            return 1;
+    }
+    return 0;
+}
+
 struct evfile *eventlogs_next_queued_locked(struct eventlogs *el)
 {
+    int slot = 0;
+    while (slot < REGISTRY_FETCHERS && el->fetching[slot])
+        slot++;
+    if (slot == REGISTRY_FETCHERS) {
+        log_error("event-logs: more fetches than fetcher threads; none started");
+        return NULL;
+    }
     for (size_t i = 0; i < el->nprojects; i++) {
         struct evproject *p = el->projects[i];
-        for (size_t k = 0; k < p->n; k++)
-            if (p->files[k]->local == EV_QUEUED) {
-                p->files[k]->local = EV_FETCHING;
-                p->files[k]->refs++;
-                return p->files[k];
+        for (size_t k = 0; k < p->n; k++) {
+            struct evfile *f = p->files[k];
+            if (f->local == EV_QUEUED && !namesake_fetching_locked(el, f)) {
+                f->local = EV_FETCHING;
+                f->refs++;
+                el->fetching[slot] = f;
+                return f;
             }
+        }
     }
     return NULL;
 }
@@ -572,6 +594,10 @@ void eventlogs_fetch(struct eventlogs *el, struct evfile *f)
     if (done && !skip)
         registry_enforce_cache_max(r);
     pthread_mutex_lock(&r->lock);
+    for (int i = 0; i < REGISTRY_FETCHERS; i++)
+        if (el->fetching[i] == f)
+            el->fetching[i] = NULL;
+    pthread_cond_broadcast(&r->work); /* a namesake may start now */
     ev_unref_locked(el, f);
     pthread_mutex_unlock(&r->lock);
 }

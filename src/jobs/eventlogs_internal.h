@@ -72,6 +72,10 @@ struct eventlogs {
     struct evfile **probes;   /* FIFO of files whose size is to be learnt */
     size_t probe_head, nprobes, probe_cap;
     struct cache_client client;   /* r->cache_client */
+    /* The files the registry's fetcher threads are fetching now: a file
+     * that left the list and came back is a new evfile with the same local
+     * stem, and its fetch waits until the old one has let its .part go. */
+    struct evfile *fetching[REGISTRY_FETCHERS];
     pthread_t threads[4];
     int nthreads;
     int stopping;

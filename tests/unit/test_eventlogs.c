@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,6 +358,51 @@ static void test_read(struct mount *m, json_t *ids)
     json_decref(st);
 }
 
+/* A file that left the list and came back is a new evfile with the old
+ * one's local stem: its fetch waits while the old one still winds down,
+ * or both would write one .part file. */
+static void test_namesake_waits_for_the_old_fetch(struct mount *m)
+{
+    struct eventlogs *el = m->el;
+    struct registry *r = el->r;
+    pthread_mutex_lock(&r->lock);
+    struct evproject *p = ev_project_locked(el, PROJECT);
+    struct evfile *f = NULL;
+    for (size_t i = 0; p && i < p->n && !f; i++)
+        if (p->files[i]->local == EV_REMOTE)
+            f = p->files[i];
+    CHECK(f != NULL, "no file left to fetch");
+    int slot = 0;
+    while (slot < REGISTRY_FETCHERS && el->fetching[slot])
+        slot++;
+    if (f && slot < REGISTRY_FETCHERS) {
+        static struct evfile old; /* the one that left, its fetch stopping */
+        old.proj = p;
+        old.gone = 1;
+        memcpy(old.lid, f->lid, sizeof old.lid);
+        el->fetching[slot] = &old;
+        f->local = EV_QUEUED;
+        struct evfile *got = eventlogs_next_queued_locked(el);
+        CHECK(got != f, "the namesake's fetch started while the old one ran");
+        for (int pass = 0; pass < 2; pass++) {
+            for (int i = 0; got && i < REGISTRY_FETCHERS; i++)
+                if (el->fetching[i] == got)
+                    el->fetching[i] = NULL;
+            if (got) { /* not fetched here: back as it was */
+                got->local = EV_REMOTE;
+                ev_unref_locked(el, got);
+            }
+            if (pass == 0) {
+                el->fetching[slot] = NULL; /* the old fetch is over */
+                f->local = EV_QUEUED;
+                got = eventlogs_next_queued_locked(el);
+                CHECK(got == f, "the namesake never fetched after the old fetch ended");
+            }
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
 static void test_remount_stable(struct mount *m, json_t *ids)
 {
     struct eventlog_entry before, after;
@@ -653,6 +699,7 @@ int main(int argc, char **argv)
     json_t *ids = NULL;
     test_names_sizes_times(&m, &ids);
     test_read(&m, ids);
+    test_namesake_waits_for_the_old_fetch(&m);
     test_remount_stable(&m, ids);
     test_leaves_the_list(&m, ids);
     test_expired_url(&m, ids);
