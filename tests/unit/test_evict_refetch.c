@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "scratch.h"
+#include "scratch_journal.h"
 
 #define PROJ "0123456789abcdef0123456789abcdef"
 #define JOB_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"   /* least recently used: the victim */
@@ -114,11 +116,8 @@ static int gap_begin(struct setup *s, const char *tmp, const char *name)
     memset(s, 0, sizeof *s);
     char cache[PATH_MAX];
     snprintf(cache, sizeof cache, "%s/%s", tmp, name);
-    char *why = NULL;
-    int rc = journal_open(cache, &s->jr, &why);
-    CHECK(rc == 0, "journal_open %s: %s", cache, why ? why : "?");
-    free(why);
-    if (rc)
+    s->jr = journal_open_checked(cache);
+    if (!s->jr)
         return -1;
     add_local_job(s->jr, JOB_A, 'a');
     add_local_job(s->jr, JOB_B, 'b');
@@ -161,11 +160,25 @@ static int gap_begin(struct setup *s, const char *tmp, const char *name)
     return 0;
 }
 
-/* Lets the eviction go on and waits for its end. */
-static void gap_end(struct setup *s)
+/* A copy of a's file (every byte `fill`) renamed into place from its
+ * partial file, as a fetcher does, while the eviction waits in the gap. */
+static void place_copy_of_a(struct setup *s, char fill)
+{
+    char part[PATH_MAX];
+    journal_partial_path(s->jr, PROJ, JOB_A, part);
+    CHECK(write_file(part, fill, FILE_BYTES) == 0, "write %s", part);
+    CHECK(rename(part, s->path_a) == 0, "rename %s: %s", part, strerror(errno));
+}
+
+/* Lets the eviction go on and waits for its end; then a's file must still
+ * be the copy `fill` (whose story `what` tells) and b's file b's. */
+static void gap_end(struct setup *s, char fill, const char *what)
 {
     pthread_mutex_unlock(&s->r->journal_lock);
     pthread_join(s->evictor, NULL);
+    char got = file_fill(s->path_a);
+    CHECK(got == fill, "%s was %s by the eviction", what, got == 0 ? "deleted" : "damaged");
+    CHECK(file_fill(s->path_b) == 'b', "b (newest, within cache_max) was kept");
 }
 
 static void teardown(struct setup *s)
@@ -199,17 +212,10 @@ static void test_refetched_copy_survives_eviction(const char *tmp)
     pthread_mutex_lock(&r->lock);
     a->archive = ARCHIVE_FETCHING;
     pthread_mutex_unlock(&r->lock);
-    char part[PATH_MAX];
-    journal_partial_path(s.jr, PROJ, JOB_A, part);
-    CHECK(write_file(part, 'A', FILE_BYTES) == 0, "write %s", part);
-    CHECK(rename(part, s.path_a) == 0, "rename %s: %s", part, strerror(errno));
+    place_copy_of_a(&s, 'A');
 
     /* The eviction goes on: the job is no longer evicted, the file stays. */
-    gap_end(&s);
-    char fill = file_fill(s.path_a);
-    CHECK(fill == 'A', "the copy fetched again was %s by the eviction",
-          fill == 0 ? "deleted" : "damaged");
-    CHECK(file_fill(s.path_b) == 'b', "b (newest, within cache_max) was kept");
+    gap_end(&s, 'A', "the copy fetched again");
 
     /* The fetch ends (fetcher.c finish): a is READY and readable. */
     pthread_mutex_lock(&r->lock);
@@ -262,33 +268,19 @@ static void test_namesake_copy_survives_eviction_of_forgotten_job(const char *tm
     CHECK(journal_remove_job(s.jr, PROJ, JOB_A) == 0, "journal_remove_job");
     registry_put_job(r, a); /* the registry's reference, as registry_forget drops it */
     CHECK(file_fill(s.path_a) == 0, "rmdir removed a's file");
-    char part[PATH_MAX];
-    journal_partial_path(s.jr, PROJ, JOB_A, part);
-    CHECK(write_file(part, 'N', FILE_BYTES) == 0, "write %s", part);
-    CHECK(rename(part, s.path_a) == 0, "rename %s: %s", part, strerror(errno));
+    place_copy_of_a(&s, 'N');
 
     /* The eviction of the forgotten a goes on: the namesake's file stays. */
-    gap_end(&s);
-    char fill = file_fill(s.path_a);
-    CHECK(fill == 'N', "the namesake's copy was %s by the forgotten job's eviction",
-          fill == 0 ? "deleted" : "damaged");
-    CHECK(file_fill(s.path_b) == 'b', "b kept");
+    gap_end(&s, 'N', "the namesake's copy (its job forgotten)");
     teardown(&s);
 }
 
 int main(void)
 {
-    char tmp[] = "/tmp/hcx-unit-evict-XXXXXX";
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
+    if (scratch_make("hcx-unit-evict-") < 0)
         return 1;
-    }
-    test_refetched_copy_survives_eviction(tmp);
-    test_namesake_copy_survives_eviction_of_forgotten_job(tmp);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmp);
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    test_refetched_copy_survives_eviction(tmpdir);
+    test_namesake_copy_survives_eviction_of_forgotten_job(tmpdir);
+    scratch_remove();
+    return check_summary();
 }
