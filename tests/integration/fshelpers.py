@@ -332,6 +332,14 @@ def job_info(mnt, job, pid=PROJECT):
     return json.loads(read(os.path.join(mnt.job(job, pid), ".job.json")))
 
 
+def write_private(path, text, mode=0o600):
+    """Writes text to path, then gives it `mode` (default 0600).  -> str(path)"""
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return str(path)
+
+
 def wait_end(mnt, job, pid=PROJECT, timeout=30):
     """Read .wait in a thread-free way (blocking read) with a timeout guard; returns the line."""
     deadline = time.monotonic() + timeout

@@ -8,14 +8,7 @@ import time
 import pytest
 
 from fshelpers import (AK, DOMAIN, PASSWORD, SK, STATIC_TOKEN, USER, expect_errno, grep_tree,
-                       read, run_job)
-
-
-def write_private(path, text, mode=0o600):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return str(path)
+                       read, run_job, write_private)
 
 
 def assert_no_secret(m, secrets):
