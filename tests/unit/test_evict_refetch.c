@@ -102,7 +102,8 @@ static enum archive_state state_of(struct registry *r, struct job *j)
 
 /* Two local jobs in a fresh cache, a over cache_max with b; and an
  * eviction stopped in its gap: it has marked a evicted and waits for
- * journal_lock, which the caller holds until it calls gap_end(). */
+ * journal_lock, which the caller holds until it calls gap_end().  A
+ * gap_begin() that fails has torn the setup down. */
 struct setup {
     struct journal *jr;
     struct registry *r;
@@ -111,6 +112,17 @@ struct setup {
     pthread_t evictor;
 };
 
+static void teardown(struct setup *s)
+{
+    if (s->a)
+        registry_put_job(s->r, s->a);
+    if (s->b)
+        registry_put_job(s->r, s->b);
+    registry_destroy(s->r);
+    if (s->jr)
+        journal_close(s->jr);
+}
+
 static int gap_begin(struct setup *s, const char *tmp, const char *name)
 {
     memset(s, 0, sizeof *s);
@@ -118,7 +130,7 @@ static int gap_begin(struct setup *s, const char *tmp, const char *name)
     snprintf(cache, sizeof cache, "%s/%s", tmp, name);
     s->jr = journal_open_checked(cache);
     if (!s->jr)
-        return -1;
+        goto fail;
     add_local_job(s->jr, JOB_A, 'a');
     add_local_job(s->jr, JOB_B, 'b');
     CHECK(registry_create(s->jr, NULL, 1.0, &s->r) == 0, "registry_create");
@@ -128,7 +140,7 @@ static int gap_begin(struct setup *s, const char *tmp, const char *name)
     s->b = registry_get_job(r, PROJ, JOB_B);
     CHECK(s->a && s->b, "jobs loaded");
     if (!s->a || !s->b)
-        return -1;
+        goto fail;
     struct job *a = s->a, *b = s->b;
     pthread_mutex_lock(&r->lock);
     CHECK(a->archive == ARCHIVE_READY && b->archive == ARCHIVE_READY,
@@ -148,7 +160,7 @@ static int gap_begin(struct setup *s, const char *tmp, const char *name)
     if (pthread_create(&s->evictor, NULL, evict, r) != 0) {
         CHECK(0, "pthread_create");
         pthread_mutex_unlock(&r->journal_lock);
-        return -1;
+        goto fail;
     }
     struct timespec pause = { 0, 1000000 };
     double give_up = monotonic_now() + 30;
@@ -158,6 +170,9 @@ static int gap_begin(struct setup *s, const char *tmp, const char *name)
           state_of(r, a));
     CHECK(file_fill(s->path_a) == 'a', "a's file went before journal_lock was free");
     return 0;
+fail:
+    teardown(s);
+    return -1;
 }
 
 /* A copy of a's file (every byte `fill`) renamed into place from its
@@ -181,25 +196,12 @@ static void gap_end(struct setup *s, char fill, const char *what)
     CHECK(file_fill(s->path_b) == 'b', "b (newest, within cache_max) was kept");
 }
 
-static void teardown(struct setup *s)
-{
-    if (s->a)
-        registry_put_job(s->r, s->a);
-    if (s->b)
-        registry_put_job(s->r, s->b);
-    registry_destroy(s->r);
-    if (s->jr)
-        journal_close(s->jr);
-}
-
 /* A read queues the evicted job again and a fetcher brings a fresh copy. */
 static void test_refetched_copy_survives_eviction(const char *tmp)
 {
     struct setup s;
-    if (gap_begin(&s, tmp, "refetch") != 0) {
-        teardown(&s);
+    if (gap_begin(&s, tmp, "refetch") != 0)
         return;
-    }
     struct registry *r = s.r;
     struct job *a = s.a, *b = s.b;
 
@@ -245,10 +247,8 @@ static void test_refetched_copy_survives_eviction(const char *tmp)
 static void test_namesake_copy_survives_eviction_of_forgotten_job(const char *tmp)
 {
     struct setup s;
-    if (gap_begin(&s, tmp, "forget") != 0) {
-        teardown(&s);
+    if (gap_begin(&s, tmp, "forget") != 0)
         return;
-    }
     struct registry *r = s.r;
     struct job *a = s.a;
     pthread_mutex_lock(&r->lock);
