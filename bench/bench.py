@@ -787,6 +787,34 @@ class Bench:
     def main_mount(self):
         return HcxMount(self, self.main_cache, "main")
 
+    def cat_on_fresh_mount(self, jid, entry):
+        """Mounts the main cache (jid's files prepared as inputs), then cat of the job's
+        entry.  -> {"total_s": mount and cat, "mount_s", "cat_s", "hwm_kib"}"""
+        self.prep_inputs(self.cache_files(self.main_cache, [jid]))
+        m = self.main_mount()
+        t0 = now()
+        mt = m.start()
+        try:
+            dt = timed(["cat", m.job(jid, entry)])
+            total = now() - t0
+            return {"total_s": total, "mount_s": mt, "cat_s": dt, "hwm_kib": m.vm()}
+        finally:
+            m.stop()
+
+    def preads_on_fresh_mount(self, jid, entry, ext):
+        """Mounts the main cache (jid's files prepared as inputs), then preads.py twice on
+        the job's entry, checked against ext.  -> {"cold", "warm", "hwm_kib"}"""
+        self.prep_inputs(self.cache_files(self.main_cache, [jid]))
+        m = self.main_mount()
+        m.start()
+        try:
+            cold = self.preads(m.job(jid, entry), ext)
+            warm_ = self.preads(m.job(jid, entry), ext)
+            hwm = m.vm()
+        finally:
+            m.stop()
+        return {"cold": cold, "warm": warm_, "hwm_kib": hwm}
+
     def shm_extract(self, info, name):
         """The archive extracted once (untimed) under the shm dir; returns the dir."""
         d = os.path.join(self.shm, "ref-" + name)
@@ -883,16 +911,7 @@ class Bench:
         size = [c for c in big["csv"] if c[0] == entry][0][1]
 
         def cand(r):
-            self.prep_inputs(self.cache_files(self.main_cache, [jid]))
-            m = self.main_mount()
-            t0 = now()
-            mt = m.start()
-            try:
-                dt = timed(["cat", m.job(jid, entry)])
-                total = now() - t0
-                return {"total_s": total, "mount_s": mt, "cat_s": dt, "hwm_kib": m.vm()}
-            finally:
-                m.stop()
+            return self.cat_on_fresh_mount(jid, entry)
 
         def igzip(r):
             self.prep_inputs([gz])
@@ -1133,15 +1152,8 @@ class Bench:
         ext = os.path.join(self.shm_extract(big, "big"), entry)
 
         def cand(r):
-            self.prep_inputs(self.cache_files(self.main_cache, [jid]))
-            m = self.main_mount()
-            m.start()
-            try:
-                cold = self.preads(m.job(jid, entry), ext)
-                warm_ = self.preads(m.job(jid, entry), ext)
-            finally:
-                m.stop()
-            return {"cold": cold, "warm": warm_}
+            v = self.preads_on_fresh_mount(jid, entry, ext)
+            return {"cold": v["cold"], "warm": v["warm"]}
 
         def ref(r):
             warm([ext])
@@ -1706,32 +1718,14 @@ class Bench:
             m.stop()
 
         def cat(r):
-            self.prep_inputs(self.cache_files(self.main_cache, [jid]))
-            m = self.main_mount()
-            t0 = now()
-            mt = m.start()
-            try:
-                dt = timed(["cat", m.job(jid, entry)])
-                total = now() - t0
-                return {"total_s": total, "mount_s": mt, "cat_s": dt, "hwm_kib": m.vm()}
-            finally:
-                m.stop()
+            return self.cat_on_fresh_mount(jid, entry)
 
         def gunzip(r):
             self.prep_inputs([path])
             return timed([GUNZIP, "-dc", path])
 
         def preads(r):
-            self.prep_inputs(self.cache_files(self.main_cache, [jid]))
-            m = self.main_mount()
-            m.start()
-            try:
-                cold = self.preads(m.job(jid, entry), ext)
-                warm_ = self.preads(m.job(jid, entry), ext)
-                hwm = m.vm()
-            finally:
-                m.stop()
-            return {"cold": cold, "warm": warm_, "hwm_kib": hwm}
+            return self.preads_on_fresh_mount(jid, entry, ext)
 
         def preads_ref(r):
             warm([ext])

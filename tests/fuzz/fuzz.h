@@ -4,10 +4,12 @@
 #ifndef HCX_FUZZ_H
 #define HCX_FUZZ_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -21,6 +23,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
             abort();                                                                               \
         }                                                                                          \
     } while (0)
+
+/* Makes a fresh directory $TMPDIR/<name>-XXXXXX (/tmp when TMPDIR is unset
+ * or longer than 31 bytes, so that the paths below it stay short) in dir,
+ * which holds 64 bytes. */
+static inline void fuzz_scratch_dir(char dir[64], const char *name)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, 64, "%s/%s-XXXXXX", tmp && strlen(tmp) < 32 ? tmp : "/tmp", name);
+    FUZZ_CHECK(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir, strerror(errno));
+}
 
 /* 1 if s (NUL-terminated) is one printable ASCII line: what every message
  * that reaches a log line or an "error:" reply must be. */

@@ -64,9 +64,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/hcx-fuzz-zip-XXXXXX", tmp && strlen(tmp) < 32 ? tmp : "/tmp");
-    FUZZ_CHECK(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir, strerror(errno));
+    fuzz_scratch_dir(dir, "hcx-fuzz-zip");
     snprintf(zip, sizeof zip, "%s/job.zip", dir);
     snprintf(sidecar, sizeof sidecar, "%s/job.zip.ckpt", dir);
     log_set_level(LOG_LVL_ERROR);

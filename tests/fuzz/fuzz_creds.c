@@ -28,9 +28,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/hcx-fuzz-creds-XXXXXX", tmp && strlen(tmp) < 32 ? tmp : "/tmp");
-    FUZZ_CHECK(mkdtemp(dir) != NULL, "mkdtemp %s: %s", dir, strerror(errno));
+    fuzz_scratch_dir(dir, "hcx-fuzz-creds");
     snprintf(file, sizeof file, "%s/credentials", dir);
     atexit(cleanup);
     return 0;

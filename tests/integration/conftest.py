@@ -9,6 +9,7 @@
 # a crash or a secret.
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -18,7 +19,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 from fshelpers import (DOMAIN, HCX_BIN, OTHER_PROJECT, PASSWORD, PROJECT,  # noqa: E402
-                       STATIC_TOKEN, USER, Mount, emuharness)
+                       STATIC_TOKEN, USER, Mount, emuharness, stop_all)
 
 # WAF files come zipped here (manifest.json + events.csv) so that the tests of
 # the archive view keep their subject; the emulator's default (a plain CSV)
@@ -117,13 +118,7 @@ def mount_factory(tmp_path, emu_shared):
         return m
 
     yield make
-    problems = []
-    for m in mounts:
-        try:
-            m.stop()
-        except AssertionError as e:
-            problems.append(str(e))
-        problems += m.check_logs()
+    problems = stop_all(mounts)
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
 
@@ -132,3 +127,26 @@ def mount_factory(tmp_path, emu_shared):
 def mnt(mount_factory, emu):
     """A default mount of PROJECT against the module's emulator."""
     return mount_factory()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """make(name, size) -> the path of a fresh tmpfs of `size` bytes (mode 0700) mounted
+    on tmp_path/name.  Skips without root or when the tmpfs cannot be mounted; every one
+    is unmounted (lazily) at teardown."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mounted = []
+
+    def make(name, size):
+        d = tmp_path / name
+        d.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % size, "tmpfs",
+                            str(d)], stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode().strip())
+        mounted.append(d)
+        return str(d)
+    yield make
+    for d in reversed(mounted):
+        subprocess.run(["umount", "-l", str(d)], stderr=subprocess.DEVNULL)

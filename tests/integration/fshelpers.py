@@ -235,6 +235,22 @@ class Mount:
                     problems.append("%s: log contains a secret (%s...)" % (path, s[:3]))
         return problems
 
+    def stop_and_check(self):
+        """stop(), then check_logs() (also after a failed stop).  -> list of problems: the
+        failed stop's, then the logs'."""
+        problems = []
+        try:
+            self.stop()
+        except AssertionError as e:
+            problems.append(str(e))
+        return problems + self.check_logs()
+
+
+def stop_all(mounts):
+    """Mount.stop_and_check() on every mount (each one, whatever the others found).
+    -> list of all their problems."""
+    return [p for m in mounts for p in m.stop_and_check()]
+
 
 # ---- submitting ----------------------------------------------------------------
 def write_chunks(mnt, chunks):
@@ -288,25 +304,40 @@ def submit(mnt, flt=None, pid=PROJECT, raw=None):
     return job
 
 
-def sh(cmd, check=True, **kw):
-    r = subprocess.run(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=kw.pop("timeout", 60), **kw)
-    if check:
-        assert r.returncode == 0, (cmd, r.returncode, r.stdout, r.stderr)
-    return r
-
-
-def bash(script, check=True, **kw):
-    r = subprocess.run(["bash", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def _shell(shell, script, check=True, **kw):
+    """Runs `shell -c script` (60 s unless timeout=), output captured; check: it must
+    exit 0."""
+    r = subprocess.run([shell, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=kw.pop("timeout", 60), **kw)
     if check:
         assert r.returncode == 0, (script, r.returncode, r.stdout, r.stderr)
     return r
 
 
+def sh(cmd, check=True, **kw):
+    return _shell("sh", cmd, check, **kw)
+
+
+def bash(script, check=True, **kw):
+    return _shell("bash", script, check, **kw)
+
+
 def read(path, mode="r"):
     with open(path, mode) as f:
         return f.read()
+
+
+def job_info(mnt, job, pid=PROJECT):
+    """The job's .job.json, parsed."""
+    return json.loads(read(os.path.join(mnt.job(job, pid), ".job.json")))
+
+
+def write_private(path, text, mode=0o600):
+    """Writes text to path, then gives it `mode` (default 0600).  -> str(path)"""
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return str(path)
 
 
 def wait_end(mnt, job, pid=PROJECT, timeout=30):

@@ -13,7 +13,7 @@ import tempfile
 
 import pytest
 
-from fshelpers import PROJECT, Mount, run_job
+from fshelpers import PROJECT, Mount, run_job, stop_all
 
 NOBODY = 65534
 
@@ -101,13 +101,7 @@ def public_mount(emu):
         mounts.append(m)
         return m.start()
     yield make
-    problems = []
-    for m in mounts:
-        try:
-            m.stop()
-        except AssertionError as e:
-            problems.append(str(e))
-        problems += m.check_logs()
+    problems = stop_all(mounts)
     shutil.rmtree(top, ignore_errors=True)
     assert not problems, problems
 

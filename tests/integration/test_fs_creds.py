@@ -1,19 +1,14 @@
 # Credentials: the ways they are found, and secrets never leaking into the
 # log, .job.json, the mount or the cache directory.
+import errno
 import json
 import os
 import time
 
 import pytest
 
-from fshelpers import AK, DOMAIN, PASSWORD, SK, STATIC_TOKEN, USER, grep_tree, read, run_job
-
-
-def write_private(path, text, mode=0o600):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return str(path)
+from fshelpers import (AK, DOMAIN, PASSWORD, SK, STATIC_TOKEN, USER, expect_errno, grep_tree,
+                       read, run_job, write_private)
 
 
 def assert_no_secret(m, secrets):
@@ -100,32 +95,25 @@ def test_huaweicloud_env_names_win(mount_factory, emu):
     full_workflow(m)
 
 
+def assert_submit_refused(m):
+    """A filter written to a fresh descriptor of `new` fails with EACCES."""
+    fd = os.open(m.new(), os.O_RDWR)
+    try:
+        expect_errno(errno.EACCES, os.write, fd, b'{"recent":"today","dump_columns":["id"]}')
+    finally:
+        os.close(fd)
+
+
 def test_no_credentials_still_mounts(mount_factory, emu):
     m = mount_factory(ak=None, sk=None)
     assert os.listdir(m.exports()) == ["new"]
-    fd = os.open(m.new(), os.O_RDWR)
-    try:
-        try:
-            os.write(fd, b'{"recent":"today","dump_columns":["id"]}')
-            raise AssertionError("submit without credentials succeeded")
-        except OSError as e:
-            assert e.errno == 13, e  # EACCES
-    finally:
-        os.close(fd)
+    assert_submit_refused(m)  # no credentials
 
 
 def test_token_file_is_reread_when_it_changes(mount_factory, emu, tmp_path):
     tok = write_private(tmp_path / "token", "not-a-valid-token-000000\n")
     m = mount_factory(ak=None, sk=None, opts={"token_file": tok})
-    fd = os.open(m.new(), os.O_RDWR)
-    try:
-        try:
-            os.write(fd, b'{"recent":"today","dump_columns":["id"]}')
-            raise AssertionError("a bad token was accepted")
-        except OSError as e:
-            assert e.errno == 13, e  # EACCES
-    finally:
-        os.close(fd)
+    assert_submit_refused(m)  # a bad token
     write_private(tok, STATIC_TOKEN + "\n")
     later = time.time() + 5
     os.utime(tok, (later, later))

@@ -4,31 +4,20 @@
 # space is back (byte for byte against the emulator's archive), and nothing
 # else in the cache is damaged.  Needs root (mount -t tmpfs).
 import glob
-import json
 import os
-import subprocess
 
 import pytest
 
-from fshelpers import emu_archive, md5s, read, run_job, submit, wait_end, wait_for, walk_files, \
-    zip_entries
+from fshelpers import emu_archive, job_info, md5s, read, run_job, submit, wait_end, wait_for, \
+    walk_files, zip_entries
 
 TMPFS_SIZE = 6 << 20
 LEFT_FREE = 400 << 10  # what the filler leaves: less than the big archive needs
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
-    d = tmp_path / "smalldisk"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % TMPFS_SIZE, "tmpfs",
-                        str(d)], stderr=subprocess.PIPE)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode().strip())
-    yield str(d)
-    subprocess.run(["umount", "-l", str(d)], stderr=subprocess.DEVNULL)
+def small_disk(tmpfs):
+    return tmpfs("smalldisk", TMPFS_SIZE)
 
 
 def free_bytes(path):
@@ -44,10 +33,6 @@ def fill(path, leave):
     with open(filler, "wb") as f:
         f.write(b"\0" * n)
     return filler
-
-
-def job_info(m, job):
-    return json.loads(read(os.path.join(m.job(job), ".job.json")))
 
 
 @pytest.mark.slow

@@ -78,11 +78,7 @@ def shim_mount(tmp_path, emu, monkeypatch):
     yield make
     problems = []
     for m in mounts:
-        try:
-            m.stop()
-        except AssertionError as e:
-            problems.append(str(e))
-        problems += m.check_logs()
+        problems += m.stop_and_check()
         for i in range(len(m.logs)):
             if re.search(r"^==\d+== ", m.read_log(i), re.M):
                 problems.append("valgrind reported:\n" + m.read_log(i)[-6000:])

@@ -9,12 +9,8 @@ import time
 
 import pytest
 
-from fshelpers import (PROJECT, emu_archive, read, run_job, stat_read_agree, submit,
-                       wait_end, wait_for)
-
-
-def job_info(m, job):
-    return json.loads(read(os.path.join(m.job(job), ".job.json")))
+from fshelpers import (PROJECT, emu_archive, job_info, read, run_job, stat_read_agree,
+                       submit, wait_end, wait_for)
 
 
 def stats(m):
@@ -231,18 +227,9 @@ def test_iam_error_text_is_cleaned(mount_factory, emu, tmp_path):
 
 # ---- a full cache disk (issue 13, point 5) ---------------------------------------
 @pytest.fixture
-def tiny_disk(tmp_path):
+def tiny_disk(tmpfs):
     """A 1 MiB tmpfs: smaller than the archive of test_full_disk_..."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a tmpfs")
-    d = tmp_path / "tinydisk"
-    d.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % (1 << 20), "tmpfs",
-                        str(d)], stderr=subprocess.PIPE)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode().strip())
-    yield str(d)
-    subprocess.run(["umount", "-l", str(d)], stderr=subprocess.DEVNULL)
+    return tmpfs("tinydisk", 1 << 20)
 
 
 def listed_archives_stat(m):

@@ -17,7 +17,8 @@ import pytest
 
 from fshelpers import (AK, DOMAIN, HCX_BIN, OTHER_PROJECT, PASSWORD, PROJECT, REPO, SK,
                        STATIC_TOKEN, USER, emuharness, emu_archive, grep_tree,
-                       md5s, read, run_job, walk_files, write_filter, zip_entries)
+                       md5s, read, run_job, walk_files, write_filter, write_private,
+                       zip_entries)
 
 # a second key pair with an STS security token, only known to the TLS emulator
 STS_AK, STS_SK = "STSAKQ7W2E4R6T8Y0U1I", "StsSecretKey9f8e7d6c5b4a3928171605f4e3d2c1b0"
@@ -90,13 +91,6 @@ def temu(tls_emu):
     tls_emu.clear_log()
     return tls_emu
 
-
-
-def private_file(path, text, mode=0o600):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return str(path)
 
 
 # ---- TLS -----------------------------------------------------------------------------
@@ -191,7 +185,7 @@ def test_sts_secrets_over_tls_leak_nowhere(mount_factory, temu, pki):
 
 
 def test_password_and_iam_token_leak_nowhere(mount_factory, temu, pki, tmp_path):
-    cred = private_file(tmp_path / "cred.ini", "[basic]\nuser = %s\npassword = %s\ndomain = %s\n"
+    cred = write_private(tmp_path / "cred.ini", "[basic]\nuser = %s\npassword = %s\ndomain = %s\n"
                         % (USER, PASSWORD, DOMAIN))
     m = mount_factory(url=temu.url, ak=None, sk=None,
                       opts={"cafile": pki["ca"], "credentials": cred})
@@ -210,12 +204,12 @@ def test_refused_secrets_are_not_echoed_in_errors(mount_factory, temu, pki, tmp_
     opts, ak, sk, secret = {"cafile": pki["ca"]}, None, None, None
     if what == "password":
         secret = WRONG_PASSWORD
-        opts["credentials"] = private_file(tmp_path / "cred.ini",
+        opts["credentials"] = write_private(tmp_path / "cred.ini",
                                            "[basic]\nuser = %s\npassword = %s\ndomain = %s\n"
                                            % (USER, secret, DOMAIN))
     elif what == "token":
         secret = "wrong-token-Xy7Kp2Lq9Vm4Nb8Rc3Td"
-        opts["token_file"] = private_file(tmp_path / "token", secret + "\n")
+        opts["token_file"] = write_private(tmp_path / "token", secret + "\n")
     else:
         secret = "WrongSecretKeyForTheStsPair000000000000x"
         ak, sk = STS_AK, secret
@@ -259,14 +253,14 @@ def test_non_private_secret_files_are_refused(tmp_path, kind, mode):
     env["HOME"] = str(home)
     opts = "endpoint=http://127.0.0.1:9,cache_dir=%s" % (tmp_path / "cache")
     if kind == "credentials":
-        path = private_file(tmp_path / "cred.ini", "[basic]\nak = %s\nsk = %s\n" % (AK, SK), mode)
+        path = write_private(tmp_path / "cred.ini", "[basic]\nak = %s\nsk = %s\n" % (AK, SK), mode)
         opts += ",credentials=" + path
     elif kind == "token_file":
-        path = private_file(tmp_path / "token", STATIC_TOKEN + "\n", mode)
+        path = write_private(tmp_path / "token", STATIC_TOKEN + "\n", mode)
         opts += ",token_file=" + path
     else:
         (home / ".huaweicloud").mkdir()
-        path = private_file(home / ".huaweicloud" / "credentials",
+        path = write_private(home / ".huaweicloud" / "credentials",
                             "[basic]\nak = %s\nsk = %s\n" % (AK, SK), mode)
     r = subprocess.run([HCX_BIN, "-f", "-o", opts, str(mp)], env=env, stdin=subprocess.DEVNULL,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)

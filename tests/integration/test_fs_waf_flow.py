@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from fshelpers import (CONTROL, FILTER, PROJECT, STATIC_TOKEN, emuharness, read, run_job, sh,
-                       submit, wait_end, wait_for, zip_entries)
+from fshelpers import (CONTROL, FILTER, PROJECT, STATIC_TOKEN, emuharness, job_info, read,
+                       run_job, sh, submit, wait_end, wait_for, write_private, zip_entries)
 
 CRED_HEADERS = ("authorization", "x-auth-token", "x-sdk-date", "x-security-token",
                 "x-project-id")
@@ -22,10 +22,6 @@ WRONG_SK = "WrongSecretKey0000000000000000000000000x"
 
 
 # ---- helpers ---------------------------------------------------------------------
-def job_info(m, job, pid=PROJECT):
-    return json.loads(read(os.path.join(m.job(job, pid), ".job.json")))
-
-
 def archives_dir(m, pid=PROJECT):
     return m.path("projects", pid, "archives")
 
@@ -35,13 +31,6 @@ def served_file(emu, job):
     f = emu.file_of(job)
     assert f is not None, "the emulator made no file for %s" % job
     return f, emuharness.download(emu, f["id"])
-
-
-def write_private(path, text, mode=0o600):
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, mode)
-    return str(path)
 
 
 def assert_shows_csv(m, emu, job):

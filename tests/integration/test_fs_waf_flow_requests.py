@@ -9,10 +9,9 @@ import os
 import uuid
 import zipfile
 
-from fshelpers import (CONTROL, FILTER, PROJECT, emuharness, expect_errno,
+from fshelpers import (CONTROL, FILTER, PROJECT, emuharness, expect_errno, job_info,
                        read, run_job, submit, wait_end, wait_for, write_filter, zip_entries)
-from test_fs_waf_flow import (WRONG_SK, assert_shows_csv, job_info, run_any,
-                           storage_entries)
+from test_fs_waf_flow import WRONG_SK, assert_shows_csv, run_any, storage_entries
 
 
 # ---- calls and credentials -------------------------------------------------------

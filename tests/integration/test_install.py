@@ -174,13 +174,7 @@ def test_installed_binary_mounts_against_installed_emulator(installed, tmp_path)
         # The emulator answered the installed binary: every call is in its log.
         assert [e["call"] for e in emu.log() if e["call"] == "submit"] == ["submit"]
     finally:
-        problems = []
-        if m is not None:
-            try:
-                m.stop()
-            except AssertionError as e:
-                problems.append(str(e))
-            problems += m.check_logs()
+        problems = m.stop_and_check() if m is not None else []
         emu.stop()
         assert not problems, "\n".join(problems)
 
@@ -250,10 +244,5 @@ def test_systemd_unit_command_line_mounts_and_stops_on_sigterm(tmp_path, emu_sha
         assert "credentials: AK/SK (credentials file %s/credentials)" % creds_dir \
             in mnt.read_log()
     finally:
-        problems = []
-        try:
-            mnt.stop()
-        except AssertionError as e:
-            problems.append(str(e))
-        problems += mnt.check_logs()
+        problems = mnt.stop_and_check()
         assert not problems, "\n".join(problems)

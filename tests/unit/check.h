@@ -1,6 +1,7 @@
 /* check.h: the unit tests' one assertion macro.  CHECK(cond, fmt, ...)
  * counts the check, and on failure prints where, the condition and the
- * message, and counts the failure; main() reports `failures`. */
+ * message, and counts the failure; main() reports `failures` (with
+ * check_summary(), or its own line). */
 #ifndef HCX_TEST_CHECK_H
 #define HCX_TEST_CHECK_H
 
@@ -18,5 +19,12 @@ static int failures, checks;
             fputc('\n', stderr);                                                                   \
         }                                                                                          \
     } while (0)
+
+/* The summary line, "N checks, N failures"; -> main()'s exit status. */
+static inline int check_summary(void)
+{
+    printf("%d checks, %d failures\n", checks, failures);
+    return failures ? 1 : 0;
+}
 
 #endif

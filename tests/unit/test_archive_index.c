@@ -24,9 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static char tmpdir[512];
-
 #include "check.h"
+#include "scratch.h"
 
 static const char *const reserved[] = {"status", ".job.json", ".wait", NULL};
 
@@ -113,24 +112,6 @@ static unsigned char *slurp(const char *path, size_t *len)
     fclose(f);
     *len = (size_t)n;
     return buf;
-}
-
-static int spit(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    size_t w = fwrite(buf, 1, len, f);
-    fclose(f);
-    return w == len ? 0 : -1;
-}
-
-static char *tpath(const char *name)
-{
-    char *p;
-    if (asprintf(&p, "%s/%s", tmpdir, name) < 0)
-        abort();
-    return p;
 }
 
 /* Reads the whole of node n with reads of pseudo-random sizes; compares. */
@@ -1466,18 +1447,22 @@ out:
     free(mid);
 }
 
+/* Checkpoint sidecars the readers of large entries leave. */
+static bool is_sidecar(const char *name)
+{
+    size_t l = strlen(name);
+    return (l > 5 && strcmp(name + l - 5, ".ckpt") == 0)
+           || (l > 4 && strcmp(name + l - 4, ".idx") == 0);
+}
+
 int main(void)
 {
     /* With TZ unset glibc re-stats /etc/localtime on every mktime(), which
      * libarchive calls per zip entry: the filesystem's main() pins TZ the
      * same way before starting threads. */
     setenv("TZ", ":/etc/localtime", 0);
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/aindex-test-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (scratch_make("aindex-test-") < 0)
         return 1;
-    }
     test_tree_and_reads();
     test_threads();
     test_corrupt();
@@ -1487,23 +1472,6 @@ int main(void)
     test_timing();
     test_saved_index();
     free(big_main);
-    /* Checkpoint sidecars the readers of large entries left. */
-    DIR *d = opendir(tmpdir);
-    for (struct dirent *de; d && (de = readdir(d));) {
-        size_t l = strlen(de->d_name);
-        if ((l > 5 && strcmp(de->d_name + l - 5, ".ckpt") == 0)
-            || (l > 4 && strcmp(de->d_name + l - 4, ".idx") == 0)) {
-            char *p = tpath(de->d_name);
-            unlink(p);
-            free(p);
-        }
-    }
-    if (d)
-        closedir(d);
-    CHECK(rmdir(tmpdir) == 0, "temporary directory not empty");
-    if (failures)
-        fprintf(stderr, "%d check(s) failed\n", failures);
-    else
-        printf("all archive_index checks passed\n");
-    return failures ? 1 : 0;
+    scratch_rmdir(is_sidecar);
+    return check_summary();
 }

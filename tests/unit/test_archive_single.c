@@ -29,31 +29,12 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char tmpdir[512];
-
 #include "check.h"
+#include "scratch.h"
 #include "testdata.h"
 
 static const char *const reserved[] = {"status", ".job.json", ".wait", NULL};
 static const time_t T = 1700000000;
-
-static char *tpath(const char *name)
-{
-    char *p;
-    if (asprintf(&p, "%s/%s", tmpdir, name) < 0)
-        abort();
-    return p;
-}
-
-static int spit(const char *path, const void *buf, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    size_t w = len ? fwrite(buf, 1, len, f) : 0;
-    fclose(f);
-    return w == len ? 0 : -1;
-}
 
 static void unlink_sidecars(const char *path)
 {
@@ -894,14 +875,19 @@ static void bench(void)
     free(data);
 }
 
+/* Any file a test left: named, then removed. */
+static bool left_behind(const char *name)
+{
+    if (name[0] == '.')
+        return false;
+    fprintf(stderr, "left behind: %s\n", name);
+    return true;
+}
+
 int main(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/asingle-test-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (scratch_make("asingle-test-") < 0)
         return 1;
-    }
     test_sniff();
     test_plain();
     test_gzip_small();
@@ -911,21 +897,6 @@ int main(void)
     test_zip_format();
     bench();
     aindex_shutdown();
-    DIR *d = opendir(tmpdir);
-    for (struct dirent *de; d && (de = readdir(d));) {
-        if (de->d_name[0] == '.')
-            continue;
-        fprintf(stderr, "left behind: %s\n", de->d_name);
-        char *p = tpath(de->d_name);
-        unlink(p);
-        free(p);
-    }
-    if (d)
-        closedir(d);
-    CHECK(rmdir(tmpdir) == 0, "temporary directory not empty");
-    if (failures)
-        fprintf(stderr, "%d of %d check(s) failed\n", failures, checks);
-    else
-        printf("archive single-file formats: %d checks passed\n", checks);
-    return failures ? 1 : 0;
+    scratch_rmdir(left_behind);
+    return check_summary();
 }

@@ -5,17 +5,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char base[64];
-static char home[128];
-
 #include "check.h"
+#include "scratch.h"
+
+static char home[128];
 
 /* Every secret used below contains this marker, and nothing else does. */
 #define MARK "S3CR3T"
@@ -42,14 +41,6 @@ static void check_no_secret(int line, const char *why)
     }
 }
 
-static char *path_of(const char *name)
-{
-    char *p;
-    if (asprintf(&p, "%s/%s", base, name) < 0)
-        abort();
-    return p;
-}
-
 static void write_file(const char *path, const char *content, size_t len, mode_t mode)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -63,7 +54,7 @@ static void write_file(const char *path, const char *content, size_t len, mode_t
 
 static char *put_file(const char *name, const char *content, mode_t mode)
 {
-    char *p = path_of(name);
+    char *p = tpath(name);
     write_file(p, content, strlen(content), mode);
     return p;
 }
@@ -210,7 +201,7 @@ static void test_precedence(void)
     /* A broken higher level is an error, not a fall-through. */
     setenv("HUAWEICLOUD_SDK_AK", "AKID_HW", 1);
     setenv("HUAWEICLOUD_SDK_SK", "SK_" MARK "_HW", 1);
-    char *missing = path_of("missing.ini");
+    char *missing = tpath("missing.ini");
     RESOLVE(missing, NULL, &c, -ENOENT, missing);
     RESOLVE(NULL, missing, &c, -ENOENT, missing);
     chmod(opt, 0640);
@@ -295,15 +286,15 @@ static void test_file_checks(void)
     rmdir(dir);
 
     /* Not a regular file. */
-    RESOLVE(base, NULL, &c, -EINVAL, "is not a regular file");
-    RESOLVE(NULL, base, &c, -EINVAL, "is not a regular file");
-    char *fifo = path_of("fifo");
+    RESOLVE(tmpdir, NULL, &c, -EINVAL, "is not a regular file");
+    RESOLVE(NULL, tmpdir, &c, -EINVAL, "is not a regular file");
+    char *fifo = tpath("fifo");
     mkfifo(fifo, 0600);
     RESOLVE(fifo, NULL, &c, -EINVAL, "is not a regular file"); /* and no hang */
     RESOLVE(NULL, "/dev/null", &c, -EINVAL, "is not a regular file");
 
     /* Symlinks are followed; the target is what is checked. */
-    char *link = path_of("link.ini");
+    char *link = tpath("link.ini");
     if (symlink(f, link) < 0)
         abort();
     RESOLVE(link, NULL, &c, 0, NULL);
@@ -339,7 +330,7 @@ static void test_file_checks(void)
     memcpy(big, profile_a, strlen(profile_a));
     big[strlen(profile_a)] = '#';
     big[max - 1] = '\n';
-    char *bigf = path_of("big.ini");
+    char *bigf = tpath("big.ini");
     write_file(bigf, big, max, 0600);
     RESOLVE(bigf, NULL, &c, 0, NULL);
     CHECK(c.kind == CREDS_AKSK, "64 KiB file");
@@ -400,7 +391,7 @@ static void test_contents(void)
     }
     /* A NUL byte. */
     struct creds c;
-    char *f = path_of("nul.ini");
+    char *f = tpath("nul.ini");
     write_file(f, "[basic]\nak = A\0\nsk = B\n", 22, 0600);
     RESOLVE(f, NULL, &c, -EINVAL, "NUL byte");
     free(f);
@@ -594,7 +585,7 @@ static void test_token_file_resolve(void)
     struct creds c;
     /* A relative path is made absolute: the daemon later runs in "/". */
     char *cwd = getcwd(NULL, 0);
-    if (!cwd || chdir(base) < 0)
+    if (!cwd || chdir(tmpdir) < 0)
         abort();
     char *tok = put_file("rel-token", "", 0600); /* content may come later */
     RESOLVE(NULL, "rel-token", &c, 0, NULL);
@@ -611,7 +602,7 @@ static void test_token_file_resolve(void)
 static int read_token(int line, const char *content, size_t len, int want_rc, const char *want,
                       const char *want_token)
 {
-    char *p = path_of("tok");
+    char *p = tpath("tok");
     write_file(p, content, len, 0600);
     char *token = (char *)1, *why = (char *)1;
     struct timespec mtime = { 0, 0 };
@@ -671,13 +662,13 @@ static void test_token_reading(void)
     free(big);
 
     char *token = NULL, *why = NULL;
-    char *p = path_of("no-such-token");
+    char *p = tpath("no-such-token");
     CHECK(creds_read_token_file(p, &token, NULL, &why) == -ENOENT && !token && why &&
               strstr(why, p),
           "missing token file: %s", why ? why : "");
     free(why);
     why = NULL;
-    CHECK(creds_read_token_file(base, &token, NULL, &why) == -EINVAL && why &&
+    CHECK(creds_read_token_file(tmpdir, &token, NULL, &why) == -EINVAL && why &&
               strstr(why, "not a regular file"),
           "directory: %s", why ? why : "");
     free(why);
@@ -713,20 +704,15 @@ static void test_clear(void)
     clean_env();
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 int main(void)
 {
-    snprintf(base, sizeof base, "%s", "/tmp/test_creds.XXXXXX");
-    if (!mkdtemp(base)) {
-        perror("mkdtemp");
+    if (scratch_make("test_creds.") < 0)
+        return 2;
+    if (snprintf(home, sizeof home, "%s/home", tmpdir) >= (int)sizeof home) {
+        fprintf(stderr, "%s: too long a path\n", tmpdir);
+        scratch_remove();
         return 2;
     }
-    snprintf(home, sizeof home, "%s/home", base);
     mkdir(home, 0700);
 
     test_precedence();
@@ -738,7 +724,6 @@ int main(void)
     test_token_reading();
     test_clear();
 
-    nftw(base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    printf("creds: %d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    scratch_remove();
+    return check_summary();
 }

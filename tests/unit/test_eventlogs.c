@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "scratch.h"
 
 #define PROJECT "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 #define TOKEN "unit-test-token-0123456789"
@@ -684,14 +685,14 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     log_set_level(getenv("HCX_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_WARN);
-    char tmp[] = "/tmp/hcx-unit-eventlogs-XXXXXX";
-    char errlog[64];
-    if (!mkdtemp(tmp) || snprintf(errlog, sizeof errlog, "%s/emulator.log", tmp) < 0 ||
+    char errlog[PATH_MAX + 16];
+    if (scratch_make("hcx-unit-eventlogs-") < 0 ||
+        snprintf(errlog, sizeof errlog, "%s/emulator.log", tmpdir) < 0 ||
         start_emulator(argv[1], errlog) < 0) {
         fprintf(stderr, "cannot start the emulator (python3 %s)\n", argv[1]);
         return 77;
     }
-    snprintf(cache, sizeof cache, "%s/cache", tmp);
+    snprintf(cache, sizeof cache, "%s/cache", tmpdir);
     reset_emulator();
     test_naming();
     struct mount m;
@@ -711,10 +712,6 @@ int main(int argc, char **argv)
     mount_down(&m);
     kill(emu_pid, SIGTERM);
     waitpid(emu_pid, NULL, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmp);
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    scratch_remove();
+    return check_summary();
 }

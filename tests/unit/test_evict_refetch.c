@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "scratch.h"
+#include "scratch_journal.h"
 
 #define PROJ "0123456789abcdef0123456789abcdef"
 #define JOB_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"   /* least recently used: the victim */
@@ -100,7 +102,8 @@ static enum archive_state state_of(struct registry *r, struct job *j)
 
 /* Two local jobs in a fresh cache, a over cache_max with b; and an
  * eviction stopped in its gap: it has marked a evicted and waits for
- * journal_lock, which the caller holds until it calls gap_end(). */
+ * journal_lock, which the caller holds until it calls gap_end().  A
+ * gap_begin() that fails has torn the setup down. */
 struct setup {
     struct journal *jr;
     struct registry *r;
@@ -109,17 +112,25 @@ struct setup {
     pthread_t evictor;
 };
 
+static void teardown(struct setup *s)
+{
+    if (s->a)
+        registry_put_job(s->r, s->a);
+    if (s->b)
+        registry_put_job(s->r, s->b);
+    registry_destroy(s->r);
+    if (s->jr)
+        journal_close(s->jr);
+}
+
 static int gap_begin(struct setup *s, const char *tmp, const char *name)
 {
     memset(s, 0, sizeof *s);
     char cache[PATH_MAX];
     snprintf(cache, sizeof cache, "%s/%s", tmp, name);
-    char *why = NULL;
-    int rc = journal_open(cache, &s->jr, &why);
-    CHECK(rc == 0, "journal_open %s: %s", cache, why ? why : "?");
-    free(why);
-    if (rc)
-        return -1;
+    s->jr = journal_open_checked(cache);
+    if (!s->jr)
+        goto fail;
     add_local_job(s->jr, JOB_A, 'a');
     add_local_job(s->jr, JOB_B, 'b');
     CHECK(registry_create(s->jr, NULL, 1.0, &s->r) == 0, "registry_create");
@@ -129,7 +140,7 @@ static int gap_begin(struct setup *s, const char *tmp, const char *name)
     s->b = registry_get_job(r, PROJ, JOB_B);
     CHECK(s->a && s->b, "jobs loaded");
     if (!s->a || !s->b)
-        return -1;
+        goto fail;
     struct job *a = s->a, *b = s->b;
     pthread_mutex_lock(&r->lock);
     CHECK(a->archive == ARCHIVE_READY && b->archive == ARCHIVE_READY,
@@ -149,7 +160,7 @@ static int gap_begin(struct setup *s, const char *tmp, const char *name)
     if (pthread_create(&s->evictor, NULL, evict, r) != 0) {
         CHECK(0, "pthread_create");
         pthread_mutex_unlock(&r->journal_lock);
-        return -1;
+        goto fail;
     }
     struct timespec pause = { 0, 1000000 };
     double give_up = monotonic_now() + 30;
@@ -159,34 +170,38 @@ static int gap_begin(struct setup *s, const char *tmp, const char *name)
           state_of(r, a));
     CHECK(file_fill(s->path_a) == 'a', "a's file went before journal_lock was free");
     return 0;
+fail:
+    teardown(s);
+    return -1;
 }
 
-/* Lets the eviction go on and waits for its end. */
-static void gap_end(struct setup *s)
+/* A copy of a's file (every byte `fill`) renamed into place from its
+ * partial file, as a fetcher does, while the eviction waits in the gap. */
+static void place_copy_of_a(struct setup *s, char fill)
+{
+    char part[PATH_MAX];
+    journal_partial_path(s->jr, PROJ, JOB_A, part);
+    CHECK(write_file(part, fill, FILE_BYTES) == 0, "write %s", part);
+    CHECK(rename(part, s->path_a) == 0, "rename %s: %s", part, strerror(errno));
+}
+
+/* Lets the eviction go on and waits for its end; then a's file must still
+ * be the copy `fill` (whose story `what` tells) and b's file b's. */
+static void gap_end(struct setup *s, char fill, const char *what)
 {
     pthread_mutex_unlock(&s->r->journal_lock);
     pthread_join(s->evictor, NULL);
-}
-
-static void teardown(struct setup *s)
-{
-    if (s->a)
-        registry_put_job(s->r, s->a);
-    if (s->b)
-        registry_put_job(s->r, s->b);
-    registry_destroy(s->r);
-    if (s->jr)
-        journal_close(s->jr);
+    char got = file_fill(s->path_a);
+    CHECK(got == fill, "%s was %s by the eviction", what, got == 0 ? "deleted" : "damaged");
+    CHECK(file_fill(s->path_b) == 'b', "b (newest, within cache_max) was kept");
 }
 
 /* A read queues the evicted job again and a fetcher brings a fresh copy. */
 static void test_refetched_copy_survives_eviction(const char *tmp)
 {
     struct setup s;
-    if (gap_begin(&s, tmp, "refetch") != 0) {
-        teardown(&s);
+    if (gap_begin(&s, tmp, "refetch") != 0)
         return;
-    }
     struct registry *r = s.r;
     struct job *a = s.a, *b = s.b;
 
@@ -199,17 +214,10 @@ static void test_refetched_copy_survives_eviction(const char *tmp)
     pthread_mutex_lock(&r->lock);
     a->archive = ARCHIVE_FETCHING;
     pthread_mutex_unlock(&r->lock);
-    char part[PATH_MAX];
-    journal_partial_path(s.jr, PROJ, JOB_A, part);
-    CHECK(write_file(part, 'A', FILE_BYTES) == 0, "write %s", part);
-    CHECK(rename(part, s.path_a) == 0, "rename %s: %s", part, strerror(errno));
+    place_copy_of_a(&s, 'A');
 
     /* The eviction goes on: the job is no longer evicted, the file stays. */
-    gap_end(&s);
-    char fill = file_fill(s.path_a);
-    CHECK(fill == 'A', "the copy fetched again was %s by the eviction",
-          fill == 0 ? "deleted" : "damaged");
-    CHECK(file_fill(s.path_b) == 'b', "b (newest, within cache_max) was kept");
+    gap_end(&s, 'A', "the copy fetched again");
 
     /* The fetch ends (fetcher.c finish): a is READY and readable. */
     pthread_mutex_lock(&r->lock);
@@ -239,10 +247,8 @@ static void test_refetched_copy_survives_eviction(const char *tmp)
 static void test_namesake_copy_survives_eviction_of_forgotten_job(const char *tmp)
 {
     struct setup s;
-    if (gap_begin(&s, tmp, "forget") != 0) {
-        teardown(&s);
+    if (gap_begin(&s, tmp, "forget") != 0)
         return;
-    }
     struct registry *r = s.r;
     struct job *a = s.a;
     pthread_mutex_lock(&r->lock);
@@ -262,33 +268,19 @@ static void test_namesake_copy_survives_eviction_of_forgotten_job(const char *tm
     CHECK(journal_remove_job(s.jr, PROJ, JOB_A) == 0, "journal_remove_job");
     registry_put_job(r, a); /* the registry's reference, as registry_forget drops it */
     CHECK(file_fill(s.path_a) == 0, "rmdir removed a's file");
-    char part[PATH_MAX];
-    journal_partial_path(s.jr, PROJ, JOB_A, part);
-    CHECK(write_file(part, 'N', FILE_BYTES) == 0, "write %s", part);
-    CHECK(rename(part, s.path_a) == 0, "rename %s: %s", part, strerror(errno));
+    place_copy_of_a(&s, 'N');
 
     /* The eviction of the forgotten a goes on: the namesake's file stays. */
-    gap_end(&s);
-    char fill = file_fill(s.path_a);
-    CHECK(fill == 'N', "the namesake's copy was %s by the forgotten job's eviction",
-          fill == 0 ? "deleted" : "damaged");
-    CHECK(file_fill(s.path_b) == 'b', "b kept");
+    gap_end(&s, 'N', "the namesake's copy (its job forgotten)");
     teardown(&s);
 }
 
 int main(void)
 {
-    char tmp[] = "/tmp/hcx-unit-evict-XXXXXX";
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
+    if (scratch_make("hcx-unit-evict-") < 0)
         return 1;
-    }
-    test_refetched_copy_survives_eviction(tmp);
-    test_namesake_copy_survives_eviction_of_forgotten_job(tmp);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmp);
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    test_refetched_copy_survives_eviction(tmpdir);
+    test_namesake_copy_survives_eviction_of_forgotten_job(tmpdir);
+    scratch_remove();
+    return check_summary();
 }

@@ -24,6 +24,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "scratch.h"
+#include "scratch_journal.h"
 
 #define MAX_LOG 256
 
@@ -72,12 +74,8 @@ static void test_first_record_fsyncs_parent(const char *tmp)
 {
     char cache_arg[PATH_MAX], cache[PATH_MAX], jobs[PATH_MAX], projdir[PATH_MAX];
     snprintf(cache_arg, sizeof cache_arg, "%s/cache", tmp);
-    struct journal *jr = NULL;
-    char *why = NULL;
-    int rc = journal_open(cache_arg, &jr, &why);
-    CHECK(rc == 0, "journal_open %s: %s", cache_arg, why ? why : "?");
-    free(why);
-    if (rc)
+    struct journal *jr = journal_open_checked(cache_arg);
+    if (!jr)
         return;
     CHECK(realpath(cache_arg, cache) != NULL, "realpath %s", cache_arg);
     CHECK(pathf(jobs, "%s/journal/jobs", cache) == 0, "path too long");
@@ -111,16 +109,9 @@ static void test_first_record_fsyncs_parent(const char *tmp)
 
 int main(void)
 {
-    char tmp[] = "/tmp/hcx-unit-jfsync-XXXXXX";
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
+    if (scratch_make("hcx-unit-jfsync-") < 0)
         return 1;
-    }
-    test_first_record_fsyncs_parent(tmp);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmp);
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    test_first_record_fsyncs_parent(tmpdir);
+    scratch_remove();
+    return check_summary();
 }

@@ -31,12 +31,12 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "scratch.h"
 
 #define P "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 #define WJ "4f0c1e2a9b8d7c6e5f4a3b2c1d0e9f8a"
 #define HJ "e9130db2-4b17-4f12-be84-c26f1f55a31c"
 
-static char tmp[] = "/tmp/hcx-unit-journal-XXXXXX";
 
 /* ---- helpers -------------------------------------------------------------- */
 
@@ -187,7 +187,7 @@ static json_t *job_record(struct job *j)
 static void test_open(void)
 {
     char dir[PATH_MAX], path[PATH_MAX], real[PATH_MAX];
-    pathf(dir, "%s/open/cache", tmp); /* two levels: created */
+    pathf(dir, "%s/open/cache", tmpdir); /* two levels: created */
     struct journal *j = open_ok(dir);
     if (!j)
         return;
@@ -220,20 +220,20 @@ static void test_private_dir(void)
     /* Writable by group, by others: refused before anything is created in it. */
     static const mode_t bad[] = { 0770, 0702, 0777, 0720 };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        pathf(dir, "%s/mode%o", tmp, (unsigned)bad[i]);
+        pathf(dir, "%s/mode%o", tmpdir, (unsigned)bad[i]);
         make_dir(dir, bad[i]);
         open_refused(dir, -EPERM, 0, "writable by group or others");
         pathf(path, "%s/journal", dir);
         CHECK(!exists(path), "journal/ created in a refused %s", dir);
     }
     /* Readable by others is not the point: only write bits refuse. */
-    pathf(dir, "%s/mode755", tmp);
+    pathf(dir, "%s/mode755", tmpdir);
     make_dir(dir, 0755);
     journal_close(open_ok(dir));
 
     /* Owned by another user (only root can make one). */
     if (geteuid() == 0) {
-        pathf(dir, "%s/foreign", tmp);
+        pathf(dir, "%s/foreign", tmpdir);
         make_dir(dir, 0700);
         CHECK(chown(dir, 65534, 65534) == 0, "chown %s: %s", dir, strerror(errno));
         open_refused(dir, -EPERM, 0, "owned by uid 65534");
@@ -242,9 +242,9 @@ static void test_private_dir(void)
     /* The cache directory is resolved: a link to a private directory is
      * that directory; a link to a directory writable by others is refused
      * like the directory. */
-    pathf(dir, "%s/target", tmp);
+    pathf(dir, "%s/target", tmpdir);
     make_dir(dir, 0700);
-    pathf(link, "%s/link", tmp);
+    pathf(link, "%s/link", tmpdir);
     CHECK(symlink(dir, link) == 0, "symlink: %s", strerror(errno));
     struct journal *j = open_ok(link);
     if (j) {
@@ -253,9 +253,9 @@ static void test_private_dir(void)
               "a link's cache dir is %s, want its target", journal_cache_dir(j));
         journal_close(j);
     }
-    pathf(dir, "%s/opentarget", tmp);
+    pathf(dir, "%s/opentarget", tmpdir);
     make_dir(dir, 0777);
-    pathf(link, "%s/linkopen", tmp);
+    pathf(link, "%s/linkopen", tmpdir);
     CHECK(symlink(dir, link) == 0, "symlink: %s", strerror(errno));
     open_refused(link, -EPERM, 0, "writable by group or others");
 
@@ -263,12 +263,12 @@ static void test_private_dir(void)
     static const char *const below[] = { "journal", "journal/projects", "journal/jobs",
                                          "archives" };
     for (size_t i = 0; i < 4; i++) {
-        pathf(dir, "%s/below%zu", tmp, i);
+        pathf(dir, "%s/below%zu", tmpdir, i);
         make_dir(dir, 0700);
         journal_close(open_ok(dir)); /* the layout */
         char sub[PATH_MAX], elsewhere[PATH_MAX];
         pathf(sub, "%s/%s", dir, below[i]);
-        pathf(elsewhere, "%s/elsewhere%zu", tmp, i);
+        pathf(elsewhere, "%s/elsewhere%zu", tmpdir, i);
         CHECK(rename(sub, elsewhere) == 0, "rename %s: %s", sub, strerror(errno));
         CHECK(symlink(elsewhere, sub) == 0, "symlink %s: %s", sub, strerror(errno));
         open_refused(dir, -ELOOP, -ENOTDIR, "(a link or not a directory)");
@@ -279,7 +279,7 @@ static void test_private_dir(void)
         CHECK(chmod(sub, 0700) == 0, "chmod %s", sub);
         journal_close(open_ok(dir));
     }
-    pathf(dir, "%s/archivesfile", tmp);
+    pathf(dir, "%s/archivesfile", tmpdir);
     make_dir(dir, 0700);
     pathf(path, "%s/archives", dir);
     put_file(path, "not a directory\n");
@@ -298,7 +298,7 @@ static const char *const record_fields[] = {
 static void test_records(void)
 {
     char dir[PATH_MAX], path[PATH_MAX];
-    pathf(dir, "%s/records", tmp);
+    pathf(dir, "%s/records", tmpdir);
     struct journal *jr = open_ok(dir);
     if (!jr)
         return;
@@ -393,7 +393,7 @@ static void test_records(void)
 static void test_damaged(void)
 {
     char dir[PATH_MAX], path[PATH_MAX], jobs[PATH_MAX];
-    pathf(dir, "%s/damaged", tmp);
+    pathf(dir, "%s/damaged", tmpdir);
     struct journal *jr = open_ok(dir);
     if (!jr)
         return;
@@ -477,7 +477,7 @@ static void test_damaged(void)
 static void test_leftovers(void)
 {
     char dir[PATH_MAX], path[PATH_MAX], jobs[PATH_MAX], arch[PATH_MAX];
-    pathf(dir, "%s/leftovers", tmp);
+    pathf(dir, "%s/leftovers", tmpdir);
     struct journal *jr = open_ok(dir);
     if (!jr)
         return;
@@ -550,7 +550,7 @@ static void test_leftovers(void)
 static void test_upgrade(void)
 {
     char dir[PATH_MAX], path[PATH_MAX];
-    pathf(dir, "%s/upgrade", tmp);
+    pathf(dir, "%s/upgrade", tmpdir);
     struct journal *jr = open_ok(dir);
     if (!jr)
         return;
@@ -645,7 +645,7 @@ static void write_bytes(const char *path, size_t n)
 static void test_paths(void)
 {
     char dir[PATH_MAX], path[PATH_MAX], want[PATH_MAX], arch[PATH_MAX];
-    pathf(dir, "%s/paths", tmp);
+    pathf(dir, "%s/paths", tmpdir);
     struct journal *jr = open_ok(dir);
     if (!jr)
         return;
@@ -747,10 +747,8 @@ static void test_paths(void)
 int main(void)
 {
     umask(022);
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
+    if (scratch_make("hcx-unit-journal-") < 0)
         return 1;
-    }
     test_open();
     test_private_dir();
     test_records();
@@ -758,10 +756,6 @@ int main(void)
     test_leftovers();
     test_upgrade();
     test_paths();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmp);
-    printf("journal_store: %d checks, %d failed\n", checks, failures);
-    return failures != 0;
+    scratch_remove();
+    return check_summary();
 }

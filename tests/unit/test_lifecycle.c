@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "scratch.h"
+#include "scratch_journal.h"
 
 #include "archive_zip.h" /* aix_find_cd */
 
@@ -49,12 +51,8 @@ static void test_two_registries(const char *tmp)
     char dir[4096];
     for (int round = 0; round < 2; round++) {
         snprintf(dir, sizeof dir, "%s/cache%d", tmp, round);
-        struct journal *jr = NULL;
-        char *why = NULL;
-        int rc = journal_open(dir, &jr, &why);
-        CHECK(rc == 0, "journal_open %s: %s", dir, why ? why : "?");
-        free(why);
-        if (rc)
+        struct journal *jr = journal_open_checked(dir);
+        if (!jr)
             return;
         struct registry *r = NULL;
         CHECK(registry_create(jr, NULL, 1.0, &r) == 0, "registry_create");
@@ -74,17 +72,10 @@ static void test_two_registries(const char *tmp)
 
 int main(void)
 {
-    char tmp[] = "/tmp/hcx-unit-lifecycle-XXXXXX";
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
+    if (scratch_make("hcx-unit-lifecycle-") < 0)
         return 1;
-    }
     test_find_cd_short_buffers();
-    test_two_registries(tmp);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", tmp);
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    test_two_registries(tmpdir);
+    scratch_remove();
+    return check_summary();
 }

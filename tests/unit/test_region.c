@@ -122,6 +122,5 @@ int main(void)
     test_tables();
     test_exceptions();
     test_missing();
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    return check_summary();
 }

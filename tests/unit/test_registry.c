@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "scratch.h"
 
 #define PROJECT "0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 #define AK "QTWAOYTTINDUT2QVKYUC"
@@ -53,7 +54,6 @@
 
 static volatile sig_atomic_t emu_pid;   /* 0: none running */
 static char emu_url[256];
-static char tmpdir[] = "/tmp/hcx-unit-registry-XXXXXX";
 
 /* atexit: SIGTERM (the emulator exits cleanly), SIGKILL if it lingers. */
 static void emu_stop(void)
@@ -670,10 +670,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s is missing: skipped\n", PYTHON);
         return 77;
     }
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (scratch_make("hcx-unit-registry-") < 0)
         return 1;
-    }
     atexit(emu_stop);
     static const int fatal[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT, SIGSEGV, SIGBUS,
                                  SIGFPE, SIGILL };
@@ -709,10 +707,7 @@ int main(int argc, char **argv)
     if (failures) {
         fprintf(stderr, "kept %s (emulator.log, cache/) for a look\n", tmpdir);
     } else {
-        char cmd[PATH_MAX + 16];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "cannot remove %s\n", tmpdir);
+        scratch_remove();
     }
     printf("registry: %d checks, %d failed (%.1f s)\n", checks, failures,
            monotonic_now() - started);

@@ -29,9 +29,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
-static char tmpdir[512];
-
 #include "check.h"
+#include "scratch.h"
 
 #include "testdata.h"
 
@@ -75,14 +74,6 @@ static int write_zip(const char *path, const struct wentry *ents, size_t n)
         rc = -1;
     archive_write_free(w);
     return rc;
-}
-
-static char *tpath(const char *name)
-{
-    char *p;
-    if (asprintf(&p, "%s/%s", tmpdir, name) < 0)
-        abort();
-    return p;
 }
 
 static char *ckpt_of(const char *zip)
@@ -610,12 +601,8 @@ static void test_timing(void)
 
 int main(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/zran-test-XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
+    if (scratch_make("zran-test-") < 0)
         return 1;
-    }
     big = gen_csv(21, BIG);
     stored = gen_csv(22, STORED);
     small = gen_csv(23, 300000);
@@ -652,10 +639,6 @@ int main(void)
     free(big);
     free(stored);
     free(small);
-    CHECK(rmdir(tmpdir) == 0, "temporary directory not empty");
-    if (failures)
-        fprintf(stderr, "%d check(s) failed\n", failures);
-    else
-        printf("all zran checks passed\n");
-    return failures ? 1 : 0;
+    scratch_rmdir(NULL);
+    return check_summary();
 }

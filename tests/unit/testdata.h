@@ -1,5 +1,5 @@
 /* Shared by the archive unit tests: a deterministic PRNG, CSV-like test
- * data and a monotonic clock for the timing printouts. */
+ * data, writing a file, and a monotonic clock for the timing printouts. */
 #ifndef HCX_TEST_DATA_H
 #define HCX_TEST_DATA_H
 
@@ -37,6 +37,17 @@ static inline unsigned char *gen_csv(uint64_t seed, size_t len)
                               (unsigned)(r >> 20) % 5000, (unsigned)(r >> 40) % 1000);
     }
     return buf;
+}
+
+/* Writes len bytes of buf to path: 0, or -1. */
+static inline int spit(const char *path, const void *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = len ? fwrite(buf, 1, len, f) : 0;
+    fclose(f);
+    return w == len ? 0 : -1;
 }
 
 static inline double now_s(void)
