@@ -1,8 +1,8 @@
 /* eventlogs: the event-logs/ folders: the list refreshed on demand (the
  * whole list, then the sizes of new files from storage, on this module's
  * threads), and the calls the FUSE side makes to list and look up (see
- * eventlogs.h).  The model's data is eventlogs_model.c's, local copies are
- * eventlogs_fetch.c's. */
+ * eventlogs.h).  The model's data is eventlogs_model.c's; the bytes are
+ * eventlogs_fetch.c's and the copies on disk eventlogs_local.c's. */
 #include "eventlogs_internal.h"
 #include "log.h"
 

@@ -1,6 +1,7 @@
 /* eventlogs_internal: the folder model shared by eventlogs.c (list, names,
- * sizes, journal, API) and eventlogs_fetch.c (local copies: download,
- * hand-over to jobs, eviction).  Everything here is guarded by the
+ * sizes, journal, API), eventlogs_model.c (the files and their names),
+ * eventlogs_fetch.c (opening, download, hand-over to jobs) and
+ * eventlogs_local.c (where copies live, adoption, eviction).  Everything here is guarded by the
  * registry's lock unless said otherwise. */
 #ifndef HCX_EVENTLOGS_INTERNAL_H
 #define HCX_EVENTLOGS_INTERNAL_H
@@ -119,6 +120,8 @@ void eventlogs_fetch(struct eventlogs *, struct evfile *);
  * job's partial path and returns its size: the job verifies it instead of
  * downloading.  -1 when there is none. */
 int64_t eventlogs_hand_over(struct eventlogs *, struct job *, const char *part);
+
+/* eventlogs_local.c */
 /* The bytes our copies hold, and whether one may go (not open, not the
  * newest fetched): then *lru is its last use.  Lock held. */
 int eventlogs_cache_locked(struct eventlogs *, uint64_t *bytes, time_t *lru);
