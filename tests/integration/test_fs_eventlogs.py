@@ -159,9 +159,12 @@ def test_file_that_leaves_the_list(evm, emu):
 
 
 @pytest.mark.slow
-def test_five_thousand_files(evm, emu):
+def test_five_thousand_files(mount_factory, quiet):
+    # poll_interval longer than any ls -l here: one refresh cold, none warm,
+    # however slow the machine (under valgrind a first ls -l outlasts 0.2 s)
+    emu = quiet
+    evm = mount_factory(poll_interval=30)
     emu.bulk_files(count=5000, clash_every=100, empty_every=1000, build=True)
-    time.sleep(0.3)
     emu.clear_log()
     t0 = time.monotonic()
     st = ls_l(evm)
@@ -173,7 +176,7 @@ def test_five_thousand_files(evm, emu):
     t0 = time.monotonic()
     assert len(ls_l(evm)) == 5000
     second = time.monotonic() - t0
-    assert storage(emu, probes=True) == [] and len(emu.api_calls("event_dump")) <= 50
+    assert storage(emu, probes=True) == [] and emu.api_calls("event_dump") == []
     print("ls -l of 5000 event-log files: %.2f s first (%d list calls, %d probes), %.2f s "
           "second" % (first, lists, probes, second))
 
