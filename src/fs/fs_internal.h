@@ -34,6 +34,7 @@ struct fs {
     struct fuse_session *se;
     pthread_mutex_t handles_lock;
     struct handle *handles;         /* every open file, freed at the end if left */
+    struct dirhandle *dirhandles;   /* every open directory with a snapshot, the same */
     int stopped;
 };
 
@@ -72,20 +73,27 @@ struct dir_name {
     time_t dir_time;
 };
 
-/* An open directory whose names come and go (projects/, exports/,
- * archives/, event-logs/) answers every readdir of one listing from a
- * snapshot taken by its readdir at offset 0 (the first one, and each
- * rewinddir): offsets are indices into it, so a job, project or event-log
- * file that appears or leaves between two buffers can neither repeat nor
- * skip another name. */
-struct dirhandle {
+/* The listing of an open directory whose names come and go (projects/,
+ * exports/, archives/, event-logs/): every readdir of one listing answers
+ * from a snapshot taken by its readdir at offset 0 (the first one, and
+ * each rewinddir).  Offsets are indices into it, so a job, project or
+ * event-log file that appears or leaves between two buffers can neither
+ * repeat nor skip another name. */
+struct dir_snapshot {
     int listed;
     struct eventlog_listing listing;    /* event-logs/ */
     struct dir_name *names;             /* the others */
     size_t n, cap;
     int nomem;                          /* while taking it */
 };
-void dirhandle_clear(struct dirhandle *);
+void dir_snapshot_clear(struct dir_snapshot *);
+
+/* An open directory (fi->fh of those above): on the mount's list like open
+ * files, so one the kernel never released is freed at the end. */
+struct dirhandle {
+    struct dir_snapshot snap;
+    struct dirhandle *prev, *next;
+};
 
 /* ---- attrs.c ---- */
 char *stats_text(struct fs *);
@@ -108,6 +116,8 @@ int run_readdir(struct fs_call *);
 /* ---- handles.c ---- */
 struct handle *handle_new(struct fs *, enum node_kind);
 void handle_free(struct fs *, struct handle *);
+struct dirhandle *dirhandle_new(struct fs *);
+void dirhandle_free(struct fs *, struct dirhandle *);
 
 /* ---- files.c: open/read/release of everything but `new` ---- */
 int run_open(struct fs_call *);

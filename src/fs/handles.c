@@ -1,5 +1,5 @@
 /* fs/handles: the life of an open file's handle (fs_internal.h struct
- * handle).  Every handle is also on the mount's list, so that the ones the
+ * handle) and of an open directory's (struct dirhandle).  Every handle is also on the mount's list, so that the ones the
  * kernel never released (an unmount ends the session first) are freed at
  * the end. */
 #include "fs_internal.h"
@@ -53,12 +53,40 @@ void handle_free(struct fs *fs, struct handle *h)
     free(h);
 }
 
-void dirhandle_clear(struct dirhandle *dh)
+void dir_snapshot_clear(struct dir_snapshot *snap)
 {
-    if (dh->listed)
-        eventlog_listing_release(&dh->listing);
-    for (size_t i = 0; i < dh->n; i++)
-        free(dh->names[i].name);
-    free(dh->names);
-    memset(dh, 0, sizeof *dh);
+    if (snap->listed)
+        eventlog_listing_release(&snap->listing);
+    for (size_t i = 0; i < snap->n; i++)
+        free(snap->names[i].name);
+    free(snap->names);
+    memset(snap, 0, sizeof *snap);
+}
+
+struct dirhandle *dirhandle_new(struct fs *fs)
+{
+    struct dirhandle *dh = calloc(1, sizeof *dh);
+    if (!dh)
+        return NULL;
+    pthread_mutex_lock(&fs->handles_lock);
+    dh->next = fs->dirhandles;
+    if (fs->dirhandles)
+        fs->dirhandles->prev = dh;
+    fs->dirhandles = dh;
+    pthread_mutex_unlock(&fs->handles_lock);
+    return dh;
+}
+
+void dirhandle_free(struct fs *fs, struct dirhandle *dh)
+{
+    pthread_mutex_lock(&fs->handles_lock);
+    if (dh->prev)
+        dh->prev->next = dh->next;
+    else
+        fs->dirhandles = dh->next;
+    if (dh->next)
+        dh->next->prev = dh->prev;
+    pthread_mutex_unlock(&fs->handles_lock);
+    dir_snapshot_clear(&dh->snap);
+    free(dh);
 }

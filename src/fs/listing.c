@@ -152,7 +152,7 @@ static int list_job(struct registry *r, struct job *j, struct dirbuf *d, const c
 
 /* event-logs/ */
 static int list_evlogs(struct registry *r, const struct node *n, struct dirbuf *d,
-                       struct dirhandle *dh, const void **key)
+                       struct dir_snapshot *dh, const void **key)
 {
     if (!registry_eventlogs(r))
         return 0;
@@ -174,7 +174,7 @@ static int list_evlogs(struct registry *r, const struct node *n, struct dirbuf *
 
 /* Adds a name to the snapshot; runs under the registry's lock, so it only
  * allocates.  A failure is kept for after the walk (nomem). */
-static int snap_add(struct dirhandle *dh, const char *name, mode_t type, time_t dir_time)
+static int snap_add(struct dir_snapshot *dh, const char *name, mode_t type, time_t dir_time)
 {
     if (dh->n == dh->cap) {
         size_t cap = dh->cap ? dh->cap * 2 : 16;
@@ -214,7 +214,7 @@ static int snap_archive_file(void *arg, const struct job_view *v)
 
 /* projects/, exports/ (after "new") or archives/, from the snapshot. */
 static int list_names(struct registry *r, const struct node *n, struct dirbuf *d,
-                      struct dirhandle *dh)
+                      struct dir_snapshot *dh)
 {
     if (!dh->listed) {
         int rc = 0;
@@ -224,7 +224,7 @@ static int list_names(struct registry *r, const struct node *n, struct dirbuf *d
             rc = registry_each_job(r, n->project,
                                    n->kind == N_EXPORTS ? snap_job_dir : snap_archive_file, dh);
         if (rc || dh->nomem) {
-            dirhandle_clear(dh);
+            dir_snapshot_clear(dh);
             return rc ? rc : -ENOMEM;
         }
         dh->listed = 1;
@@ -239,7 +239,7 @@ static int list_names(struct registry *r, const struct node *n, struct dirbuf *d
     return 0;
 }
 
-static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, struct dirhandle *dh,
+static int list_node(struct fs *fs, const struct node *n, struct dirbuf *d, struct dir_snapshot *dh,
                      const void **key)
 {
     struct registry *r = fs->r;
@@ -295,12 +295,13 @@ int run_readdir(struct fs_call *c)
     struct dirbuf d = { fs, c->req, c->path, buf, c->size, 0, c->off, 0, c->plus, 0, NULL, 0, 0 };
     /* Offset 0 starts a listing (opendir or rewinddir): a fresh snapshot.
      * A readdir without a handle of ours lists from a snapshot of its own. */
-    struct dirhandle own = { 0 }, *dh = c->handle ? c->handle : &own;
+    struct dir_snapshot own = { 0 };
+    struct dir_snapshot *dh = c->handle ? &((struct dirhandle *)c->handle)->snap : &own;
     if (c->off == 0)
-        dirhandle_clear(dh);
+        dir_snapshot_clear(dh);
     if (!rc)
         rc = list_node(fs, &n, &d, dh, &c->key);
-    dirhandle_clear(&own);
+    dir_snapshot_clear(&own);
     if (rc == REGISTRY_WAIT || rc) {
         /* nothing is sent: no entry was looked up */
         for (size_t i = 0; i < d.nsent; i++)

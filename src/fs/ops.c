@@ -415,7 +415,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (path && path_parse(path, &n) == 0 &&
         (n.kind == N_PROJECTS || n.kind == N_EXPORTS || n.kind == N_ARCHIVES ||
          n.kind == N_EVLOGS)) {
-        if (!(dh = calloc(1, sizeof *dh))) {
+        if (!(dh = dirhandle_new(fs_of(req)))) {
             free(path);
             fuse_reply_err(req, ENOMEM);
             return;
@@ -423,8 +423,8 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fi->fh = (uintptr_t)dh;
     }
     free(path);
-    if (fuse_reply_open(req, fi) != 0)
-        free(dh);
+    if (fuse_reply_open(req, fi) != 0 && dh)
+        dirhandle_free(fs_of(req), dh);
 }
 
 static void list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus,
@@ -457,8 +457,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
     (void)ino;
     struct dirhandle *dh = (struct dirhandle *)(uintptr_t)fi->fh;
     if (dh)
-        dirhandle_clear(dh);
-    free(dh);
+        dirhandle_free(fs_of(req), dh);
     fuse_reply_err(req, 0);
 }
 
@@ -528,6 +527,8 @@ static void op_destroy(void *userdata)
         handle_free(fs, left); /* no request runs any more */
         left = next;
     }
+    while (fs->dirhandles)
+        dirhandle_free(fs, fs->dirhandles);
 }
 
 static const struct fuse_lowlevel_ops operations = {
