@@ -33,36 +33,8 @@ struct fs {
     struct calls *calls;
     struct fuse_session *se;
     pthread_mutex_t handles_lock;
-    struct handle *handles;         /* every open file, freed at the end if left */
-    struct dirhandle *dirhandles;   /* every open directory with a snapshot, the same */
+    struct handle *handles;         /* every open file and directory, freed at the end if left */
     int stopped;
-};
-
-struct handle {
-    enum node_kind kind;
-    struct job *job;                /* a reference (registry_get_job) */
-    pthread_mutex_t lock;
-    /* N_STATUS, N_JOB_JSON, N_STATS: a snapshot taken at open */
-    char *text;
-    size_t text_len;
-    /* N_NEW */
-    struct strbuf input;
-    enum { SUB_COLLECTING, SUB_SUBMITTING, SUB_DONE, SUB_FAILED } sub_state;
-    char *reply;                    /* "job id\n" or "error: why\n" */
-    int sub_errno;
-    off_t reply_base;
-    int reply_base_set;
-    char project[NODE_ID_MAX];
-    /* N_ENTRY, N_ARCHIVE_FILE: the archive is in use (not evicted) */
-    int holds_index;
-    struct areader *reader;
-    char *entry_path;               /* for error messages */
-    /* N_ARCHIVE_FILE */
-    int fd;
-    /* N_EVLOG_FILE */
-    struct eventlog_file evlog;
-    int holds_evlog;
-    struct handle *prev, *next;
 };
 
 /* One name of a directory snapshot: its type, and for a job directory
@@ -88,11 +60,33 @@ struct dir_snapshot {
 };
 void dir_snapshot_clear(struct dir_snapshot *);
 
-/* An open directory (fi->fh of those above): on the mount's list like open
- * files, so one the kernel never released is freed at the end. */
-struct dirhandle {
+struct handle {
+    enum node_kind kind;
+    struct job *job;                /* a reference (registry_get_job) */
+    pthread_mutex_t lock;
+    /* N_STATUS, N_JOB_JSON, N_STATS: a snapshot taken at open */
+    char *text;
+    size_t text_len;
+    /* N_NEW */
+    struct strbuf input;
+    enum { SUB_COLLECTING, SUB_SUBMITTING, SUB_DONE, SUB_FAILED } sub_state;
+    char *reply;                    /* "job id\n" or "error: why\n" */
+    int sub_errno;
+    off_t reply_base;
+    int reply_base_set;
+    char project[NODE_ID_MAX];
+    /* N_ENTRY, N_ARCHIVE_FILE: the archive is in use (not evicted) */
+    int holds_index;
+    struct areader *reader;
+    char *entry_path;               /* for error messages */
+    /* N_ARCHIVE_FILE */
+    int fd;
+    /* N_EVLOG_FILE */
+    struct eventlog_file evlog;
+    int holds_evlog;
+    /* projects/, exports/, archives/, event-logs/ (opendir) */
     struct dir_snapshot snap;
-    struct dirhandle *prev, *next;
+    struct handle *prev, *next;
 };
 
 /* ---- attrs.c ---- */
@@ -116,8 +110,6 @@ int run_readdir(struct fs_call *);
 /* ---- handles.c ---- */
 struct handle *handle_new(struct fs *, enum node_kind);
 void handle_free(struct fs *, struct handle *);
-struct dirhandle *dirhandle_new(struct fs *);
-void dirhandle_free(struct fs *, struct dirhandle *);
 
 /* ---- files.c: open/read/release of everything but `new` ---- */
 int run_open(struct fs_call *);

@@ -1,7 +1,7 @@
-/* fs/handles: the life of an open file's handle (fs_internal.h struct
- * handle) and of an open directory's (struct dirhandle).  Every handle is also on the mount's list, so that the ones the
- * kernel never released (an unmount ends the session first) are freed at
- * the end. */
+/* fs/handles: the life of a handle (fs_internal.h struct handle), an open
+ * file's or an open directory's.  Every handle is also on the mount's list,
+ * so that the ones the kernel never released (an unmount ends the session
+ * first; release and releasedir are asynchronous) are freed at the end. */
 #include "fs_internal.h"
 
 #include <stdlib.h>
@@ -48,6 +48,7 @@ void handle_free(struct fs *fs, struct handle *h)
     free(h->text);
     free(h->reply);
     free(h->entry_path);
+    dir_snapshot_clear(&h->snap);
     strbuf_release(&h->input);
     pthread_mutex_destroy(&h->lock);
     free(h);
@@ -61,32 +62,4 @@ void dir_snapshot_clear(struct dir_snapshot *snap)
         free(snap->names[i].name);
     free(snap->names);
     memset(snap, 0, sizeof *snap);
-}
-
-struct dirhandle *dirhandle_new(struct fs *fs)
-{
-    struct dirhandle *dh = calloc(1, sizeof *dh);
-    if (!dh)
-        return NULL;
-    pthread_mutex_lock(&fs->handles_lock);
-    dh->next = fs->dirhandles;
-    if (fs->dirhandles)
-        fs->dirhandles->prev = dh;
-    fs->dirhandles = dh;
-    pthread_mutex_unlock(&fs->handles_lock);
-    return dh;
-}
-
-void dirhandle_free(struct fs *fs, struct dirhandle *dh)
-{
-    pthread_mutex_lock(&fs->handles_lock);
-    if (dh->prev)
-        dh->prev->next = dh->next;
-    else
-        fs->dirhandles = dh->next;
-    if (dh->next)
-        dh->next->prev = dh->prev;
-    pthread_mutex_unlock(&fs->handles_lock);
-    dir_snapshot_clear(&dh->snap);
-    free(dh);
 }

@@ -6,6 +6,8 @@
  * put in the buffer, and the listing runs again when it is there. */
 #include "fs_internal.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -224,6 +226,8 @@ static int list_names(struct registry *r, const struct node *n, struct dirbuf *d
             rc = registry_each_job(r, n->project,
                                    n->kind == N_EXPORTS ? snap_job_dir : snap_archive_file, dh);
         if (rc || dh->nomem) {
+            if (!rc)
+                log_error("listing %s: %s (taking its snapshot)", d->dirpath, strerror(ENOMEM));
             dir_snapshot_clear(dh);
             return rc ? rc : -ENOMEM;
         }
@@ -296,7 +300,7 @@ int run_readdir(struct fs_call *c)
     /* Offset 0 starts a listing (opendir or rewinddir): a fresh snapshot.
      * A readdir without a handle of ours lists from a snapshot of its own. */
     struct dir_snapshot own = { 0 };
-    struct dir_snapshot *dh = c->handle ? &((struct dirhandle *)c->handle)->snap : &own;
+    struct dir_snapshot *dh = c->handle ? &((struct handle *)c->handle)->snap : &own;
     if (c->off == 0)
         dir_snapshot_clear(dh);
     if (!rc)

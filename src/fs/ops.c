@@ -410,12 +410,12 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     int err;
     char *path = path_of(fs_of(req), ino, NULL, &err);
     struct node n;
-    struct dirhandle *dh = NULL;
+    struct handle *dh = NULL;
     fi->fh = 0;
     if (path && path_parse(path, &n) == 0 &&
         (n.kind == N_PROJECTS || n.kind == N_EXPORTS || n.kind == N_ARCHIVES ||
          n.kind == N_EVLOGS)) {
-        if (!(dh = dirhandle_new(fs_of(req)))) {
+        if (!(dh = handle_new(fs_of(req), n.kind))) {
             free(path);
             fuse_reply_err(req, ENOMEM);
             return;
@@ -424,7 +424,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     }
     free(path);
     if (fuse_reply_open(req, fi) != 0 && dh)
-        dirhandle_free(fs_of(req), dh);
+        handle_free(fs_of(req), dh);
 }
 
 static void list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus,
@@ -455,9 +455,9 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    struct dirhandle *dh = (struct dirhandle *)(uintptr_t)fi->fh;
+    struct handle *dh = handle_of(fi);
     if (dh)
-        dirhandle_free(fs_of(req), dh);
+        handle_free(fs_of(req), dh);
     fuse_reply_err(req, 0);
 }
 
@@ -527,8 +527,6 @@ static void op_destroy(void *userdata)
         handle_free(fs, left); /* no request runs any more */
         left = next;
     }
-    while (fs->dirhandles)
-        dirhandle_free(fs, fs->dirhandles);
 }
 
 static const struct fuse_lowlevel_ops operations = {
